@@ -1,0 +1,1 @@
+"""halo-async: an asyncio-native SDK for the Halo Cloud API for Integrators."""
