@@ -1,0 +1,72 @@
+"""Every default of the client side in one place.
+
+Each value says where it comes from: the official OpenAPI document (OAS 26.619.10213),
+the engineering reference (REFERENCE.md in the project's shared folder), or our own choice.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# -- Environments (REFERENCE §1) ------------------------------------------------------------
+PRODUCTION_BASE_URL: Final = "https://api.haloconnect.io"
+STAGE_BASE_URL: Final = "https://api.stage.haloconnect.io"
+
+API_KEY_ENV: Final = "HALO_API_KEY"
+BASE_URL_ENV: Final = "HALO_BASE_URL"
+
+# Azure API Management's subscription-key header, the OAS global security scheme.
+API_KEY_HEADER: Final = "Ocp-Apim-Subscription-Key"
+
+# Hosts for which plain http:// is allowed: the local emulator, never a real deployment.
+LOOPBACK_HOSTS: Final = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+# -- Command limits (OAS ImmediateMaxTimeInQueue / AsyncMaxTimeInQueue) -------------------
+IMMEDIATE_MAX_TIME_IN_QUEUE_MS: Final = 60_000
+IMMEDIATE_DEFAULT_TIME_IN_QUEUE_MS: Final = 30_000
+ASYNC_MAX_TIME_IN_QUEUE_MS: Final = 7_200_000
+ASYNC_DEFAULT_TIME_IN_QUEUE_MS: Final = 3_600_000
+
+# Registered queries (REFERENCE §7): runs at least a minute apart, for at most a day.
+REGISTERED_MIN_FREQUENCY_S: Final = 60
+REGISTERED_MAX_DURATION_S: Final = 86_400
+
+# The 32 parameter type names of the OAS `Type` enum.
+PARAMETER_TYPES: Final = frozenset(
+    {
+        "BigInt", "Binary", "Bit", "Char", "String", "Date", "DateTime", "DateTime2",
+        "DateTimeOffset", "Decimal", "Float", "Image", "Int", "Money", "NChar", "NText",
+        "NVarChar", "Real", "SmallDateTime", "SmallInt", "SmallMoney", "Structured", "Text",
+        "Time", "Timestamp", "TinyInt", "Udt", "UniqueIdentifier", "VarBinary", "VarChar",
+        "Variant", "Xml",
+    }
+)  # fmt: skip
+
+# The `practiceManagementName` query values of find-sites and pair-site (OAS enum).
+PMS_NAMES: Final = ("Best Practice", "Zedmed", "D4w")
+
+# -- Timeouts (our choice; REFERENCE §9) -----------------------------------------------------
+# Connecting should be quick; a slow connect is a network problem worth retrying.
+CONNECT_TIMEOUT_S: Final = 10.0
+# Reads of status, pages and sites: a 1 MB page over a slow link still fits.
+REQUEST_TIMEOUT_S: Final = 60.0
+# An immediate query may wait maxTimeInQueue in Halo Link's queue and then run for up to
+# 30 s (OAS 504 text; the overview says 60 s), so its read timeout is the queue time plus
+# 65 s of headroom (REFERENCE §9: the one public client's 20 s is too short).
+IMMEDIATE_TIMEOUT_HEADROOM_S: Final = 65.0
+
+# -- Connection pool (our choice) -----------------------------------------------------------
+# Every Halo site sits behind one host, so aiohttp's per-host limit is the client-wide cap
+# on requests in flight; per-site limits are the fan-out's job.
+CONNECTION_LIMIT: Final = 100
+
+# -- Retries (our choice, see _retry.py for the why of each) -------------------------------
+RETRY_MAX_ATTEMPTS: Final = 5
+RETRY_INITIAL_DELAY_S: Final = 0.5
+RETRY_MAX_DELAY_S: Final = 30.0
+RETRY_DEADLINE_S: Final = 120.0
+RETRY_AFTER_CAP_S: Final = 120.0
+
+USER_AGENT: Final = "halo-async"
+
+LOGGER_NAME: Final = "halo_async"

@@ -1,0 +1,135 @@
+"""The one cattrs converter: the wire format of every model lives here.
+
+- camelCase on the wire, snake_case in Python (a field's ``metadata["wire"]`` overrides);
+- unknown keys ignored (Halo adds fields without notice);
+- ``SomeEnum | str`` fields keep an unknown value as the plain string, never an exception;
+- datetimes are timezone-aware (a stamp without an offset is UTC, as the API documents);
+- tuples for sequences, so the frozen models stay hashable and immutable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import attrs
+import cattrs
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from halo_async import models
+
+T = TypeVar("T")
+
+__all__ = ["camel", "converter", "structure", "unstructure_command"]
+
+
+def camel(name: str) -> str:
+    """``status_timing`` -> ``statusTiming``."""
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _wire_name(field: attrs.Attribute[Any]) -> str:
+    return str(field.metadata.get("wire", camel(field.name)))
+
+
+def _structure_datetime(value: Any, _: type) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, str):
+        # fromisoformat (3.11+) takes "Z", offsets and the 7-digit fractions .NET writes.
+        parsed = dt.datetime.fromisoformat(value)
+    else:
+        raise TypeError(f"expected an ISO 8601 date-time string, got {value!r}")
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
+
+
+def _tolerant_enum(union: Any) -> type[enum.Enum] | None:
+    """The enum of a ``SomeEnum | str`` (optionally ``| None``) annotation, else None."""
+    if typing.get_origin(union) not in (typing.Union, types.UnionType):
+        return None
+    args = [arg for arg in typing.get_args(union) if arg is not type(None)]
+    if len(args) == 2 and str in args:
+        other = args[0] if args[1] is str else args[1]
+        if isinstance(other, type) and issubclass(other, enum.Enum):
+            return other
+    return None
+
+
+def _make_tolerant_enum_hook(union: Any) -> Callable[[Any, Any], Any]:
+    enum_cls = _tolerant_enum(union)
+    assert enum_cls is not None
+    members = {member.value: member for member in enum_cls}
+
+    def structure(value: Any, _: Any) -> Any:
+        if value is None:
+            return None
+        return members.get(value, value if isinstance(value, str) else str(value))
+
+    return structure
+
+
+def _build_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=False)
+    conv.register_structure_hook(dt.datetime, _structure_datetime)
+    conv.register_unstructure_hook(dt.datetime, lambda value: value.isoformat())
+    conv.register_structure_hook_factory(
+        lambda t: _tolerant_enum(t) is not None, _make_tolerant_enum_hook
+    )
+
+    def structure_factory(cls: type) -> Callable[[Any, Any], Any]:
+        renames = {f.name: override(rename=_wire_name(f)) for f in attrs.fields(cls)}
+        return make_dict_structure_fn(cls, conv, **renames)  # type: ignore[arg-type]
+
+    def unstructure_factory(cls: type) -> Callable[[Any], Any]:
+        renames = {
+            # Unset optional fields stay off the wire; explicit defaults (executionMode
+            # "reader", type "text") are sent, as the documented examples send them.
+            f.name: override(rename=_wire_name(f), omit_if_default=f.default is None)
+            for f in attrs.fields(cls)
+        }
+        return make_dict_unstructure_fn(cls, conv, **renames)  # type: ignore[arg-type]
+
+    conv.register_structure_hook_factory(attrs.has, structure_factory)
+    conv.register_unstructure_hook_factory(attrs.has, unstructure_factory)
+
+    # getQuery's description says "results object" where the schema says "result":
+    # accept either (REFERENCE §11 #11).
+    query_hook = conv.get_structure_hook(models.AsyncQuery)
+
+    def structure_async_query(value: Mapping[str, Any], _: Any) -> models.AsyncQuery:
+        if "result" not in value and isinstance(value.get("results"), Mapping):
+            value = {**value, "result": value["results"]}
+        return query_hook(value, models.AsyncQuery)  # type: ignore[no-any-return]
+
+    conv.register_structure_hook(models.AsyncQuery, structure_async_query)
+    return conv
+
+
+converter = _build_converter()
+
+
+def structure(value: Any, cls: type[T]) -> T:
+    """Structure a decoded JSON value into a model."""
+    return converter.structure(value, cls)
+
+
+def unstructure_command(command: models.Command) -> dict[str, Any]:
+    """The ``command`` object as the API takes it: camelCase, unset fields left out."""
+    # Enum members unstructure to themselves; JSON wants their values.
+    body: dict[str, Any] = _plain(converter.unstructure(command))
+    return body
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value

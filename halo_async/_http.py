@@ -1,0 +1,399 @@
+"""The one request loop: authentication, retries, error mapping, logging.
+
+Every HTTP request of the client goes through :meth:`HttpTransport.request`. It retries
+with ``backoff`` under a :class:`~halo_async._retry.RetryPolicy`, maps error answers to the
+classes of :mod:`halo_async.errors`, and logs each attempt without the API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+import aiohttp
+import attrs
+import backoff
+import orjson
+from multidict import CIMultiDictProxy
+
+from halo_async import _constants as C
+from halo_async import _convert, models
+from halo_async._retry import (
+    RetryPolicy,
+    parse_retry_after,
+    retryable_for_create,
+    retryable_for_read,
+)
+from halo_async.errors import (
+    APIError,
+    ClientClosedError,
+    HaloConnectionError,
+    QueryFailedError,
+    RateLimitedError,
+    ServerError,
+    SubmissionOutcomeUnknownError,
+    api_error_class,
+    error_for_details,
+    error_for_query,
+)
+
+logger = logging.getLogger(C.LOGGER_NAME)
+
+
+class Safety(enum.Enum):
+    """What a repeat of the request could do, which decides how it may be retried."""
+
+    #: Changes nothing, or the same thing again (GETs, batch status, pairing, cancel).
+    IDEMPOTENT = "idempotent"
+    #: Creates a query: repeated only when nothing can have been created.
+    CREATES_QUERY = "creates_query"
+
+
+@attrs.frozen
+class Response:
+    """A successful answer, read whole."""
+
+    status: int
+    headers: CIMultiDictProxy[str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body as JSON (None for an empty body)."""
+        return orjson.loads(self.body) if self.body else None
+
+
+class _Secret:
+    """Holds the API key so that no repr, log line or traceback local shows it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+
+@attrs.define
+class _Attempts:
+    """Per-request retry bookkeeping shared by backoff's callbacks."""
+
+    started: float
+    count: int = 0
+    next_delay: float = 0.0
+
+
+class HttpTransport:
+    """Owns (or borrows) the aiohttp session and sends every request."""
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str,
+        session: aiohttp.ClientSession | None,
+        retry: RetryPolicy,
+        connect_timeout: float,
+        request_timeout: float,
+        connection_limit: int,
+    ) -> None:
+        self._key = _Secret(api_key)
+        self.base_url = base_url.rstrip("/")
+        self.retry = retry
+        self.request_timeout = request_timeout
+        self._connect_timeout = connect_timeout
+        self._connection_limit = connection_limit
+        self._session = session
+        self._owns_session = session is None
+        self._closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def api_key(self) -> str:
+        return self._key.reveal()
+
+    @api_key.setter
+    def api_key(self, value: str) -> None:
+        self._key = _Secret(value)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def owns_open_session(self) -> bool:
+        return self._owns_session and self._session is not None and not self._session.closed
+
+    def _ensure_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise ClientClosedError("this HaloClient is closed; create a new one")
+        if self._session is None:
+            # Created on first use, inside the running loop, so that a client can be built
+            # at import time (e.g. a FastAPI module) without binding to a loop.
+            connector = aiohttp.TCPConnector(limit=self._connection_limit, limit_per_host=0)
+            self._session = aiohttp.ClientSession(
+                connector=connector, headers={"User-Agent": C.USER_AGENT}
+            )
+        elif self._session.closed:
+            raise ClientClosedError("the aiohttp session this HaloClient borrowed is closed")
+        return self._session
+
+    async def open(self) -> None:
+        self._ensure_session()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._owns_session and self._session is not None and not self._session.closed:
+            await self._session.close()
+
+    # -- requests ----------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        safety: Safety,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        read_timeout: float | None = None,
+        site_id: str | None = None,
+    ) -> Response:
+        """Send a request, retrying as ``safety`` allows, and return a 2xx answer.
+
+        Raises :class:`~halo_async.errors.APIError` subclasses for error answers,
+        :class:`~halo_async.errors.QueryFailedError` for query-failure bodies,
+        :class:`~halo_async.errors.HaloConnectionError` when no answer came, and
+        :class:`~halo_async.errors.SubmissionOutcomeUnknownError` for a query-creating
+        POST whose fate is unknown.
+        """
+        session = self._ensure_session()
+        body = orjson.dumps(json) if json is not None else None
+        policy = self.retry
+        retryable = retryable_for_read if safety is Safety.IDEMPOTENT else retryable_for_create
+        attempts = _Attempts(started=policy.now())
+
+        def give_up(exc: Exception) -> bool:
+            if not retryable(exc):
+                return True
+            delay = policy.delay(attempts.count, getattr(exc, "retry_after", None))
+            if policy.now() + delay - attempts.started > policy.deadline:
+                logger.warning(
+                    "%s %s: giving up after %d attempt(s): the next wait (%.2f s) would pass "
+                    "the %.0f s deadline",
+                    method, path, attempts.count, delay, policy.deadline,
+                )  # fmt: skip
+                return True
+            attempts.next_delay = delay
+            return False
+
+        async def wait(details: Any) -> None:
+            # backoff itself sleeps with asyncio.sleep, which tests cannot replace, so it is
+            # given zero waits and the real wait happens here, on the policy's sleep.
+            logger.info(
+                "%s %s: attempt %d failed (%s); retrying in %.2f s",
+                method, path, attempts.count, _describe(details["exception"]),
+                attempts.next_delay,
+            )  # fmt: skip
+            await policy.sleep(attempts.next_delay)
+
+        @backoff.on_exception(
+            backoff.constant,
+            (APIError, aiohttp.ClientError, asyncio.TimeoutError),
+            interval=0,
+            jitter=None,
+            max_tries=policy.max_attempts,
+            giveup=give_up,
+            on_backoff=wait,
+            logger=None,
+        )
+        async def attempt() -> Response:
+            attempts.count += 1
+            return await self._send(
+                session, method, path, params, body, read_timeout, attempts.count, site_id
+            )
+
+        try:
+            return await attempt()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            if safety is Safety.CREATES_QUERY and not retryable_for_create(exc):
+                raise self._outcome_unknown(method, path, json, exc) from exc
+            raise HaloConnectionError(
+                f"{method} {path}: no answer after {attempts.count} attempt(s): {_describe(exc)}",
+                method=method,
+                path=path,
+            ) from exc
+        except ServerError as exc:
+            if safety is Safety.CREATES_QUERY and not retryable_for_create(exc):
+                raise self._outcome_unknown(method, path, json, exc) from exc
+            raise
+
+    def _outcome_unknown(
+        self, method: str, path: str, sent: Any, exc: BaseException
+    ) -> SubmissionOutcomeUnknownError:
+        return SubmissionOutcomeUnknownError(
+            f"{method} {path}: the request was sent but its outcome is unknown "
+            f"({_describe(exc)}). The query may or may not exist; it was not resubmitted. "
+            "Check the site before sending it again.",
+            method=method,
+            path=path,
+            body=sent,
+            cause=exc,
+        )
+
+    async def _send(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        body: bytes | None,
+        read_timeout: float | None,
+        attempt: int,
+        site_id: str | None,
+    ) -> Response:
+        headers = {C.API_KEY_HEADER: self._key.reveal(), "Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        client_timeout = aiohttp.ClientTimeout(
+            total=read_timeout or self.request_timeout,
+            connect=self._connect_timeout,
+        )
+        started = time.perf_counter()
+        async with session.request(
+            method,
+            self.base_url + path,
+            params=params,
+            data=body,
+            headers=headers,
+            timeout=client_timeout,
+        ) as resp:
+            payload = await resp.read()
+            status, resp_headers = resp.status, resp.headers
+        elapsed = time.perf_counter() - started
+        logger.debug("%s %s -> %d (attempt %d, %.3f s)", method, path, status, attempt, elapsed)
+        if status >= 400:
+            raise error_from_response(
+                status, payload, resp_headers, method=method, path=path, site_id=site_id
+            )
+        return Response(status=status, headers=resp_headers, body=payload)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    if isinstance(exc, APIError):
+        return f"HTTP {exc.status}"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# -- Error answers --------------------------------------------------------------------------
+
+
+def error_from_response(
+    status: int,
+    payload: bytes,
+    headers: Mapping[str, str],
+    *,
+    method: str,
+    path: str,
+    site_id: str | None = None,
+) -> APIError | QueryFailedError:
+    """The error for an HTTP error answer, from any of the envelopes Halo has used.
+
+    Parse order (REFERENCE §8): ``error`` -> ``errorDetails`` or ``executionFailed`` ->
+    FHIR ``resourceType`` -> gateway ``statusCode`` -> bare ``status``/``message`` -> text.
+    """
+    text = payload.decode("utf-8", errors="replace")
+    try:
+        envelope: Any = orjson.loads(payload) if payload else None
+    except orjson.JSONDecodeError:
+        envelope = None
+    if isinstance(envelope, dict) and _is_query_failure(envelope):
+        return query_failure(envelope, site_id=site_id, http_status=status)
+    message = _message_of(envelope) or text.strip() or _reason(status)
+    cls = api_error_class(status, message)
+    kwargs: dict[str, Any] = {
+        "status": status,
+        "method": method,
+        "path": path,
+        "envelope": envelope,
+        "body": text,
+        "headers": headers,
+    }
+    if issubclass(cls, RateLimitedError | ServerError):
+        kwargs["retry_after"] = parse_retry_after(headers.get("Retry-After"))
+    return cls(message, **kwargs)
+
+
+def _is_query_failure(envelope: Mapping[str, Any]) -> bool:
+    return "error" not in envelope and (
+        isinstance(envelope.get("errorDetails"), dict)
+        or envelope.get("status") == "executionFailed"
+    )
+
+
+def query_failure(
+    body: Mapping[str, Any], *, site_id: str | None, http_status: int | None = None
+) -> QueryFailedError:
+    """The typed error for a failed query object, or for a bare ``errorDetails`` body."""
+    if "id" in body and "status" in body:
+        cls: type[models.AsyncQuery | models.ImmediateQuery] = (
+            models.AsyncQuery if body.get("mode") == "async" else models.ImmediateQuery
+        )
+        try:
+            query = _convert.structure(body, cls)
+        except Exception:  # a malformed failure body must not hide the failure itself
+            logger.debug("could not structure a failed query body", exc_info=True)
+        else:
+            return error_for_query(query, http_status=http_status)
+    details_raw = body.get("errorDetails")
+    details = (
+        _convert.structure(details_raw, models.ErrorDetails)
+        if isinstance(details_raw, dict)
+        else None
+    )
+    status = body.get("status")
+    return error_for_details(
+        details,
+        status=status if isinstance(status, str) else None,
+        site_id=body.get("siteId") or site_id,
+        query_id=body.get("id"),
+        http_status=http_status,
+    )
+
+
+def _message_of(envelope: Any) -> str | None:
+    if not isinstance(envelope, dict):
+        return None
+    inner = envelope.get("error")
+    if isinstance(inner, dict) and inner.get("message"):
+        return str(inner["message"])
+    if isinstance(inner, str):
+        return inner
+    if envelope.get("resourceType") == "OperationOutcome":
+        issues = envelope.get("issue") or []
+        texts = [
+            str(issue.get("details", {}).get("text") or issue.get("diagnostics") or "")
+            for issue in issues
+            if isinstance(issue, dict)
+        ]
+        return "; ".join(t for t in texts if t) or None
+    if envelope.get("message"):
+        return str(envelope["message"])
+    return None
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"HTTP {status}"

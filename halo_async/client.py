@@ -1,0 +1,713 @@
+"""HaloClient: the session's lifecycle and one thin method per API operation."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import uuid
+import warnings
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from halo_async import _constants as C
+from halo_async import _convert, _decode, models
+from halo_async._http import HttpTransport, Response, Safety
+from halo_async._retry import RetryPolicy
+from halo_async.errors import (
+    ConfigurationError,
+    DecodeError,
+    SiteNotFoundError,
+    ValidationError,
+    error_for_query,
+)
+
+__all__ = ["HaloClient"]
+
+T = TypeVar("T")
+
+SqlOrCommand = str | models.Command
+Parameters = Sequence[models.Parameter] | Mapping[str, models.Parameter | models.ParameterValue]
+
+_PMS_NAME_ALIASES = {
+    "best practice": "Best Practice",
+    "bestpractice": "Best Practice",
+    "bp": "Best Practice",
+    "zedmed": "Zedmed",
+    "d4w": "D4w",
+}
+
+
+class HaloClient:
+    """An asyncio client for the Halo Cloud API for Integrators.
+
+    Use it as an async context manager, one per application::
+
+        async with HaloClient() as halo:          # key from HALO_API_KEY
+            sites = await halo.find_sites("12345", "Best Practice")
+            query = await halo.immediate_query(sites[0].id, "SELECT TOP 5 * FROM PATIENTS")
+            rows = query.decode_rows()
+
+    ``api_key`` defaults to ``$HALO_API_KEY`` and ``base_url`` to ``$HALO_BASE_URL``, then to
+    production (:data:`PRODUCTION_BASE_URL`; :data:`STAGE_BASE_URL` for stage). Plain
+    ``http://`` is refused except for loopback hosts (the emulator).
+
+    The client owns one ``aiohttp.ClientSession`` (created on first use), or borrows
+    ``session`` and then never closes it. ``retry`` sets how transient failures are
+    retried; ``request_timeout`` bounds each attempt of a read, ``connect_timeout`` each
+    connection, and ``connection_limit`` the HTTP requests in flight client-wide.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        retry: RetryPolicy | None = None,
+        connect_timeout: float = C.CONNECT_TIMEOUT_S,
+        request_timeout: float = C.REQUEST_TIMEOUT_S,
+        connection_limit: int = C.CONNECTION_LIMIT,
+    ) -> None:
+        key = api_key if api_key is not None else os.environ.get(C.API_KEY_ENV)
+        if not key:
+            raise ConfigurationError(
+                f"no API key: pass HaloClient(api_key=...) or set ${C.API_KEY_ENV} "
+                "(keys are issued in the Halo Integrator Portal)"
+            )
+        url = base_url or os.environ.get(C.BASE_URL_ENV) or C.PRODUCTION_BASE_URL
+        _check_base_url(url)
+        for name, value in (
+            ("connect_timeout", connect_timeout),
+            ("request_timeout", request_timeout),
+        ):
+            if value <= 0:
+                raise ValidationError(
+                    f"{name} must be > 0 seconds, got {value!r}", field=name, value=value
+                )
+        if connection_limit < 1:
+            raise ValidationError(
+                f"connection_limit must be >= 1, got {connection_limit!r}",
+                field="connection_limit",
+                value=connection_limit,
+            )
+        self._http = HttpTransport(
+            api_key=key,
+            base_url=url,
+            session=session,
+            retry=retry or RetryPolicy(),
+            connect_timeout=connect_timeout,
+            request_timeout=request_timeout,
+            connection_limit=connection_limit,
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self._http.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the client (and its session, if it owns one). Safe to call twice."""
+        await self._http.close()
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._http.closed
+
+    @property
+    def base_url(self) -> str:
+        """The API's base URL, without a trailing slash."""
+        return self._http.base_url
+
+    @property
+    def api_key(self) -> str:
+        """The API key in use. Assign a new one to rotate keys without a new client."""
+        return self._http.api_key
+
+    @api_key.setter
+    def api_key(self, value: str) -> None:
+        if not value:
+            raise ConfigurationError("the API key cannot be empty")
+        self._http.api_key = value
+
+    @property
+    def retry(self) -> RetryPolicy:
+        """The retry policy of every request."""
+        return self._http.retry
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<HaloClient {self.base_url} api_key='***' {state}>"
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        http = getattr(self, "_http", None)
+        if http is not None and http.owns_open_session:
+            _warn(
+                f"HaloClient for {http.base_url} was never closed: use 'async with "
+                "HaloClient(...)' or 'await client.close()'",
+                ResourceWarning,
+                source=self,
+                stacklevel=2,
+            )
+
+    # -- queries -----------------------------------------------------------------------
+
+    async def immediate_query(
+        self,
+        site_id: str | uuid.UUID,
+        command: SqlOrCommand,
+        *,
+        parameters: Parameters | None = None,
+        execution_mode: models.ExecutionMode | str | None = None,
+        command_type: models.CommandType | str | None = None,
+        catalogue: str | None = None,
+        max_time_in_queue: int | None = None,
+    ) -> models.ImmediateQuery:
+        """Run a query and wait for its result in the same request (``createImmediateQuery``).
+
+        ``command`` is SQL text or a :class:`~halo_async.models.Command`. ``max_time_in_queue``
+        is in milliseconds, 0..60000 (default 30000). A failed query raises a
+        :class:`~halo_async.errors.QueryFailedError` subclass with its errorDetails.
+        The POST is never retried once it may have reached the site.
+        """
+        site = _uuid("site_id", site_id)
+        body = _query_body(
+            command, parameters, execution_mode, command_type, catalogue,
+            _time_in_queue(max_time_in_queue, C.IMMEDIATE_MAX_TIME_IN_QUEUE_MS, "immediate"),
+        )  # fmt: skip
+        queue_ms = (
+            max_time_in_queue
+            if max_time_in_queue is not None
+            else C.IMMEDIATE_DEFAULT_TIME_IN_QUEUE_MS
+        )
+        response = await self._http.request(
+            "POST",
+            f"/integrator/sites/{site}/queries/immediate",
+            safety=Safety.CREATES_QUERY,
+            json=body,
+            read_timeout=queue_ms / 1000 + C.IMMEDIATE_TIMEOUT_HEADROOM_S,
+            site_id=site,
+        )
+        query = _structure(response, models.ImmediateQuery)
+        # Before 23.927 failures came with a 200; a proxy or old deployment may still do so.
+        if query.is_failed:
+            raise error_for_query(query, http_status=response.status)
+        return query
+
+    async def create_async_query(
+        self,
+        site_id: str | uuid.UUID,
+        command: SqlOrCommand,
+        *,
+        parameters: Parameters | None = None,
+        execution_mode: models.ExecutionMode | str | None = None,
+        command_type: models.CommandType | str | None = None,
+        catalogue: str | None = None,
+        max_time_in_queue: int | None = None,
+    ) -> models.AsyncQuery:
+        """Queue a query on the site and return it, ``initialising`` (``createAsyncQuery``).
+
+        ``max_time_in_queue`` is in milliseconds, 0..7200000 (default 3600000). Poll it with
+        :meth:`get_query` or :meth:`get_query_statuses`, then fetch its pages. The POST is
+        retried only where no query can have been created (connection refused, 429, 503);
+        otherwise an unknown outcome raises
+        :class:`~halo_async.errors.SubmissionOutcomeUnknownError`.
+        """
+        site = _uuid("site_id", site_id)
+        body = _query_body(
+            command, parameters, execution_mode, command_type, catalogue,
+            _time_in_queue(max_time_in_queue, C.ASYNC_MAX_TIME_IN_QUEUE_MS, "async"),
+        )  # fmt: skip
+        response = await self._http.request(
+            "POST",
+            f"/integrator/sites/{site}/queries/async",
+            safety=Safety.CREATES_QUERY,
+            json=body,
+            site_id=site,
+        )
+        return _structure(response, models.AsyncQuery)
+
+    async def get_query(
+        self, site_id: str | uuid.UUID, query_id: str | uuid.UUID
+    ) -> models.AsyncQuery | models.ImmediateQuery:
+        """A query's current state (``getQuery``): an async query, or an immediate one by id.
+
+        A failed status is returned, not raised: inspect ``is_failed`` and ``failure``.
+        """
+        site, query = _uuid("site_id", site_id), _uuid("query_id", query_id)
+        response = await self._get(f"/integrator/sites/{site}/queries/{query}", site)
+        data = _json_object(response)
+        if data.get("mode") == "immediate":
+            return _convert.structure(data, models.ImmediateQuery)
+        return _convert.structure(data, models.AsyncQuery)
+
+    async def get_query_statuses(
+        self, site_id: str | uuid.UUID, query_ids: Sequence[str | uuid.UUID]
+    ) -> list[models.QueryStatusResult]:
+        """The status of several async queries of one site in one request (batch status)."""
+        site = _uuid("site_id", site_id)
+        if isinstance(query_ids, str) or not query_ids:
+            raise ValidationError(
+                f"query_ids must be a non-empty sequence of query ids, got {query_ids!r}",
+                field="query_ids",
+                value=query_ids,
+            )
+        ids = [_uuid("query_ids[]", query_id) for query_id in query_ids]
+        response = await self._http.request(
+            "POST",
+            f"/integrator/sites/{site}/queries/status",
+            safety=Safety.IDEMPOTENT,
+            json={"queryIds": ids},
+            site_id=site,
+        )
+        results = _json_object(response).get("results", [])
+        return _convert.converter.structure(results, list[models.QueryStatusResult])
+
+    async def get_result_page(
+        self, site_id: str | uuid.UUID, query_id: str | uuid.UUID, page_number: int
+    ) -> models.ResultPage:
+        """Fetch and decode one cached result page of a successful async query.
+
+        Pages are numbered from 1. An expired result raises
+        :class:`~halo_async.errors.ResultExpiredError` (resubmit the query).
+        """
+        site, query, page = self._page_args(site_id, query_id, page_number)
+        path = f"/integrator/sites/{site}/queries/{query}/results/{page}"
+        response = await self._get(path, site)
+        envelope = _json_object(response)
+        rows = _decode.decode_rows(envelope["data"]) if envelope.get("data") is not None else []
+        return _result_page(site, query, page, rows, envelope.get("parameters"), response)
+
+    async def stream_result_page(
+        self, site_id: str | uuid.UUID, query_id: str | uuid.UUID, page_number: int
+    ) -> models.ResultPage:
+        """Fetch one result page through the ``/stream`` endpoint (``streamResultPage``).
+
+        Its body format is unspecified: it may be the usual ``{data, parameters}`` envelope or
+        the decoded rows themselves; both are read.
+        """
+        site, query, page = self._page_args(site_id, query_id, page_number)
+        path = f"/integrator/sites/{site}/queries/{query}/results/{page}/stream"
+        response = await self._get(path, site)
+        value = _json(response)
+        if isinstance(value, str):
+            # The OAS types the body as a JSON string: the base64 data itself.
+            return _result_page(site, query, page, _decode.decode_rows(value), None, response)
+        if isinstance(value, dict) and ("data" in value or "parameters" in value):
+            data = value.get("data")
+            rows = _decode.decode_rows(data) if data is not None else []
+            return _result_page(site, query, page, rows, value.get("parameters"), response)
+        return _result_page(site, query, page, _decode.rows_from_value(value), None, response)
+
+    def _page_args(
+        self, site_id: str | uuid.UUID, query_id: str | uuid.UUID, page_number: int
+    ) -> tuple[str, str, int]:
+        if isinstance(page_number, bool) or not isinstance(page_number, int) or page_number < 1:
+            raise ValidationError(
+                "page_number must be an integer >= 1 (pages are numbered from 1), "
+                f"got {page_number!r}",
+                field="page_number",
+                value=page_number,
+            )
+        return _uuid("site_id", site_id), _uuid("query_id", query_id), page_number
+
+    # -- sites -------------------------------------------------------------------------
+
+    async def find_sites(self, pms_site_id: str, pms_name: str) -> list[models.Site]:
+        """The sites (Halo GUIDs) of a practice, by its PMS site id ("Get Halo GUIDs").
+
+        ``pms_name`` is ``"Best Practice"``, ``"Zedmed"`` or ``"D4w"``. One PMS id can map to
+        several sites (backups, test installs); see :meth:`resolve_site`.
+        """
+        params = {
+            "practiceManagementSiteId": _pms_site_id(pms_site_id),
+            "practiceManagementName": _pms_name(pms_name),
+        }
+        response = await self._get("/integrator/sites", None, params=params)
+        sites = _json_object(response).get("sites", [])
+        return _convert.converter.structure(sites, list[models.Site])
+
+    async def resolve_site(self, pms_site_id: str, pms_name: str) -> models.Site:
+        """The one site to query for a practice: authoritative first, then active, then
+        the most recent heartbeat. Raises :class:`~halo_async.errors.SiteNotFoundError`
+        when the PMS id has no site."""
+        sites = await self.find_sites(pms_site_id, pms_name)
+        if not sites:
+            raise SiteNotFoundError(
+                f"no Halo site for {_pms_name(pms_name)} site id {pms_site_id!r}: is the "
+                "practice paired, and is the id its PMS site id?"
+            )
+        return max(sites, key=_site_preference)
+
+    async def get_site(self, site_id: str | uuid.UUID) -> models.Site:
+        """A site's status and metadata ("Get site status")."""
+        site = _uuid("site_id", site_id)
+        response = await self._get(f"/integrator/sites/{site}", site)
+        return _structure(response, models.Site)
+
+    async def pair_site(
+        self, pms_site_id: str, pms_name: str, pairing_code: str | None = None
+    ) -> models.Site:
+        """Pair with a practice's site; required before any query.
+
+        Best Practice needs the practice's ``pairing_code``; Zedmed and D4W need none.
+        """
+        name = _pms_name(pms_name)
+        params = {
+            "practiceManagementSiteId": _pms_site_id(pms_site_id),
+            "practiceManagementName": name,
+        }
+        if pairing_code is not None:
+            if not pairing_code.strip():
+                raise ValidationError(
+                    "pairing_code cannot be blank", field="pairing_code", value=pairing_code
+                )
+            params["pairingCode"] = pairing_code
+        elif name == "Best Practice":
+            raise ValidationError(
+                "pairing_code is required for Best Practice "
+                "(the practice generates it in Bp Premier)",
+                field="pairing_code",
+                value=None,
+            )
+        # Pairing the same site again yields the same site: safe to retry.
+        response = await self._http.request(
+            "POST", "/integrator/pair-site", safety=Safety.IDEMPOTENT, params=params
+        )
+        return _structure(response, models.Site)
+
+    # -- registered queries --------------------------------------------------------------
+
+    async def create_registered_query(
+        self,
+        site_id: str | uuid.UUID,
+        command: SqlOrCommand,
+        *,
+        name: str,
+        frequency: int,
+        duration: int,
+        parameters: Parameters | None = None,
+        execution_mode: models.ExecutionMode | str | None = None,
+        command_type: models.CommandType | str | None = None,
+    ) -> str:
+        """Register a query that Halo Link re-runs every ``frequency`` seconds (>= 60) for
+        ``duration`` seconds (<= 86400); returns its id. Never retried once it may have
+        reached Halo (see :meth:`create_async_query`)."""
+        site = _uuid("site_id", site_id)
+        if not name or not name.strip():
+            raise ValidationError("name cannot be blank", field="name", value=name)
+        _int_in_range("frequency", frequency, C.REGISTERED_MIN_FREQUENCY_S, None, "seconds")
+        _int_in_range("duration", duration, 1, C.REGISTERED_MAX_DURATION_S, "seconds")
+        command_obj = _command(command, parameters, execution_mode, command_type)
+        body = {
+            "name": name,
+            "registeredQueryType": "query",
+            "frequency": frequency,
+            "duration": duration,
+            "registerCommand": {"command": _convert.unstructure_command(command_obj)},
+        }
+        response = await self._http.request(
+            "POST",
+            f"/integrator/sites/{site}/queries/registered",
+            safety=Safety.CREATES_QUERY,
+            json=body,
+            site_id=site,
+        )
+        created = _json_object(response)
+        if not isinstance(created.get("id"), str):
+            raise DecodeError(f"registered query created, but the answer has no id: {created!r}")
+        return str(created["id"])
+
+    async def list_registered_queries(
+        self, site_id: str | uuid.UUID
+    ) -> list[models.RegisteredQuery]:
+        """The registered queries of a site."""
+        site = _uuid("site_id", site_id)
+        response = await self._get(f"/integrator/sites/{site}/queries/registered", site)
+        items = _json_object(response).get("registeredQueries", [])
+        return _convert.converter.structure(items, list[models.RegisteredQuery])
+
+    async def get_registered_query(
+        self, site_id: str | uuid.UUID, query_id: str | uuid.UUID
+    ) -> models.RegisteredQuery:
+        """One registered query, with its run metrics."""
+        site, query = _uuid("site_id", site_id), _uuid("query_id", query_id)
+        response = await self._get(f"/integrator/sites/{site}/queries/registered/{query}", site)
+        return _structure(response, models.RegisteredQuery)
+
+    async def cancel_registered_query(
+        self, site_id: str | uuid.UUID, query_id: str | uuid.UUID
+    ) -> None:
+        """Stop a registered query's runs."""
+        site, query = _uuid("site_id", site_id), _uuid("query_id", query_id)
+        await self._http.request(
+            "DELETE",
+            f"/integrator/sites/{site}/queries/registered/{query}",
+            safety=Safety.IDEMPOTENT,
+            site_id=site,
+        )
+
+    async def get_registered_query_result(
+        self, site_id: str | uuid.UUID, query_id: str | uuid.UUID
+    ) -> models.RegisteredQueryResult:
+        """The latest stored result of a registered query (``decode_rows()`` for its rows)."""
+        site, query = _uuid("site_id", site_id), _uuid("query_id", query_id)
+        path = f"/integrator/sites/{site}/queries/registered/{query}/results"
+        response = await self._get(path, site)
+        return _structure(response, models.RegisteredQueryResult)
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    async def _get(
+        self, path: str, site_id: str | None, *, params: Mapping[str, str] | None = None
+    ) -> Response:
+        return await self._http.request(
+            "GET", path, safety=Safety.IDEMPOTENT, params=params, site_id=site_id
+        )
+
+
+# -- validation and body building --------------------------------------------------------
+
+
+def _check_base_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"base_url must be an http(s) URL such as {C.PRODUCTION_BASE_URL!r}, got {url!r}"
+        )
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ConfigurationError(
+            f"refusing plain http:// for {parts.hostname!r}: the API key would travel "
+            "unencrypted. Use https://, or a loopback host (127.0.0.1, localhost) for the emulator."
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host in C.LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _uuid(field: str, value: str | uuid.UUID) -> str:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, str):
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            pass
+    what = "a site's Halo GUID" if field == "site_id" else "a query id"
+    raise ValidationError(
+        f"{field} must be a UUID ({what}, e.g. '3f91c577-20a8-467b-8991-b96dfb90e8c6'), "
+        f"got {value!r}",
+        field=field,
+        value=value,
+    )
+
+
+def _int_in_range(field: str, value: Any, low: int, high: int | None, unit: str) -> int:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if ok and value >= low and (high is None or value <= high):
+        return int(value)
+    bound = f"{low}..{high}" if high is not None else f">= {low}"
+    raise ValidationError(
+        f"{field} must be an integer {bound} ({unit}), got {value!r}", field=field, value=value
+    )
+
+
+def _time_in_queue(value: int | None, maximum: int, mode: str) -> int | None:
+    if value is None:
+        return None
+    _int_in_range("max_time_in_queue", value, 0, maximum, f"milliseconds, for {mode} queries")
+    return value
+
+
+def _check_enum(field: str, value: Any, enum_cls: type[Any]) -> Any:
+    allowed = [member.value for member in enum_cls]
+    if value in allowed:
+        return enum_cls(value)
+    raise ValidationError(
+        f"{field} must be one of {allowed}, got {value!r}", field=field, value=value
+    )
+
+
+def _command(
+    command: SqlOrCommand,
+    parameters: Parameters | None,
+    execution_mode: models.ExecutionMode | str | None,
+    command_type: models.CommandType | str | None,
+) -> models.Command:
+    if isinstance(command, models.Command):
+        if parameters is not None or execution_mode is not None or command_type is not None:
+            raise ValidationError(
+                "pass parameters/execution_mode/command_type inside the Command, not beside it",
+                field="command",
+                value=command,
+            )
+        text = command.text
+        execution_mode, command_type = command.execution_mode, command.type
+        params: tuple[models.Parameter, ...] = command.parameters
+    elif isinstance(command, str):
+        text = command
+        if isinstance(parameters, Mapping):
+            params = tuple(models.parameters_from_mapping(parameters))
+        else:
+            params = tuple(parameters or ())
+    else:
+        raise ValidationError(
+            f"command must be SQL text or a Command, got {type(command).__name__}",
+            field="command",
+            value=command,
+        )
+    if not text.strip():
+        raise ValidationError("the command's SQL text is empty", field="command", value=text)
+    for param in params:
+        if not isinstance(param, models.Parameter):
+            raise ValidationError(
+                f"parameters must be Parameter objects (or a name -> value mapping), got {param!r}",
+                field="parameters",
+                value=param,
+            )
+        if param.type is not None and param.type not in C.PARAMETER_TYPES:
+            raise ValidationError(
+                f"parameter {param.name!r}: type {param.type!r} is not one of the API's "
+                f"parameter types ({', '.join(sorted(C.PARAMETER_TYPES))})",
+                field="parameters[].type",
+                value=param.type,
+            )
+        if param.direction is not None:
+            _check_enum(f"parameter {param.name!r} direction", param.direction, models.Direction)
+    return models.Command(
+        text=text,
+        execution_mode=_check_enum(
+            "execution_mode", execution_mode or models.ExecutionMode.READER, models.ExecutionMode
+        ),
+        type=_check_enum(
+            "command_type", command_type or models.CommandType.TEXT, models.CommandType
+        ),
+        parameters=params,
+    )
+
+
+def _query_body(
+    command: SqlOrCommand,
+    parameters: Parameters | None,
+    execution_mode: models.ExecutionMode | str | None,
+    command_type: models.CommandType | str | None,
+    catalogue: str | None,
+    max_time_in_queue: int | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "command": _convert.unstructure_command(
+            _command(command, parameters, execution_mode, command_type)
+        )
+    }
+    if max_time_in_queue is not None:
+        body["maxTimeInQueue"] = max_time_in_queue
+    if catalogue is not None:
+        if not isinstance(catalogue, str) or not catalogue.strip():
+            raise ValidationError(
+                f"catalogue must be a catalogue name such as 'Patients', got {catalogue!r}",
+                field="catalogue",
+                value=catalogue,
+            )
+        body["catalogue"] = catalogue
+    return body
+
+
+def _pms_name(value: str) -> str:
+    if isinstance(value, str):
+        canonical = _PMS_NAME_ALIASES.get(value.strip().lower())
+        if canonical is not None:
+            return canonical
+    raise ValidationError(
+        f"pms_name must be one of {list(C.PMS_NAMES)}, got {value!r}", field="pms_name", value=value
+    )
+
+
+def _pms_site_id(value: str) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(
+            "pms_site_id must be the practice's PMS site id (Bp Site ID, Zedmed Database ID), "
+            f"got {value!r}",
+            field="pms_site_id",
+            value=value,
+        )
+    return value.strip()
+
+
+def _site_preference(site: models.Site) -> tuple[bool, bool, float]:
+    heartbeat = site.heartbeat_timestamp_utc
+    return (
+        site.authoritative is True,
+        site.status == models.SiteStatus.ACTIVE,
+        heartbeat.timestamp() if heartbeat is not None else float("-inf"),
+    )
+
+
+# -- response reading -----------------------------------------------------------------------
+
+
+def _json(response: Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise DecodeError(f"the answer was not JSON: {response.body[:200]!r}") from exc
+
+
+def _json_object(response: Response) -> dict[str, Any]:
+    value = _json(response)
+    if not isinstance(value, dict):
+        raise DecodeError(f"expected a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _structure(response: Response, cls: type[T]) -> T:
+    return _convert.structure(_json_object(response), cls)
+
+
+def _result_page(
+    site: str,
+    query: str,
+    page: int,
+    rows: list[dict[str, Any]],
+    parameters: Any,
+    response: Response,
+) -> models.ResultPage:
+    headers = response.headers
+    return models.ResultPage(
+        site_id=site,
+        query_id=query,
+        page_number=page,
+        rows=rows,
+        parameters=tuple(_convert.converter.structure(parameters or [], list[models.Parameter])),
+        size=_int_header(headers.get("Size")),
+        rows_count=_int_header(headers.get("Rows-Count")),
+        range_start=_int_header(headers.get("Rows-Range-Start")),
+        range_end=_int_header(headers.get("Rows-Range-End")),
+    )
+
+
+def _int_header(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
