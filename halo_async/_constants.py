@@ -67,6 +67,20 @@ RETRY_MAX_DELAY_S: Final = 30.0
 RETRY_DEADLINE_S: Final = 120.0
 RETRY_AFTER_CAP_S: Final = 120.0
 
+# -- Polling and streaming (our choice; REFERENCE §9: no polling interval is published) ---
+# Start quick (small queries finish in about a second), back off to a few seconds so that
+# hundreds of queued queries do not hammer the API.
+POLL_INITIAL_INTERVAL_S: Final = 0.25
+POLL_MULTIPLIER: Final = 1.5
+POLL_MAX_INTERVAL_S: Final = 5.0
+# Async queries get 5 minutes of database time (B-ASYNC), excluding queue and upload; the
+# upload of a large result gets its own margin.
+ASYNC_EXECUTION_LIMIT_S: Final = 300.0
+ASYNC_UPLOAD_MARGIN_S: Final = 600.0
+# Pages (about 1 MB each) fetched ahead of the consumer: enough to hide a round trip,
+# few enough that memory stays a few MB per job.
+PAGE_PREFETCH: Final = 3
+
 USER_AGENT: Final = "halo-async"
 
 LOGGER_NAME: Final = "halo_async"

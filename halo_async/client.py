@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
@@ -20,14 +21,22 @@ from halo_async._retry import RetryPolicy
 from halo_async.errors import (
     ConfigurationError,
     DecodeError,
+    GatewayTimeoutError,
+    HaloError,
+    ResultTooLargeError,
+    ResultTransferError,
     SiteNotFoundError,
+    SubmissionOutcomeUnknownError,
     ValidationError,
     error_for_query,
 )
+from halo_async.jobs import Checkpoint, PollPolicy, QueryJob
 
 __all__ = ["HaloClient"]
 
 T = TypeVar("T")
+
+_log = logging.getLogger(C.LOGGER_NAME)
 
 SqlOrCommand = str | models.Command
 Parameters = Sequence[models.Parameter] | Mapping[str, models.Parameter | models.ParameterValue]
@@ -323,6 +332,106 @@ class HaloClient:
                 value=page_number,
             )
         return _uuid("site_id", site_id), _uuid("query_id", query_id), page_number
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        site_id: str | uuid.UUID,
+        command: SqlOrCommand,
+        *,
+        parameters: Parameters | None = None,
+        execution_mode: models.ExecutionMode | str | None = None,
+        command_type: models.CommandType | str | None = None,
+        catalogue: str | None = None,
+        max_time_in_queue: int | None = None,
+        poll: PollPolicy | None = None,
+        prefetch: int = C.PAGE_PREFETCH,
+    ) -> QueryJob:
+        """Create an async query and return its :class:`~halo_async.jobs.QueryJob`.
+
+        ``async for row in job.rows()`` then streams the rows as pages land.
+        """
+        query = await self.create_async_query(
+            site_id,
+            command,
+            parameters=parameters,
+            execution_mode=execution_mode,
+            command_type=command_type,
+            catalogue=catalogue,
+            max_time_in_queue=max_time_in_queue,
+        )
+        return QueryJob(self, query.site_id, query.id, query=query, poll=poll, prefetch=prefetch)
+
+    def resume(
+        self,
+        checkpoint: Checkpoint,
+        *,
+        poll: PollPolicy | None = None,
+        prefetch: int = C.PAGE_PREFETCH,
+    ) -> QueryJob:
+        """A job that carries on streaming from a :meth:`QueryJob.checkpoint`."""
+        site, query = _uuid("site_id", checkpoint.site_id), _uuid("query_id", checkpoint.query_id)
+        _int_in_range("next_page", checkpoint.next_page, 1, None, "page number")
+        return QueryJob(
+            self, site, query, poll=poll, prefetch=prefetch, next_page=checkpoint.next_page
+        )
+
+    async def query(
+        self,
+        site_id: str | uuid.UUID,
+        command: SqlOrCommand,
+        *,
+        parameters: Parameters | None = None,
+        execution_mode: models.ExecutionMode | str | None = None,
+        command_type: models.CommandType | str | None = None,
+        catalogue: str | None = None,
+        max_time_in_queue: int | None = None,
+        fallback_to_async: bool = False,
+        poll: PollPolicy | None = None,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Run a query immediately and yield its rows.
+
+        With ``fallback_to_async=True``, a result too large for an immediate answer (413) or
+        a query too slow for one (504) is run again as an async query, and its rows are
+        yielded the same way. Only for reads: the query runs twice when it falls back, so
+        ``nonQuery`` commands are refused with it.
+        """
+        command_obj = _command(command, parameters, execution_mode, command_type)
+        if fallback_to_async and command_obj.execution_mode == models.ExecutionMode.NON_QUERY:
+            raise ValidationError(
+                "fallback_to_async runs the command a second time; it is refused for "
+                "nonQuery commands, which change data",
+                field="fallback_to_async",
+                value=True,
+            )
+        immediate_queue = max_time_in_queue
+        if fallback_to_async and max_time_in_queue is not None:
+            # One queue time serves both tries: checked against the async range up front,
+            # clipped to the immediate range for the first try.
+            _time_in_queue(max_time_in_queue, C.ASYNC_MAX_TIME_IN_QUEUE_MS, "async")
+            immediate_queue = min(max_time_in_queue, C.IMMEDIATE_MAX_TIME_IN_QUEUE_MS)
+        try:
+            result = await self.immediate_query(
+                site_id, command_obj, catalogue=catalogue, max_time_in_queue=immediate_queue
+            )
+        except HaloError as exc:
+            if not (fallback_to_async and _immediate_limit_exceeded(exc)):
+                raise
+            _log.info("immediate query exceeded a limit (%s); running it async", exc)
+        else:
+            for row in result.decode_rows():
+                yield row
+            return
+        job = await self.submit(
+            site_id,
+            command_obj,
+            catalogue=catalogue,
+            max_time_in_queue=max_time_in_queue,
+            poll=poll,
+        )
+        async for row in job.rows():
+            yield row
 
     # -- sites -------------------------------------------------------------------------
 
@@ -703,6 +812,17 @@ def _result_page(
         rows_count=_int_header(headers.get("Rows-Count")),
         range_start=_int_header(headers.get("Rows-Range-Start")),
         range_end=_int_header(headers.get("Rows-Range-End")),
+    )
+
+
+def _immediate_limit_exceeded(exc: BaseException) -> bool:
+    """413 (result over 8 MB) or 504 (over 30 s): the limits an async query does not have."""
+    if isinstance(exc, SubmissionOutcomeUnknownError):
+        exc = exc.cause
+    if isinstance(exc, ResultTooLargeError | GatewayTimeoutError):
+        return True
+    return isinstance(exc, ResultTransferError) and (
+        exc.error_code == 413 or exc.http_status == 413
     )
 
 
