@@ -81,6 +81,15 @@ ASYNC_UPLOAD_MARGIN_S: Final = 600.0
 # few enough that memory stays a few MB per job.
 PAGE_PREFETCH: Final = 3
 
+# -- Fan-out (our choice) ---------------------------------------------------------------------
+# Queries in flight across one fan-out: enough to keep hundreds of sites busy without
+# holding hundreds of open polls; the connection limit caps the HTTP requests beneath it.
+FANOUT_MAX_IN_FLIGHT: Final = 64
+# Halo Link runs one query at a time per site; more would only queue on the site.
+FANOUT_PER_SITE: Final = 1
+# Fewer pages ahead per site than a lone job: many sites share the memory.
+FANOUT_PAGE_PREFETCH: Final = 2
+
 USER_AGENT: Final = "halo-async"
 
 LOGGER_NAME: Final = "halo_async"

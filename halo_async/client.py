@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
-from urllib.parse import urlsplit
 
 import aiohttp
 
 from halo_async import _constants as C
-from halo_async import _convert, _decode, models
+from halo_async import _convert, _decode, _validate, models
 from halo_async._http import HttpTransport, Response, Safety
 from halo_async._retry import RetryPolicy
+from halo_async._validate import Parameters, SqlOrCommand
 from halo_async.errors import (
     ConfigurationError,
     DecodeError,
@@ -30,6 +29,7 @@ from halo_async.errors import (
     ValidationError,
     error_for_query,
 )
+from halo_async.fanout import FanOutEvent, SiteOutcome, SitePage, fan_out
 from halo_async.jobs import Checkpoint, PollPolicy, QueryJob
 
 __all__ = ["HaloClient"]
@@ -37,17 +37,6 @@ __all__ = ["HaloClient"]
 T = TypeVar("T")
 
 _log = logging.getLogger(C.LOGGER_NAME)
-
-SqlOrCommand = str | models.Command
-Parameters = Sequence[models.Parameter] | Mapping[str, models.Parameter | models.ParameterValue]
-
-_PMS_NAME_ALIASES = {
-    "best practice": "Best Practice",
-    "bestpractice": "Best Practice",
-    "bp": "Best Practice",
-    "zedmed": "Zedmed",
-    "d4w": "D4w",
-}
 
 
 class HaloClient:
@@ -88,7 +77,7 @@ class HaloClient:
                 "(keys are issued in the Halo Integrator Portal)"
             )
         url = base_url or os.environ.get(C.BASE_URL_ENV) or C.PRODUCTION_BASE_URL
-        _check_base_url(url)
+        _validate.check_base_url(url)
         for name, value in (
             ("connect_timeout", connect_timeout),
             ("request_timeout", request_timeout),
@@ -192,10 +181,12 @@ class HaloClient:
         :class:`~halo_async.errors.QueryFailedError` subclass with its errorDetails.
         The POST is never retried once it may have reached the site.
         """
-        site = _uuid("site_id", site_id)
-        body = _query_body(
+        site = _validate.uuid_str("site_id", site_id)
+        body = _validate.query_body(
             command, parameters, execution_mode, command_type, catalogue,
-            _time_in_queue(max_time_in_queue, C.IMMEDIATE_MAX_TIME_IN_QUEUE_MS, "immediate"),
+            _validate.time_in_queue(
+                max_time_in_queue, C.IMMEDIATE_MAX_TIME_IN_QUEUE_MS, "immediate"
+            ),
         )  # fmt: skip
         queue_ms = (
             max_time_in_queue
@@ -235,10 +226,10 @@ class HaloClient:
         otherwise an unknown outcome raises
         :class:`~halo_async.errors.SubmissionOutcomeUnknownError`.
         """
-        site = _uuid("site_id", site_id)
-        body = _query_body(
+        site = _validate.uuid_str("site_id", site_id)
+        body = _validate.query_body(
             command, parameters, execution_mode, command_type, catalogue,
-            _time_in_queue(max_time_in_queue, C.ASYNC_MAX_TIME_IN_QUEUE_MS, "async"),
+            _validate.time_in_queue(max_time_in_queue, C.ASYNC_MAX_TIME_IN_QUEUE_MS, "async"),
         )  # fmt: skip
         response = await self._http.request(
             "POST",
@@ -256,7 +247,10 @@ class HaloClient:
 
         A failed status is returned, not raised: inspect ``is_failed`` and ``failure``.
         """
-        site, query = _uuid("site_id", site_id), _uuid("query_id", query_id)
+        site, query = (
+            _validate.uuid_str("site_id", site_id),
+            _validate.uuid_str("query_id", query_id),
+        )
         response = await self._get(f"/integrator/sites/{site}/queries/{query}", site)
         data = _json_object(response)
         if data.get("mode") == "immediate":
@@ -267,14 +261,14 @@ class HaloClient:
         self, site_id: str | uuid.UUID, query_ids: Sequence[str | uuid.UUID]
     ) -> list[models.QueryStatusResult]:
         """The status of several async queries of one site in one request (batch status)."""
-        site = _uuid("site_id", site_id)
+        site = _validate.uuid_str("site_id", site_id)
         if isinstance(query_ids, str) or not query_ids:
             raise ValidationError(
                 f"query_ids must be a non-empty sequence of query ids, got {query_ids!r}",
                 field="query_ids",
                 value=query_ids,
             )
-        ids = [_uuid("query_ids[]", query_id) for query_id in query_ids]
+        ids = [_validate.uuid_str("query_ids[]", query_id) for query_id in query_ids]
         response = await self._http.request(
             "POST",
             f"/integrator/sites/{site}/queries/status",
@@ -331,7 +325,11 @@ class HaloClient:
                 field="page_number",
                 value=page_number,
             )
-        return _uuid("site_id", site_id), _uuid("query_id", query_id), page_number
+        return (
+            _validate.uuid_str("site_id", site_id),
+            _validate.uuid_str("query_id", query_id),
+            page_number,
+        )
 
     # -- jobs ----------------------------------------------------------------------------
 
@@ -371,8 +369,11 @@ class HaloClient:
         prefetch: int = C.PAGE_PREFETCH,
     ) -> QueryJob:
         """A job that carries on streaming from a :meth:`QueryJob.checkpoint`."""
-        site, query = _uuid("site_id", checkpoint.site_id), _uuid("query_id", checkpoint.query_id)
-        _int_in_range("next_page", checkpoint.next_page, 1, None, "page number")
+        site, query = (
+            _validate.uuid_str("site_id", checkpoint.site_id),
+            _validate.uuid_str("query_id", checkpoint.query_id),
+        )
+        _validate.int_in_range("next_page", checkpoint.next_page, 1, None, "page number")
         return QueryJob(
             self, site, query, poll=poll, prefetch=prefetch, next_page=checkpoint.next_page
         )
@@ -397,7 +398,7 @@ class HaloClient:
         yielded the same way. Only for reads: the query runs twice when it falls back, so
         ``nonQuery`` commands are refused with it.
         """
-        command_obj = _command(command, parameters, execution_mode, command_type)
+        command_obj = _validate.command_from(command, parameters, execution_mode, command_type)
         if fallback_to_async and command_obj.execution_mode == models.ExecutionMode.NON_QUERY:
             raise ValidationError(
                 "fallback_to_async runs the command a second time; it is refused for "
@@ -409,7 +410,7 @@ class HaloClient:
         if fallback_to_async and max_time_in_queue is not None:
             # One queue time serves both tries: checked against the async range up front,
             # clipped to the immediate range for the first try.
-            _time_in_queue(max_time_in_queue, C.ASYNC_MAX_TIME_IN_QUEUE_MS, "async")
+            _validate.time_in_queue(max_time_in_queue, C.ASYNC_MAX_TIME_IN_QUEUE_MS, "async")
             immediate_queue = min(max_time_in_queue, C.IMMEDIATE_MAX_TIME_IN_QUEUE_MS)
         try:
             result = await self.immediate_query(
@@ -433,6 +434,55 @@ class HaloClient:
         async for row in job.rows():
             yield row
 
+    def fan_out(
+        self,
+        command: SqlOrCommand,
+        site_ids: Sequence[str],
+        *,
+        parameters: Parameters | None = None,
+        execution_mode: models.ExecutionMode | str | None = None,
+        command_type: models.CommandType | str | None = None,
+        catalogue: str | None = None,
+        max_time_in_queue: int | None = None,
+        max_in_flight: int = C.FANOUT_MAX_IN_FLIGHT,
+        per_site: int = C.FANOUT_PER_SITE,
+        deadline: float | None = None,
+        poll: PollPolicy | None = None,
+        prefetch: int = C.FANOUT_PAGE_PREFETCH,
+        stream: bool = False,
+        coalesce_status: bool = True,
+        on_event: Callable[[FanOutEvent], None] | None = None,
+    ) -> AsyncIterator[SiteOutcome | SitePage]:
+        """Run one async query on every site; yield each site's outcome as it completes.
+
+        See :func:`halo_async.fanout.fan_out` for the limits, streaming mode, deadline and
+        progress events::
+
+            async for outcome in halo.fan_out(sql, site_ids):
+                if outcome.ok:
+                    save(outcome.site_id, outcome.rows)
+                else:
+                    log.warning("site %s failed: %s", outcome.site_id, outcome.error)
+        """
+        return fan_out(
+            self,
+            command,
+            site_ids,
+            parameters=parameters,
+            execution_mode=execution_mode,
+            command_type=command_type,
+            catalogue=catalogue,
+            max_time_in_queue=max_time_in_queue,
+            max_in_flight=max_in_flight,
+            per_site=per_site,
+            deadline=deadline,
+            poll=poll,
+            prefetch=prefetch,
+            stream=stream,
+            coalesce_status=coalesce_status,
+            on_event=on_event,
+        )
+
     # -- sites -------------------------------------------------------------------------
 
     async def find_sites(self, pms_site_id: str, pms_name: str) -> list[models.Site]:
@@ -442,8 +492,8 @@ class HaloClient:
         several sites (backups, test installs); see :meth:`resolve_site`.
         """
         params = {
-            "practiceManagementSiteId": _pms_site_id(pms_site_id),
-            "practiceManagementName": _pms_name(pms_name),
+            "practiceManagementSiteId": _validate.pms_site_id(pms_site_id),
+            "practiceManagementName": _validate.pms_name(pms_name),
         }
         response = await self._get("/integrator/sites", None, params=params)
         sites = _json_object(response).get("sites", [])
@@ -456,14 +506,14 @@ class HaloClient:
         sites = await self.find_sites(pms_site_id, pms_name)
         if not sites:
             raise SiteNotFoundError(
-                f"no Halo site for {_pms_name(pms_name)} site id {pms_site_id!r}: is the "
+                f"no Halo site for {_validate.pms_name(pms_name)} site id {pms_site_id!r}: is the "
                 "practice paired, and is the id its PMS site id?"
             )
         return max(sites, key=_site_preference)
 
     async def get_site(self, site_id: str | uuid.UUID) -> models.Site:
         """A site's status and metadata ("Get site status")."""
-        site = _uuid("site_id", site_id)
+        site = _validate.uuid_str("site_id", site_id)
         response = await self._get(f"/integrator/sites/{site}", site)
         return _structure(response, models.Site)
 
@@ -474,9 +524,9 @@ class HaloClient:
 
         Best Practice needs the practice's ``pairing_code``; Zedmed and D4W need none.
         """
-        name = _pms_name(pms_name)
+        name = _validate.pms_name(pms_name)
         params = {
-            "practiceManagementSiteId": _pms_site_id(pms_site_id),
+            "practiceManagementSiteId": _validate.pms_site_id(pms_site_id),
             "practiceManagementName": name,
         }
         if pairing_code is not None:
@@ -515,12 +565,14 @@ class HaloClient:
         """Register a query that Halo Link re-runs every ``frequency`` seconds (>= 60) for
         ``duration`` seconds (<= 86400); returns its id. Never retried once it may have
         reached Halo (see :meth:`create_async_query`)."""
-        site = _uuid("site_id", site_id)
+        site = _validate.uuid_str("site_id", site_id)
         if not name or not name.strip():
             raise ValidationError("name cannot be blank", field="name", value=name)
-        _int_in_range("frequency", frequency, C.REGISTERED_MIN_FREQUENCY_S, None, "seconds")
-        _int_in_range("duration", duration, 1, C.REGISTERED_MAX_DURATION_S, "seconds")
-        command_obj = _command(command, parameters, execution_mode, command_type)
+        _validate.int_in_range(
+            "frequency", frequency, C.REGISTERED_MIN_FREQUENCY_S, None, "seconds"
+        )
+        _validate.int_in_range("duration", duration, 1, C.REGISTERED_MAX_DURATION_S, "seconds")
+        command_obj = _validate.command_from(command, parameters, execution_mode, command_type)
         body = {
             "name": name,
             "registeredQueryType": "query",
@@ -544,7 +596,7 @@ class HaloClient:
         self, site_id: str | uuid.UUID
     ) -> list[models.RegisteredQuery]:
         """The registered queries of a site."""
-        site = _uuid("site_id", site_id)
+        site = _validate.uuid_str("site_id", site_id)
         response = await self._get(f"/integrator/sites/{site}/queries/registered", site)
         items = _json_object(response).get("registeredQueries", [])
         return _convert.converter.structure(items, list[models.RegisteredQuery])
@@ -553,7 +605,10 @@ class HaloClient:
         self, site_id: str | uuid.UUID, query_id: str | uuid.UUID
     ) -> models.RegisteredQuery:
         """One registered query, with its run metrics."""
-        site, query = _uuid("site_id", site_id), _uuid("query_id", query_id)
+        site, query = (
+            _validate.uuid_str("site_id", site_id),
+            _validate.uuid_str("query_id", query_id),
+        )
         response = await self._get(f"/integrator/sites/{site}/queries/registered/{query}", site)
         return _structure(response, models.RegisteredQuery)
 
@@ -561,7 +616,10 @@ class HaloClient:
         self, site_id: str | uuid.UUID, query_id: str | uuid.UUID
     ) -> None:
         """Stop a registered query's runs."""
-        site, query = _uuid("site_id", site_id), _uuid("query_id", query_id)
+        site, query = (
+            _validate.uuid_str("site_id", site_id),
+            _validate.uuid_str("query_id", query_id),
+        )
         await self._http.request(
             "DELETE",
             f"/integrator/sites/{site}/queries/registered/{query}",
@@ -573,7 +631,10 @@ class HaloClient:
         self, site_id: str | uuid.UUID, query_id: str | uuid.UUID
     ) -> models.RegisteredQueryResult:
         """The latest stored result of a registered query (``decode_rows()`` for its rows)."""
-        site, query = _uuid("site_id", site_id), _uuid("query_id", query_id)
+        site, query = (
+            _validate.uuid_str("site_id", site_id),
+            _validate.uuid_str("query_id", query_id),
+        )
         path = f"/integrator/sites/{site}/queries/registered/{query}/results"
         response = await self._get(path, site)
         return _structure(response, models.RegisteredQueryResult)
@@ -586,181 +647,6 @@ class HaloClient:
         return await self._http.request(
             "GET", path, safety=Safety.IDEMPOTENT, params=params, site_id=site_id
         )
-
-
-# -- validation and body building --------------------------------------------------------
-
-
-def _check_base_url(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(
-            f"base_url must be an http(s) URL such as {C.PRODUCTION_BASE_URL!r}, got {url!r}"
-        )
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise ConfigurationError(
-            f"refusing plain http:// for {parts.hostname!r}: the API key would travel "
-            "unencrypted. Use https://, or a loopback host (127.0.0.1, localhost) for the emulator."
-        )
-
-
-def _is_loopback(host: str) -> bool:
-    if host in C.LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _uuid(field: str, value: str | uuid.UUID) -> str:
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, str):
-        try:
-            return str(uuid.UUID(value))
-        except ValueError:
-            pass
-    what = "a site's Halo GUID" if field == "site_id" else "a query id"
-    raise ValidationError(
-        f"{field} must be a UUID ({what}, e.g. '3f91c577-20a8-467b-8991-b96dfb90e8c6'), "
-        f"got {value!r}",
-        field=field,
-        value=value,
-    )
-
-
-def _int_in_range(field: str, value: Any, low: int, high: int | None, unit: str) -> int:
-    ok = isinstance(value, int) and not isinstance(value, bool)
-    if ok and value >= low and (high is None or value <= high):
-        return int(value)
-    bound = f"{low}..{high}" if high is not None else f">= {low}"
-    raise ValidationError(
-        f"{field} must be an integer {bound} ({unit}), got {value!r}", field=field, value=value
-    )
-
-
-def _time_in_queue(value: int | None, maximum: int, mode: str) -> int | None:
-    if value is None:
-        return None
-    _int_in_range("max_time_in_queue", value, 0, maximum, f"milliseconds, for {mode} queries")
-    return value
-
-
-def _check_enum(field: str, value: Any, enum_cls: type[Any]) -> Any:
-    allowed = [member.value for member in enum_cls]
-    if value in allowed:
-        return enum_cls(value)
-    raise ValidationError(
-        f"{field} must be one of {allowed}, got {value!r}", field=field, value=value
-    )
-
-
-def _command(
-    command: SqlOrCommand,
-    parameters: Parameters | None,
-    execution_mode: models.ExecutionMode | str | None,
-    command_type: models.CommandType | str | None,
-) -> models.Command:
-    if isinstance(command, models.Command):
-        if parameters is not None or execution_mode is not None or command_type is not None:
-            raise ValidationError(
-                "pass parameters/execution_mode/command_type inside the Command, not beside it",
-                field="command",
-                value=command,
-            )
-        text = command.text
-        execution_mode, command_type = command.execution_mode, command.type
-        params: tuple[models.Parameter, ...] = command.parameters
-    elif isinstance(command, str):
-        text = command
-        if isinstance(parameters, Mapping):
-            params = tuple(models.parameters_from_mapping(parameters))
-        else:
-            params = tuple(parameters or ())
-    else:
-        raise ValidationError(
-            f"command must be SQL text or a Command, got {type(command).__name__}",
-            field="command",
-            value=command,
-        )
-    if not text.strip():
-        raise ValidationError("the command's SQL text is empty", field="command", value=text)
-    for param in params:
-        if not isinstance(param, models.Parameter):
-            raise ValidationError(
-                f"parameters must be Parameter objects (or a name -> value mapping), got {param!r}",
-                field="parameters",
-                value=param,
-            )
-        if param.type is not None and param.type not in C.PARAMETER_TYPES:
-            raise ValidationError(
-                f"parameter {param.name!r}: type {param.type!r} is not one of the API's "
-                f"parameter types ({', '.join(sorted(C.PARAMETER_TYPES))})",
-                field="parameters[].type",
-                value=param.type,
-            )
-        if param.direction is not None:
-            _check_enum(f"parameter {param.name!r} direction", param.direction, models.Direction)
-    return models.Command(
-        text=text,
-        execution_mode=_check_enum(
-            "execution_mode", execution_mode or models.ExecutionMode.READER, models.ExecutionMode
-        ),
-        type=_check_enum(
-            "command_type", command_type or models.CommandType.TEXT, models.CommandType
-        ),
-        parameters=params,
-    )
-
-
-def _query_body(
-    command: SqlOrCommand,
-    parameters: Parameters | None,
-    execution_mode: models.ExecutionMode | str | None,
-    command_type: models.CommandType | str | None,
-    catalogue: str | None,
-    max_time_in_queue: int | None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "command": _convert.unstructure_command(
-            _command(command, parameters, execution_mode, command_type)
-        )
-    }
-    if max_time_in_queue is not None:
-        body["maxTimeInQueue"] = max_time_in_queue
-    if catalogue is not None:
-        if not isinstance(catalogue, str) or not catalogue.strip():
-            raise ValidationError(
-                f"catalogue must be a catalogue name such as 'Patients', got {catalogue!r}",
-                field="catalogue",
-                value=catalogue,
-            )
-        body["catalogue"] = catalogue
-    return body
-
-
-def _pms_name(value: str) -> str:
-    if isinstance(value, str):
-        canonical = _PMS_NAME_ALIASES.get(value.strip().lower())
-        if canonical is not None:
-            return canonical
-    raise ValidationError(
-        f"pms_name must be one of {list(C.PMS_NAMES)}, got {value!r}", field="pms_name", value=value
-    )
-
-
-def _pms_site_id(value: str) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError(
-            "pms_site_id must be the practice's PMS site id (Bp Site ID, Zedmed Database ID), "
-            f"got {value!r}",
-            field="pms_site_id",
-            value=value,
-        )
-    return value.strip()
 
 
 def _site_preference(site: models.Site) -> tuple[bool, bool, float]:

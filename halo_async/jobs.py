@@ -149,6 +149,7 @@ class QueryJob:
         next_page: int = 1,
         status_source: StatusSource | None = None,
         on_page: Callable[[models.ResultPage], None] | None = None,
+        on_status: Callable[[models.AsyncQuery], None] | None = None,
     ) -> None:
         if prefetch < 1:
             raise ValidationError(
@@ -163,6 +164,7 @@ class QueryJob:
         self._next_page = next_page
         self._status_source = status_source
         self._on_page = on_page
+        self._on_status = on_status
         self._wake = asyncio.Event()
         self.status_polls = 0
 
@@ -236,6 +238,8 @@ class QueryJob:
             if progress != seen:
                 seen = progress
                 interval = policy.initial_interval
+                if self._on_status is not None:
+                    self._on_status(query)
                 yield query
             else:
                 interval = policy.next_interval(interval)

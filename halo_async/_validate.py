@@ -1,0 +1,205 @@
+"""Argument checks and request-body building, shared by the client and the fan-out.
+
+Every check runs before anything is sent, and every error names the bad value and what
+was expected.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from halo_async import _constants as C
+from halo_async import _convert, models
+from halo_async.errors import ConfigurationError, ValidationError
+
+SqlOrCommand = str | models.Command
+Parameters = Sequence[models.Parameter] | Mapping[str, models.Parameter | models.ParameterValue]
+
+_PMS_NAME_ALIASES = {
+    "best practice": "Best Practice",
+    "bestpractice": "Best Practice",
+    "bp": "Best Practice",
+    "zedmed": "Zedmed",
+    "d4w": "D4w",
+}
+
+
+def check_base_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"base_url must be an http(s) URL such as {C.PRODUCTION_BASE_URL!r}, got {url!r}"
+        )
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise ConfigurationError(
+            f"refusing plain http:// for {parts.hostname!r}: the API key would travel "
+            "unencrypted. Use https://, or a loopback host (127.0.0.1, localhost) for the emulator."
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host in C.LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def uuid_str(field: str, value: str | uuid.UUID) -> str:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, str):
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            pass
+    what = "a site's Halo GUID" if field == "site_id" else "a query id"
+    raise ValidationError(
+        f"{field} must be a UUID ({what}, e.g. '3f91c577-20a8-467b-8991-b96dfb90e8c6'), "
+        f"got {value!r}",
+        field=field,
+        value=value,
+    )
+
+
+def site_and_query(site_id: str | uuid.UUID, query_id: str | uuid.UUID) -> tuple[str, str]:
+    """Both ids of a query-level path, checked."""
+    return uuid_str("site_id", site_id), uuid_str("query_id", query_id)
+
+
+def int_in_range(field: str, value: Any, low: int, high: int | None, unit: str) -> int:
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if ok and value >= low and (high is None or value <= high):
+        return int(value)
+    bound = f"{low}..{high}" if high is not None else f">= {low}"
+    raise ValidationError(
+        f"{field} must be an integer {bound} ({unit}), got {value!r}", field=field, value=value
+    )
+
+
+def time_in_queue(value: int | None, maximum: int, mode: str) -> int | None:
+    if value is None:
+        return None
+    int_in_range("max_time_in_queue", value, 0, maximum, f"milliseconds, for {mode} queries")
+    return value
+
+
+def _check_enum(field: str, value: Any, enum_cls: type[Any]) -> Any:
+    allowed = [member.value for member in enum_cls]
+    if value in allowed:
+        return enum_cls(value)
+    raise ValidationError(
+        f"{field} must be one of {allowed}, got {value!r}", field=field, value=value
+    )
+
+
+def command_from(
+    command: SqlOrCommand,
+    parameters: Parameters | None,
+    execution_mode: models.ExecutionMode | str | None,
+    command_type: models.CommandType | str | None,
+) -> models.Command:
+    if isinstance(command, models.Command):
+        if parameters is not None or execution_mode is not None or command_type is not None:
+            raise ValidationError(
+                "pass parameters/execution_mode/command_type inside the Command, not beside it",
+                field="command",
+                value=command,
+            )
+        text = command.text
+        execution_mode, command_type = command.execution_mode, command.type
+        params: tuple[models.Parameter, ...] = command.parameters
+    elif isinstance(command, str):
+        text = command
+        if isinstance(parameters, Mapping):
+            params = tuple(models.parameters_from_mapping(parameters))
+        else:
+            params = tuple(parameters or ())
+    else:
+        raise ValidationError(
+            f"command must be SQL text or a Command, got {type(command).__name__}",
+            field="command",
+            value=command,
+        )
+    if not text.strip():
+        raise ValidationError("the command's SQL text is empty", field="command", value=text)
+    for param in params:
+        if not isinstance(param, models.Parameter):
+            raise ValidationError(
+                f"parameters must be Parameter objects (or a name -> value mapping), got {param!r}",
+                field="parameters",
+                value=param,
+            )
+        if param.type is not None and param.type not in C.PARAMETER_TYPES:
+            raise ValidationError(
+                f"parameter {param.name!r}: type {param.type!r} is not one of the API's "
+                f"parameter types ({', '.join(sorted(C.PARAMETER_TYPES))})",
+                field="parameters[].type",
+                value=param.type,
+            )
+        if param.direction is not None:
+            _check_enum(f"parameter {param.name!r} direction", param.direction, models.Direction)
+    return models.Command(
+        text=text,
+        execution_mode=_check_enum(
+            "execution_mode", execution_mode or models.ExecutionMode.READER, models.ExecutionMode
+        ),
+        type=_check_enum(
+            "command_type", command_type or models.CommandType.TEXT, models.CommandType
+        ),
+        parameters=params,
+    )
+
+
+def query_body(
+    command: SqlOrCommand,
+    parameters: Parameters | None,
+    execution_mode: models.ExecutionMode | str | None,
+    command_type: models.CommandType | str | None,
+    catalogue: str | None,
+    max_time_in_queue: int | None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "command": _convert.unstructure_command(
+            command_from(command, parameters, execution_mode, command_type)
+        )
+    }
+    if max_time_in_queue is not None:
+        body["maxTimeInQueue"] = max_time_in_queue
+    if catalogue is not None:
+        if not isinstance(catalogue, str) or not catalogue.strip():
+            raise ValidationError(
+                f"catalogue must be a catalogue name such as 'Patients', got {catalogue!r}",
+                field="catalogue",
+                value=catalogue,
+            )
+        body["catalogue"] = catalogue
+    return body
+
+
+def pms_name(value: str) -> str:
+    if isinstance(value, str):
+        canonical = _PMS_NAME_ALIASES.get(value.strip().lower())
+        if canonical is not None:
+            return canonical
+    raise ValidationError(
+        f"pms_name must be one of {list(C.PMS_NAMES)}, got {value!r}", field="pms_name", value=value
+    )
+
+
+def pms_site_id(value: str) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(
+            "pms_site_id must be the practice's PMS site id (Bp Site ID, Zedmed Database ID), "
+            f"got {value!r}",
+            field="pms_site_id",
+            value=value,
+        )
+    return value.strip()
