@@ -1,0 +1,117 @@
+"""pytest plugin: a running Halo emulator per test.
+
+Installed as the ``halo_async`` pytest11 entry point, so the fixtures are available wherever
+halo-async is installed (``-p no:halo_async`` turns it off). The emulator needs the
+``emulator`` extra (``pip install 'halo-async[emulator]'``) and pytest-asyncio; neither is
+imported until a test asks for the fixture.
+
+```python
+async def test_sites(halo_emulator):
+    site = halo_emulator.sites[0]
+    ...  # talk to halo_emulator.base_url with halo_emulator.api_key
+
+@pytest.mark.halo_emulator(sites=20, latency="realistic")
+async def test_many_sites(halo_emulator): ...
+```
+
+Configuration, most specific first: the ``halo_emulator`` marker's keyword arguments (any
+:class:`halo_async.emulator.Emulator` argument), then ``--halo-emulator-sites`` /
+``--halo-emulator-seed`` on the command line, then the ``halo_emulator_sites`` /
+``halo_emulator_seed`` ini options. Defaults: 3 sites, seed 1, zero latency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from halo_async.emulator import Emulator
+
+__all__ = ["halo_emulator"]
+
+_DEFAULT_SITES = 3
+_DEFAULT_SEED = 1
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """Register the command-line and ini options of the emulator fixture."""
+    group = parser.getgroup("halo_async", "halo-async emulator")
+    group.addoption(
+        "--halo-emulator-sites",
+        type=int,
+        default=None,
+        help=f"sites in the halo_emulator fixture (default {_DEFAULT_SITES})",
+    )
+    group.addoption(
+        "--halo-emulator-seed",
+        type=int,
+        default=None,
+        help=f"seed of the halo_emulator fixture (default {_DEFAULT_SEED})",
+    )
+    parser.addini("halo_emulator_sites", "sites in the halo_emulator fixture", default=None)
+    parser.addini("halo_emulator_seed", "seed of the halo_emulator fixture", default=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Declare the ``halo_emulator`` marker."""
+    config.addinivalue_line(
+        "markers",
+        "halo_emulator(**kwargs): configure the halo_emulator fixture "
+        "(any halo_async.emulator.Emulator keyword argument)",
+    )
+
+
+def _setting(config: pytest.Config, name: str, default: int) -> int:
+    option = config.getoption(f"--halo-emulator-{name}")
+    if option is not None:
+        return int(option)
+    ini = config.getini(f"halo_emulator_{name}")
+    return int(ini) if ini else default
+
+
+def emulator_kwargs(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The Emulator arguments for one test: defaults, options, then the marker."""
+    kwargs: dict[str, Any] = {
+        "sites": _setting(request.config, "sites", _DEFAULT_SITES),
+        "seed": _setting(request.config, "seed", _DEFAULT_SEED),
+        "latency": "zero",
+    }
+    # Closest marker last so that a test's own marker wins over a module's.
+    for marker in reversed(list(request.node.iter_markers("halo_emulator"))):
+        if marker.args:
+            raise pytest.UsageError("halo_emulator marker takes keyword arguments only")
+        kwargs.update(marker.kwargs)
+    return kwargs
+
+
+async def _running_emulator(request: pytest.FixtureRequest) -> AsyncIterator[Emulator]:
+    try:
+        from halo_async.emulator import Emulator
+    except ImportError as exc:  # the emulator extra is missing
+        pytest.skip(f"halo_emulator needs the emulator extra: {exc}")
+    async with Emulator(**emulator_kwargs(request)) as emulator:
+        yield emulator
+
+
+def _async_fixture() -> Any:
+    # The plugin loads in every pytest run where halo-async is installed, so a missing
+    # pytest-asyncio must not break collection; the fixture then fails where it is used.
+    try:
+        import pytest_asyncio
+    except ImportError:  # pragma: no cover - exercised only without pytest-asyncio
+        return pytest.fixture
+    return pytest_asyncio.fixture
+
+
+@_async_fixture()
+async def halo_emulator(request: pytest.FixtureRequest) -> AsyncIterator[Emulator]:
+    """A running :class:`~halo_async.emulator.Emulator`, closed after the test.
+
+    Zero latency and a few sites by default; configure it with the ``halo_emulator`` marker
+    or the ``--halo-emulator-*`` options.
+    """
+    async for emulator in _running_emulator(request):
+        yield emulator
