@@ -217,9 +217,13 @@ async def test_expired_page_raises_and_the_checkpoint_stays_on_it(
 
     job = client.resume(Checkpoint(SITE, QUERY), poll=POLL, prefetch=1)
     received: list[dict[str, Any]] = []
-    with pytest.raises(ResultExpiredError):
+
+    async def consume() -> None:
         async for row in job.rows():
             received.append(row)
+
+    with pytest.raises(ResultExpiredError):
+        await consume()
 
     assert received == page_rows(1)
     assert job.checkpoint().next_page == 2
