@@ -46,6 +46,7 @@ class SystemClock:
 
 
 _DEFAULT_START = datetime(2025, 5, 27, 5, 23, 40, tzinfo=UTC)
+_PRUNE_AT = 1024
 
 
 class ManualClock:
@@ -71,10 +72,14 @@ class ManualClock:
             return self._now
 
     @property
-    def sleepers(self) -> int:
-        """How many coroutines are waiting for this clock to advance."""
+    def pending(self) -> list[float]:
+        """Seconds until each waiting sleeper's deadline, soonest first."""
         with self._lock:
-            return sum(1 for _, _, fut in self._sleepers if not fut.done())
+            return sorted(
+                (deadline - self._now).total_seconds()
+                for deadline, _, fut in self._sleepers
+                if not fut.done()
+            )
 
     def advance(self, seconds: float) -> datetime:
         """Move time forward by ``seconds`` and wake every sleeper whose deadline has passed."""
@@ -101,6 +106,10 @@ class ManualClock:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         with self._lock:
             deadline = self._now + timedelta(seconds=seconds)
+            if len(self._sleepers) > _PRUNE_AT:
+                # Cancelled timers linger until their deadline; drop them now and then.
+                self._sleepers = [s for s in self._sleepers if not s[2].done()]
+                heapq.heapify(self._sleepers)
             heapq.heappush(self._sleepers, (deadline, next(self._order), fut))
         try:
             await fut
