@@ -127,7 +127,9 @@ def command_from(
             value=command,
         )
     if not text.strip():
-        raise ValidationError("the command's SQL text is empty", field="command", value=text)
+        raise ValidationError(
+            f"the command's SQL text is empty, got {text!r}", field="command", value=text
+        )
     for param in params:
         if not isinstance(param, models.Parameter):
             raise ValidationError(
@@ -146,11 +148,17 @@ def command_from(
             _check_enum(f"parameter {param.name!r} direction", param.direction, models.Direction)
     return models.Command(
         text=text,
+        # Only None means "the default": an empty string is a mistake to report, not to
+        # turn silently into "reader"/"text".
         execution_mode=_check_enum(
-            "execution_mode", execution_mode or models.ExecutionMode.READER, models.ExecutionMode
+            "execution_mode",
+            models.ExecutionMode.READER if execution_mode is None else execution_mode,
+            models.ExecutionMode,
         ),
         type=_check_enum(
-            "command_type", command_type or models.CommandType.TEXT, models.CommandType
+            "command_type",
+            models.CommandType.TEXT if command_type is None else command_type,
+            models.CommandType,
         ),
         parameters=params,
     )

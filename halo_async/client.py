@@ -530,15 +530,17 @@ class HaloClient:
             "practiceManagementName": name,
         }
         if pairing_code is not None:
-            if not pairing_code.strip():
+            if not isinstance(pairing_code, str) or not pairing_code.strip():
                 raise ValidationError(
-                    "pairing_code cannot be blank", field="pairing_code", value=pairing_code
+                    f"pairing_code must be the practice's pairing code, got {pairing_code!r}",
+                    field="pairing_code",
+                    value=pairing_code,
                 )
             params["pairingCode"] = pairing_code
         elif name == "Best Practice":
             raise ValidationError(
                 "pairing_code is required for Best Practice "
-                "(the practice generates it in Bp Premier)",
+                "(the practice generates it in Bp Premier), got None",
                 field="pairing_code",
                 value=None,
             )
@@ -566,8 +568,10 @@ class HaloClient:
         ``duration`` seconds (<= 86400); returns its id. Never retried once it may have
         reached Halo (see :meth:`create_async_query`)."""
         site = _validate.uuid_str("site_id", site_id)
-        if not name or not name.strip():
-            raise ValidationError("name cannot be blank", field="name", value=name)
+        if not isinstance(name, str) or not name.strip():
+            raise ValidationError(
+                f"name must be a non-blank label, got {name!r}", field="name", value=name
+            )
         _validate.int_in_range(
             "frequency", frequency, C.REGISTERED_MIN_FREQUENCY_S, None, "seconds"
         )

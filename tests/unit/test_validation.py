@@ -1,0 +1,263 @@
+"""Bad arguments are refused before anything is sent, and the error names the bad value."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
+
+import pytest
+from aioresponses import aioresponses
+
+from halo_async import Command, HaloClient, Parameter, RetryPolicy, errors
+
+SITE = "3f91c577-20a8-467b-8991-b96dfb90e8c6"
+QUERY = "1366ef6e-d536-457c-8f1b-eaa4352059f9"
+
+Call = Callable[[HaloClient], Awaitable[Any]]
+
+
+@pytest.fixture
+def mocked() -> Iterator[aioresponses]:
+    """Catches any request that slips through (none should)."""
+    with aioresponses() as m:
+        yield m
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[HaloClient]:
+    async with HaloClient("test-key", retry=RetryPolicy.none()) as halo:
+        yield halo
+
+
+# (call, the bad value it passes, the field the error names)
+CASES: dict[str, tuple[Call, Any, str]] = {
+    "site-id-not-a-uuid": (
+        lambda c: c.immediate_query("site-123", "SELECT 1"),
+        "site-123",
+        "site_id",
+    ),
+    "site-id-an-int": (lambda c: c.get_site(12345), 12345, "site_id"),
+    "query-id-not-a-uuid": (lambda c: c.get_query(SITE, "q-1"), "q-1", "query_id"),
+    "registered-id-not-a-uuid": (
+        lambda c: c.cancel_registered_query(SITE, "nope"),
+        "nope",
+        "query_id",
+    ),
+    "batch-id-not-a-uuid": (
+        lambda c: c.get_query_statuses(SITE, [QUERY, "bad-id"]),
+        "bad-id",
+        "query_ids[]",
+    ),
+    "immediate-queue-over-60000": (
+        lambda c: c.immediate_query(SITE, "SELECT 1", max_time_in_queue=60001),
+        60001,
+        "max_time_in_queue",
+    ),
+    "immediate-queue-negative": (
+        lambda c: c.immediate_query(SITE, "SELECT 1", max_time_in_queue=-1),
+        -1,
+        "max_time_in_queue",
+    ),
+    "immediate-queue-a-float": (
+        lambda c: c.immediate_query(SITE, "SELECT 1", max_time_in_queue=1.5),
+        1.5,
+        "max_time_in_queue",
+    ),
+    "immediate-queue-a-bool": (
+        lambda c: c.immediate_query(SITE, "SELECT 1", max_time_in_queue=True),
+        True,
+        "max_time_in_queue",
+    ),
+    "async-queue-over-7200000": (
+        lambda c: c.create_async_query(SITE, "SELECT 1", max_time_in_queue=7_200_001),
+        7_200_001,
+        "max_time_in_queue",
+    ),
+    "async-queue-negative": (
+        lambda c: c.create_async_query(SITE, "SELECT 1", max_time_in_queue=-5),
+        -5,
+        "max_time_in_queue",
+    ),
+    "async-queue-a-string": (
+        lambda c: c.create_async_query(SITE, "SELECT 1", max_time_in_queue="900000"),
+        "900000",
+        "max_time_in_queue",
+    ),
+    "page-zero": (lambda c: c.get_result_page(SITE, QUERY, 0), 0, "page_number"),
+    "page-negative": (lambda c: c.stream_result_page(SITE, QUERY, -2), -2, "page_number"),
+    "page-a-float": (lambda c: c.get_result_page(SITE, QUERY, 1.0), 1.0, "page_number"),
+    "page-a-bool": (lambda c: c.get_result_page(SITE, QUERY, True), True, "page_number"),
+    "page-a-string": (lambda c: c.get_result_page(SITE, QUERY, "1"), "1", "page_number"),
+    "unknown-parameter-type": (
+        lambda c: c.immediate_query(SITE, "SELECT @x", parameters=[Parameter("@x", "Integer", 1)]),
+        "Integer",
+        "parameters[].type",
+    ),
+    "bad-direction": (
+        lambda c: c.create_async_query(
+            SITE, "SELECT @x", parameters=[Parameter("@x", "Int", 1, direction="in")]
+        ),
+        "in",
+        "parameter '@x' direction",
+    ),
+    "parameter-not-a-parameter": (
+        lambda c: c.immediate_query(SITE, "SELECT @x", parameters=[("@x", 1)]),
+        ("@x", 1),
+        "parameters",
+    ),
+    "bad-execution-mode": (
+        lambda c: c.immediate_query(SITE, "SELECT 1", execution_mode="read"),
+        "read",
+        "execution_mode",
+    ),
+    "bad-execution-mode-in-command": (
+        lambda c: c.immediate_query(SITE, Command("SELECT 1", execution_mode="rows")),
+        "rows",
+        "execution_mode",
+    ),
+    "empty-execution-mode": (
+        lambda c: c.immediate_query(SITE, "SELECT 1", execution_mode=""),
+        "",
+        "execution_mode",
+    ),
+    "empty-command-type": (
+        lambda c: c.immediate_query(SITE, "SELECT 1", command_type=""),
+        "",
+        "command_type",
+    ),
+    "bad-command-type": (
+        lambda c: c.create_async_query(SITE, "SELECT 1", command_type="sql"),
+        "sql",
+        "command_type",
+    ),
+    "empty-sql": (lambda c: c.immediate_query(SITE, ""), "", "command"),
+    "blank-sql": (lambda c: c.create_async_query(SITE, "  \n "), "  \n ", "command"),
+    "blank-sql-in-command": (lambda c: c.immediate_query(SITE, Command("\t")), "\t", "command"),
+    "blank-catalogue": (
+        lambda c: c.immediate_query(SITE, "SELECT 1", catalogue=" "),
+        " ",
+        "catalogue",
+    ),
+    "unknown-pms-name-find": (
+        lambda c: c.find_sites("12345", "MedicalDirector"),
+        "MedicalDirector",
+        "pms_name",
+    ),
+    "unknown-pms-name-pair": (
+        lambda c: c.pair_site("12345", "Best-Practice", "ABC123"),
+        "Best-Practice",
+        "pms_name",
+    ),
+    "blank-pms-site-id": (lambda c: c.find_sites(" ", "Zedmed"), " ", "pms_site_id"),
+    "blank-pairing-code": (
+        lambda c: c.pair_site("12345", "Best Practice", "  "),
+        "  ",
+        "pairing_code",
+    ),
+    "pairing-code-not-a-string": (
+        lambda c: c.pair_site("12345", "Best Practice", 123456),
+        123456,
+        "pairing_code",
+    ),
+    "missing-pairing-code-for-best-practice": (
+        lambda c: c.pair_site("12345", "Best Practice"),
+        None,
+        "pairing_code",
+    ),
+    "registered-frequency-under-60": (
+        lambda c: c.create_registered_query(SITE, "SELECT 1", name="n", frequency=59, duration=600),
+        59,
+        "frequency",
+    ),
+    "registered-frequency-a-bool": (
+        lambda c: c.create_registered_query(
+            SITE, "SELECT 1", name="n", frequency=True, duration=600
+        ),
+        True,
+        "frequency",
+    ),
+    "registered-duration-over-86400": (
+        lambda c: c.create_registered_query(
+            SITE, "SELECT 1", name="n", frequency=60, duration=86401
+        ),
+        86401,
+        "duration",
+    ),
+    "registered-duration-zero": (
+        lambda c: c.create_registered_query(SITE, "SELECT 1", name="n", frequency=60, duration=0),
+        0,
+        "duration",
+    ),
+    "registered-blank-name": (
+        lambda c: c.create_registered_query(SITE, "SELECT 1", name=" ", frequency=60, duration=60),
+        " ",
+        "name",
+    ),
+    "registered-name-not-a-string": (
+        lambda c: c.create_registered_query(SITE, "SELECT 1", name=7, frequency=60, duration=60),
+        7,
+        "name",
+    ),
+    "empty-query-ids": (lambda c: c.get_query_statuses(SITE, []), [], "query_ids"),
+    "query-ids-a-string": (lambda c: c.get_query_statuses(SITE, QUERY), QUERY, "query_ids"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+async def test_bad_arguments_are_refused_before_sending(
+    case: str, client: HaloClient, mocked: aioresponses
+) -> None:
+    call, value, field = CASES[case]
+
+    with pytest.raises(errors.ValidationError) as caught:
+        await call(client)
+
+    assert mocked.requests == {}, "a request was sent"
+    error = caught.value
+    assert repr(value) in str(error), f"{str(error)!r} does not name {value!r}"
+    assert error.field == field
+    assert error.value == value
+    assert isinstance(error, ValueError)
+
+
+async def test_a_command_object_with_options_beside_it_is_refused(
+    client: HaloClient, mocked: aioresponses
+) -> None:
+    with pytest.raises(errors.ValidationError, match="inside the Command"):
+        await client.immediate_query(SITE, Command("SELECT 1"), execution_mode="scalar")
+
+    assert mocked.requests == {}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"request_timeout": 0}, "request_timeout"),
+        ({"connect_timeout": -1.0}, "connect_timeout"),
+        ({"connection_limit": 0}, "connection_limit"),
+    ],
+)
+def test_bad_client_settings_are_refused(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(errors.ValidationError) as caught:
+        HaloClient("test-key", **kwargs)
+
+    assert caught.value.field == field
+    assert repr(kwargs[field]) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"initial_delay": -0.1}, "initial_delay"),
+        ({"max_delay": -1}, "max_delay"),
+        ({"deadline": -1}, "deadline"),
+        ({"retry_after_cap": -1}, "retry_after_cap"),
+    ],
+)
+def test_bad_retry_policies_are_refused(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(errors.ValidationError) as caught:
+        RetryPolicy(**kwargs)
+
+    assert caught.value.field == field
+    assert repr(kwargs[field]) in str(caught.value)
