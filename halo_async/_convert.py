@@ -21,6 +21,7 @@ import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from halo_async import models
+from halo_async.errors import DecodeError
 
 T = TypeVar("T")
 
@@ -114,8 +115,20 @@ converter = _build_converter()
 
 
 def structure(value: Any, cls: type[T]) -> T:
-    """Structure a decoded JSON value into a model."""
-    return converter.structure(value, cls)
+    """Structure a decoded JSON value into a model (or a ``list[Model]``).
+
+    A body that does not fit raises :class:`~halo_async.errors.DecodeError`, a
+    :class:`~halo_async.errors.HaloError` like every other failure of a call, naming the
+    fields at fault rather than surfacing cattrs' internals.
+    """
+    try:
+        return converter.structure(value, cls)
+    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        name = (
+            str(cls).replace("halo_async.models.", "") if typing.get_origin(cls) else cls.__name__
+        )
+        problems = "; ".join(cattrs.transform_error(exc, path=f"<{name}>"))
+        raise DecodeError(f"the answer does not fit {name}: {problems}") from exc
 
 
 def unstructure_command(command: models.Command) -> dict[str, Any]:

@@ -317,7 +317,7 @@ def error_from_response(
         envelope: Any = orjson.loads(payload) if payload else None
     except orjson.JSONDecodeError:
         envelope = None
-    if isinstance(envelope, dict) and _is_query_failure(envelope):
+    if isinstance(envelope, dict) and is_query_failure(envelope):
         return query_failure(envelope, site_id=site_id, http_status=status)
     message = _message_of(envelope) or text.strip() or _reason(status)
     cls = api_error_class(status, message)
@@ -334,7 +334,8 @@ def error_from_response(
     return cls(message, **kwargs)
 
 
-def _is_query_failure(envelope: Mapping[str, Any]) -> bool:
+def is_query_failure(envelope: Mapping[str, Any]) -> bool:
+    """Whether a body reports a failed query (a query object or a bare errorDetails)."""
     return "error" not in envelope and (
         isinstance(envelope.get("errorDetails"), dict)
         or envelope.get("status") == "executionFailed"

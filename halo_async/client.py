@@ -14,7 +14,7 @@ import aiohttp
 
 from halo_async import _constants as C
 from halo_async import _convert, _decode, _validate, models
-from halo_async._http import HttpTransport, Response, Safety
+from halo_async._http import HttpTransport, Response, Safety, is_query_failure, query_failure
 from halo_async._retry import RetryPolicy
 from halo_async._validate import Parameters, SqlOrCommand
 from halo_async.errors import (
@@ -201,8 +201,12 @@ class HaloClient:
             read_timeout=queue_ms / 1000 + C.IMMEDIATE_TIMEOUT_HEADROOM_S,
             site_id=site,
         )
-        query = _structure(response, models.ImmediateQuery)
-        # Before 23.927 failures came with a 200; a proxy or old deployment may still do so.
+        data = _json_object(response)
+        # Before 23.927 failures came with a 200 (the failed query, or a bare errorDetails
+        # body such as http 413); a proxy or old deployment may still answer so.
+        if is_query_failure(data):
+            raise query_failure(data, site_id=site, http_status=response.status)
+        query = _convert.structure(data, models.ImmediateQuery)
         if query.is_failed:
             raise error_for_query(query, http_status=response.status)
         return query
@@ -277,7 +281,7 @@ class HaloClient:
             site_id=site,
         )
         results = _json_object(response).get("results", [])
-        return _convert.converter.structure(results, list[models.QueryStatusResult])
+        return _convert.structure(results, list[models.QueryStatusResult])
 
     async def get_result_page(
         self, site_id: str | uuid.UUID, query_id: str | uuid.UUID, page_number: int
@@ -497,7 +501,7 @@ class HaloClient:
         }
         response = await self._get("/integrator/sites", None, params=params)
         sites = _json_object(response).get("sites", [])
-        return _convert.converter.structure(sites, list[models.Site])
+        return _convert.structure(sites, list[models.Site])
 
     async def resolve_site(self, pms_site_id: str, pms_name: str) -> models.Site:
         """The one site to query for a practice: authoritative first, then active, then
@@ -603,7 +607,7 @@ class HaloClient:
         site = _validate.uuid_str("site_id", site_id)
         response = await self._get(f"/integrator/sites/{site}/queries/registered", site)
         items = _json_object(response).get("registeredQueries", [])
-        return _convert.converter.structure(items, list[models.RegisteredQuery])
+        return _convert.structure(items, list[models.RegisteredQuery])
 
     async def get_registered_query(
         self, site_id: str | uuid.UUID, query_id: str | uuid.UUID
@@ -697,7 +701,7 @@ def _result_page(
         query_id=query,
         page_number=page,
         rows=rows,
-        parameters=tuple(_convert.converter.structure(parameters or [], list[models.Parameter])),
+        parameters=tuple(_convert.structure(parameters or [], list[models.Parameter])),
         size=_int_header(headers.get("Size")),
         rows_count=_int_header(headers.get("Rows-Count")),
         range_start=_int_header(headers.get("Rows-Range-Start")),

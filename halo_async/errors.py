@@ -7,7 +7,7 @@
     ├── ConfigurationError         no API key, a base URL we refuse
     ├── ClientClosedError          the client was used after close()
     ├── SiteNotFoundError          no site for a PMS site id
-    ├── DecodeError                result data that is not base64 JSON rows
+    ├── DecodeError                an answer not in the documented shape (body, rows)
     ├── HaloConnectionError        no answer after the retries (connection, timeout)
     ├── SubmissionOutcomeUnknownError  a query-creating POST whose fate is unknown
     ├── APIError                   an HTTP error answer (status, message, envelope)
@@ -101,7 +101,8 @@ class SiteNotFoundError(HaloError, LookupError):
 
 
 class DecodeError(HaloError, ValueError):
-    """Result data was not base64 of JSON rows."""
+    """An answer was not what the API documents: result data that is not base64 of JSON
+    rows, or a body that is not JSON or lacks required fields."""
 
 
 class HaloConnectionError(HaloError):

@@ -987,3 +987,127 @@ async def test_get_registered_query_result_decodes_rows(
     assert result.decode_rows() == ROWS
     assert result.parameters is None
     assert (result.rows, result.size) == (1, 25)
+
+
+# -- Failures in 2xx and error answers ------------------------------------------------------
+
+EXECUTION_FAILED: dict[str, Any] = {
+    **{key: IMMEDIATE_SUCCESS[key] for key in ("id", "integratorId", "siteId", "mode")},
+    "status": "executionFailed",
+    "maxTimeInQueue": 30000,
+    "commandSize": 40,
+    "requestSize": 60,
+    "createdAt": "2025-05-27T05:23:40.100Z",
+    "updatedAt": "2025-05-27T05:23:41.100Z",
+    "completedAt": "2025-05-27T05:23:41.100Z",
+    "statusTiming": {"initialising": {"startTime": "2025-05-27T05:23:40.100Z"}},
+    "errorDetails": {"errorType": "mssql", "errorCode": 208, "errorMessage": "Invalid object"},
+    "errorCode": 208,
+    "errorMessage": "Invalid object",
+}
+TOO_LARGE = {
+    "errorDetails": {
+        "errorType": "http",
+        "errorCode": 413,
+        "errorMessage": "Query was executed successfully but an error occurred preparing it to "
+        "be uploaded, results were too large. Immediate query results beyond message size "
+        "limit (8mb)",
+    }
+}
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        pytest.param(400, id="400-since-23.927"),
+        pytest.param(200, id="legacy-200"),
+    ],
+)
+async def test_a_failed_immediate_query_raises_sql_execution_error(
+    status: int, client: HaloClient, mocked: HaloMock
+) -> None:
+    mocked.post(f"{BASE}{SITE_PATH}/queries/immediate", status=status, payload=EXECUTION_FAILED)
+
+    with pytest.raises(errors.SqlExecutionError) as caught:
+        await client.immediate_query(SITE, "SELECT * FROM PATIENT")
+
+    error = caught.value
+    assert (error.site_id, error.query_id) == (SITE, QUERY)
+    assert error.details == models.ErrorDetails(models.ErrorType.MSSQL, 208, "Invalid object")
+    assert error.http_status == status
+    assert isinstance(error.query, models.ImmediateQuery)
+    assert len(mocked.made()) == 1
+
+
+@pytest.mark.parametrize("status", [413, 200])
+async def test_an_oversized_immediate_result_raises_result_transfer_error(
+    status: int, client: HaloClient, mocked: HaloMock
+) -> None:
+    mocked.post(f"{BASE}{SITE_PATH}/queries/immediate", status=status, payload=TOO_LARGE)
+
+    with pytest.raises(errors.ResultTransferError) as caught:
+        await client.immediate_query(SITE, "SELECT * FROM DOCUMENTS")
+
+    assert caught.value.error_code == 413
+    assert caught.value.site_id == SITE
+    assert "8mb" in str(caught.value)
+
+
+async def test_a_413_error_envelope_raises_result_too_large(
+    client: HaloClient, mocked: HaloMock
+) -> None:
+    body = {"error": {"status": 413, "statusText": "Payload Too Large", "message": "Too large"}}
+    mocked.post(f"{BASE}{SITE_PATH}/queries/immediate", status=413, payload=body)
+
+    with pytest.raises(errors.ResultTooLargeError, match="Too large"):
+        await client.immediate_query(SITE, "SELECT * FROM DOCUMENTS")
+
+
+@pytest.mark.parametrize(
+    ("call", "path", "body"),
+    [
+        pytest.param(lambda c: c.get_site(SITE), SITE_PATH, {}, id="site-without-id"),
+        pytest.param(
+            lambda c: c.get_query(SITE, QUERY),
+            f"{SITE_PATH}/queries/{QUERY}",
+            {"id": QUERY},
+            id="query-without-status",
+        ),
+        pytest.param(
+            lambda c: c.get_query(SITE, QUERY),
+            f"{SITE_PATH}/queries/{QUERY}",
+            [1, 2],
+            id="query-not-an-object",
+        ),
+        pytest.param(
+            lambda c: c.list_registered_queries(SITE),
+            f"{SITE_PATH}/queries/registered",
+            {"registeredQueries": [{"name": "no id"}]},
+            id="registered-without-id",
+        ),
+        pytest.param(
+            lambda c: c.find_sites("1", "Zedmed"),
+            "/integrator/sites?practiceManagementSiteId=1&practiceManagementName=Zedmed",
+            {"sites": "none"},
+            id="sites-not-a-list",
+        ),
+        pytest.param(
+            lambda c: c.get_site(SITE),
+            SITE_PATH,
+            b"<html>maintenance</html>",
+            id="not-json",
+        ),
+    ],
+)
+async def test_a_malformed_success_body_raises_decode_error(
+    call: Callable[[HaloClient], Awaitable[Any]],
+    path: str,
+    body: Any,
+    client: HaloClient,
+    mocked: HaloMock,
+) -> None:
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    mocked.get(f"{BASE}{path}", body=raw)
+
+    with pytest.raises(errors.DecodeError):
+        await call(client)

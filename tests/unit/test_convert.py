@@ -350,3 +350,22 @@ def test_command_unstructures_to_the_wire_shape() -> None:
     # JSON-ready: plain strings, not enum members.
     assert orjson.loads(orjson.dumps(wire)) == wire
     assert all(type(value) is str for value in wire["parameters"][1].values())
+
+
+@pytest.mark.parametrize(
+    ("value", "cls", "names"),
+    [
+        ({}, models.Site, "<Site>.id"),
+        ({"id": QUERY, "siteId": SITE, "mode": "async"}, models.AsyncQuery, "<AsyncQuery>.status"),
+        ({"pageNumber": "first"}, models.Page, "<Page>.page_number"),
+        ("sites", list[models.Site], "<list[Site]>[0]"),
+    ],
+)
+def test_a_body_that_does_not_fit_raises_decode_error_naming_the_field(
+    value: Any, cls: Any, names: str
+) -> None:
+    with pytest.raises(errors.DecodeError) as caught:
+        _convert.structure(value, cls)
+
+    assert names in str(caught.value)
+    assert isinstance(caught.value, errors.HaloError)
