@@ -1,0 +1,169 @@
+"""Where a command's queries go: a real Halo (key and base URL) or an embedded emulator."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import sys
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+import click
+
+from halo_async import _constants as C
+from halo_async.cli._errors import CommandFailed
+from halo_async.client import HaloClient
+
+if TYPE_CHECKING:
+    from halo_async.emulator import Emulator
+
+__all__ = [
+    "Connection",
+    "Session",
+    "configure_logging",
+    "connection_options",
+    "emulator_missing",
+    "open_session",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_DEBUG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# Marks the handler the CLI installed, so that configuring again replaces it.
+_HANDLER_NAME = "halo-cli"
+
+
+@attrs.frozen
+class Connection:
+    """The connection options of one command. The key never shows in a repr."""
+
+    api_key: str | None = attrs.field(repr=False)
+    base_url: str | None
+    emulator: bool = False
+    emulator_sites: int = 8
+    emulator_seed: int = 1
+
+
+def connection_options(command: F) -> F:
+    """Add ``--api-key``, ``--base-url``, ``--emulator[-sites|-seed]`` and ``--debug``.
+
+    The decorated command receives one ``connection`` argument in their place.
+    """
+
+    @click.option(
+        "--api-key",
+        envvar=C.API_KEY_ENV,
+        show_envvar=True,
+        metavar="KEY",
+        help="Halo API key (from the Integrator Portal).",
+    )
+    @click.option(
+        "--base-url",
+        envvar=C.BASE_URL_ENV,
+        show_envvar=True,
+        metavar="URL",
+        help=f"Halo API base URL (default {C.PRODUCTION_BASE_URL}).",
+    )
+    @click.option(
+        "--emulator",
+        is_flag=True,
+        help="Run against an embedded local emulator instead of Halo (no key needed).",
+    )
+    @click.option(
+        "--emulator-sites",
+        type=click.IntRange(1, 10_000),
+        default=8,
+        show_default=True,
+        help="Sites in the embedded emulator.",
+    )
+    @click.option(
+        "--emulator-seed",
+        type=int,
+        default=1,
+        show_default=True,
+        help="Seed of the embedded emulator's sites and data (same seed, same sites).",
+    )
+    @click.option("--debug", is_flag=True, help="Log every request (API key redacted) to stderr.")
+    @functools.wraps(command)
+    def wrapper(
+        *args: Any,
+        api_key: str | None,
+        base_url: str | None,
+        emulator: bool,
+        emulator_sites: int,
+        emulator_seed: int,
+        debug: bool,
+        **kwargs: Any,
+    ) -> Any:
+        configure_logging(debug=debug)
+        connection = Connection(api_key, base_url, emulator, emulator_sites, emulator_seed)
+        return command(*args, connection=connection, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def configure_logging(
+    *, debug: bool, level: int = logging.ERROR, handler: logging.Handler | None = None
+) -> None:
+    """Send the ``halo_async`` logger to ``handler`` (stderr by default): every record with
+    ``debug``, else ``level`` and up.
+
+    The library's records never hold the API key. Without this, Python's last-resort
+    handler would print the library's retry warnings in the middle of the command's output.
+    """
+    logger = logging.getLogger(C.LOGGER_NAME)
+    for old in list(logger.handlers):
+        if old.get_name() == _HANDLER_NAME:
+            logger.removeHandler(old)
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(_DEBUG_FORMAT if debug else "halo: %(message)s"))
+    handler.set_name(_HANDLER_NAME)
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if debug else level)
+    logger.propagate = False
+
+
+@attrs.frozen
+class Session:
+    """An open client, and the embedded emulator it talks to (with ``--emulator``)."""
+
+    halo: HaloClient
+    emulator: Emulator | None = None
+
+
+@contextlib.asynccontextmanager
+async def open_session(connection: Connection) -> AsyncIterator[Session]:
+    """A client for ``connection``; with ``--emulator``, the emulator runs until it closes."""
+    if not connection.emulator:
+        if not connection.api_key:
+            raise CommandFailed(
+                f"no API key: pass --api-key or set ${C.API_KEY_ENV} (keys come from the "
+                "Halo Integrator Portal), or try it locally with --emulator"
+            )
+        async with HaloClient(connection.api_key, base_url=connection.base_url) as halo:
+            yield Session(halo)
+        return
+    emulator_cls = _emulator_class()
+    async with (
+        emulator_cls(sites=connection.emulator_sites, seed=connection.emulator_seed) as emu,
+        HaloClient(emu.api_key, base_url=emu.base_url) as halo,
+    ):
+        yield Session(halo, emu)
+
+
+def emulator_missing(exc: ImportError) -> CommandFailed:
+    """The error for a missing ``emulator`` extra."""
+    return CommandFailed(
+        f"the emulator needs the emulator extra ({exc}): pip install 'halo-async[emulator]'"
+    )
+
+
+def _emulator_class() -> type[Emulator]:
+    try:
+        from halo_async.emulator import Emulator
+    except ImportError as exc:
+        raise emulator_missing(exc) from exc
+    return Emulator

@@ -1,0 +1,513 @@
+"""``halo demo``: a fan-out across an embedded emulator, on a fresh machine, without a key.
+
+It starts the emulator in-process with a few dozen Best Practice and Zedmed practices,
+resolves each practice's PMS site id to its authoritative Halo site (some practices also
+have a backup site that must not be queried), and asks every practice for the coming
+week's appointments per practitioner, in its own SQL dialect, through ``fan_out``. A live
+bar follows the fan-out's progress events; a table then shows each site's rows, time and
+outcome, with totals and throughput. ``--faults`` lets the emulator misbehave (5xx, 429,
+sites offline or dropping mid-query, failed uploads) to show retries and failures handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import random
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.markup import escape as _escape
+from rich.table import Table
+
+from halo_async import errors, models
+from halo_async._retry import RetryPolicy
+from halo_async.cli._connection import configure_logging, emulator_missing
+from halo_async.cli._errors import run_async
+from halo_async.cli._output import print_wide
+from halo_async.cli._progress import FanOutMonitor
+from halo_async.client import HaloClient
+from halo_async.fanout import SiteOutcome
+from halo_async.jobs import PollPolicy
+
+if TYPE_CHECKING:
+    from halo_async.emulator import Emulator, SiteSpec
+
+__all__ = ["DemoReport", "DemoSettings", "SiteResult", "demo_command", "print_report", "run_demo"]
+
+PMS_NAMES = {"BestPractice": "Best Practice", "Zedmed": "Zedmed"}
+
+# The same question in each practice's dialect: T-SQL with three-part names for Best
+# Practice (SQL Server), Firebird for Zedmed. Best Practice pads names with spaces.
+QUERIES = {
+    "BestPractice": """\
+SELECT RTRIM(u.FIRSTNAME) AS Firstname, RTRIM(u.SURNAME) AS Surname,
+       COUNT(*) AS Appointments, SUM(a.APPOINTMENTLENGTH) / 60 AS BookedMinutes
+FROM BPSPatients.dbo.APPOINTMENTS a
+JOIN BPSPatients.dbo.USERS u ON u.USERID = a.USERID
+WHERE a.APPOINTMENTDATE >= CAST(GETDATE() AS date)
+  AND a.APPOINTMENTDATE < DATEADD(day, 7, CAST(GETDATE() AS date))
+  AND a.RECORDSTATUS = 1
+GROUP BY u.FIRSTNAME, u.SURNAME
+ORDER BY Appointments DESC""",
+    "Zedmed": """\
+SELECT d.FIRST_NAME AS Firstname, d.SURNAME AS Surname,
+       COUNT(*) AS Appointments, SUM(a.DURATION_MINUTES) AS BookedMinutes
+FROM APPOINTMENT a
+JOIN DOCTOR d ON d.DOCTOR_ID = a.DOCTOR_ID
+WHERE a.APPT_DATE >= CURRENT_DATE AND a.APPT_DATE < DATEADD(DAY, 7, CURRENT_DATE)
+GROUP BY d.FIRST_NAME, d.SURNAME
+ORDER BY 3 DESC""",
+}
+
+# A quarter of the practices run Zedmed, one in ten has a backup site on the same PMS id.
+_ZEDMED_SHARE = 0.25
+_BACKUP_SHARE = 0.1
+# With --faults: the share of practices whose site is offline or unreachable all along, and
+# the chances of each fault per request or query.
+_DOWN_SHARE = 0.08
+_SERVER_ERRORS = 0.03
+_RATE_LIMITS = 0.05
+_SITE_DROPS = 0.04
+_UPLOAD_FAILURES = 0.04
+# Patients per practice: enough for a realistic appointment book, little enough that a few
+# dozen databases generate in seconds.
+_PATIENTS = 1500
+# Nothing in the demo should wait for minutes: queries give up queueing after 30 s, and
+# the whole fan-out after 50 s.
+_MAX_TIME_IN_QUEUE_MS = 30_000
+_DEADLINE_S = 50.0
+_RESOLVE_CONCURRENCY = 16
+# Poll a little more eagerly than the library's default (which backs off to 5 s): a demo's
+# bar should move as soon as a site finishes.
+_DEMO_POLL = PollPolicy(initial_interval=0.2, max_interval=1.0)
+
+
+@attrs.frozen
+class DemoSettings:
+    """What ``halo demo`` runs: ``sites`` practices, from ``seed``, at ``latency``."""
+
+    sites: int = 40
+    seed: int = 1
+    latency: str = "realistic"
+    faults: bool = False
+    max_in_flight: int = 10
+
+
+@attrs.frozen
+class SiteResult:
+    """One practice's answer: its site and the fan-out's outcome for it."""
+
+    site: models.Site
+    outcome: SiteOutcome
+
+    @property
+    def practice(self) -> str:
+        """The practice's name."""
+        meta = self.site.practice_metadata
+        return (meta.practice_name if meta else None) or self.site.name or self.site.id
+
+    @property
+    def pms(self) -> str:
+        """The practice management software, as people write it."""
+        return PMS_NAMES.get(str(self.site.pms_type), str(self.site.pms_type))
+
+    @property
+    def appointments(self) -> int:
+        """The appointments the practice has in the coming week."""
+        return sum(int(_column(row, "appointments") or 0) for row in self.outcome.rows or ())
+
+
+@attrs.frozen
+class DemoReport:
+    """What the demo found: one result per practice queried, and how it went."""
+
+    settings: DemoSettings
+    emulated_sites: int
+    backups: int
+    base_url: str
+    results: list[SiteResult]
+    unresolved: list[tuple[str, BaseException]]
+    resolve_time: float
+    fan_out_time: float
+
+    @property
+    def ok(self) -> list[SiteResult]:
+        """The practices that answered."""
+        return [r for r in self.results if r.outcome.ok]
+
+    @property
+    def failed(self) -> list[SiteResult]:
+        """The practices whose query failed."""
+        return [r for r in self.results if not r.outcome.ok]
+
+
+def demo_site_specs(settings: DemoSettings) -> list[SiteSpec]:
+    """The emulated sites: ``settings.sites`` practices, some with a backup site.
+
+    Deterministic for a seed. With faults, a few practices' sites are down from the start.
+    """
+    from halo_async.emulator import SiteSpec
+
+    rng = random.Random(f"halo-demo:{settings.seed}")
+    specs: list[SiteSpec] = []
+    for index in range(settings.sites):
+        pms_type = "Zedmed" if rng.random() < _ZEDMED_SHARE else "BestPractice"
+        pms_site_id = f"{rng.randrange(10, 99)}{index:04d}"
+        availability = "online"
+        if settings.faults and rng.random() < _DOWN_SHARE:
+            availability = rng.choice(("offline", "unreachable"))
+        spec = SiteSpec(
+            pms_type=pms_type,
+            pms_site_id=pms_site_id,
+            availability=availability,
+            patients=_PATIENTS,
+        )
+        if rng.random() < _BACKUP_SHARE:
+            # A backup server on the same PMS id: listed by find-sites, refuses queries.
+            backup = dataclasses.replace(spec, authoritative=False, availability="online")
+            specs.extend([backup, spec] if rng.random() < 0.5 else [spec, backup])
+        else:
+            specs.append(spec)
+    return specs
+
+
+def _column(row: dict[str, Any], name: str) -> Any:
+    """A column by name, whatever its case (Firebird upper-cases unquoted aliases)."""
+    for key, value in row.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _emulator(settings: DemoSettings, specs: Sequence[SiteSpec]) -> Emulator:
+    try:
+        from halo_async.emulator import Emulator, Faults
+    except ImportError as exc:
+        raise emulator_missing(exc) from exc
+    faults = Faults(settings.seed)
+    if settings.faults:
+        faults.set(
+            server_errors=_SERVER_ERRORS,
+            rate_limits=_RATE_LIMITS,
+            site_offline=_SITE_DROPS,
+            upload_failures=_UPLOAD_FAILURES,
+        )
+    return Emulator(specs, seed=settings.seed, latency=settings.latency, faults=faults)
+
+
+async def run_demo(
+    settings: DemoSettings,
+    console: Console,
+    *,
+    retry: RetryPolicy | None = None,
+    poll: PollPolicy | None = None,
+) -> DemoReport:
+    """Run the demo, printing its progress on ``console``; return what it found.
+
+    ``retry`` and ``poll`` replace the client's policies (tests pass ones that do not wait).
+    """
+    specs = demo_site_specs(settings)
+    backups = sum(not spec.authoritative for spec in specs)
+    practices = sorted(
+        {
+            (spec.pms_site_id or "", PMS_NAMES[spec.pms_type])
+            for spec in specs
+            if spec.authoritative
+        },
+        key=lambda practice: practice[0],
+    )
+    async with (
+        _emulator(settings, specs) as emu,
+        HaloClient(emu.api_key, base_url=emu.base_url, retry=retry) as halo,
+    ):
+        base_url = emu.base_url
+        _print_intro(console, settings, specs, backups, base_url)
+        started = time.perf_counter()
+        with console.status("Resolving PMS site ids to Halo sites..."):
+            resolved, unresolved = await _resolve(halo, practices)
+        resolve_time = time.perf_counter() - started
+        console.print(
+            f"[green]✓[/] Resolved {len(resolved)} practices to their authoritative Halo "
+            f"sites in {resolve_time:.1f} s"
+            + (f", {backups} backup sites passed over" if backups else "")
+            + (f"; [red]{len(unresolved)} failed[/]" if unresolved else "")
+        )
+        console.print(
+            "[bold]Query:[/] the coming week's appointments per practitioner "
+            "(T-SQL for Best Practice, Firebird SQL for Zedmed)"
+        )
+        started = time.perf_counter()
+        results = await _fan_out(halo, resolved, settings, console, poll or _DEMO_POLL)
+        fan_out_time = time.perf_counter() - started
+    return DemoReport(
+        settings=settings,
+        emulated_sites=len(specs),
+        backups=backups,
+        base_url=base_url,
+        results=sorted(results, key=lambda r: (r.pms, r.practice)),
+        unresolved=unresolved,
+        resolve_time=resolve_time,
+        fan_out_time=fan_out_time,
+    )
+
+
+def _print_intro(
+    console: Console,
+    settings: DemoSettings,
+    specs: Sequence[SiteSpec],
+    backups: int,
+    base_url: str,
+) -> None:
+    zedmed = sum(spec.pms_type == "Zedmed" and spec.authoritative for spec in specs)
+    best_practice = len(specs) - backups - zedmed
+    console.print(
+        "[bold]halo demo[/]: one query fanned out across a local emulator of Halo Cloud "
+        "(no key, no network)"
+    )
+    console.print(
+        f"[green]✓[/] Emulator at {base_url}: {len(specs)} Halo sites for "
+        f"{best_practice} Best Practice and {zedmed} Zedmed practices "
+        f"({backups} backups), {settings.latency} latency"
+        + (", [yellow]faults on[/]" if settings.faults else "")
+    )
+
+
+async def _resolve(
+    halo: HaloClient, practices: Sequence[tuple[str, str]]
+) -> tuple[list[models.Site], list[tuple[str, BaseException]]]:
+    slots = asyncio.Semaphore(_RESOLVE_CONCURRENCY)
+
+    async def resolve(pms_site_id: str, pms_name: str) -> models.Site | BaseException:
+        async with slots:
+            try:
+                return await halo.resolve_site(pms_site_id, pms_name)
+            except errors.HaloError as exc:
+                return exc
+
+    answers = await asyncio.gather(*(resolve(*practice) for practice in practices))
+    resolved = [a for a in answers if isinstance(a, models.Site)]
+    unresolved = [
+        (practice[0], a)
+        for practice, a in zip(practices, answers, strict=True)
+        if isinstance(a, BaseException)
+    ]
+    return resolved, unresolved
+
+
+async def _fan_out(
+    halo: HaloClient,
+    sites: Sequence[models.Site],
+    settings: DemoSettings,
+    console: Console,
+    poll: PollPolicy,
+) -> list[SiteResult]:
+    groups: dict[str, list[models.Site]] = {}
+    for site in sites:
+        groups.setdefault(str(site.pms_type), []).append(site)
+    results: list[SiteResult] = []
+    with FanOutMonitor(console, len(sites), description="Fan-out") as monitor:
+        report_line = _plain_reporter(console, len(sites)) if not monitor.live else None
+
+        async def run(pms_type: str, group: list[models.Site]) -> None:
+            share = max(1, round(settings.max_in_flight * len(group) / max(1, len(sites))))
+            async for item in halo.fan_out(
+                QUERIES[pms_type],
+                [site.id for site in group],
+                max_in_flight=share,
+                max_time_in_queue=_MAX_TIME_IN_QUEUE_MS,
+                deadline=_DEADLINE_S,
+                poll=poll,
+                on_event=monitor.listener(pms_type),
+            ):
+                assert isinstance(item, SiteOutcome)
+                result = SiteResult(group[item.index], item)
+                results.append(result)
+                if report_line is not None:
+                    report_line(result)
+
+        async with asyncio.TaskGroup() as tasks:
+            for pms_type, group in groups.items():
+                tasks.create_task(run(pms_type, group))
+    return results
+
+
+def _plain_reporter(console: Console, total: int) -> Callable[[SiteResult], None]:
+    """Off a terminal: one line per site as it finishes, instead of a live bar."""
+    done = 0
+
+    def report(result: SiteResult) -> None:
+        nonlocal done
+        done += 1
+        outcome = result.outcome
+        what = (
+            f"{outcome.row_count} rows in {outcome.elapsed:.1f} s"
+            if outcome.ok
+            else f"failed: {_short_error(outcome.error)}"
+        )
+        console.print(f"  [{done}/{total}] {result.practice}: {what}", markup=False)
+
+    return report
+
+
+def _short_error(error: BaseException | None) -> str:
+    """The error's class and the server's words, without the ids the table already shows."""
+    if error is None:
+        return ""
+    message: str | None = None
+    if isinstance(error, errors.QueryFailedError):
+        details = error.details
+        message = (details.error_message if details else None) or error.status
+    elif isinstance(error, errors.APIError):
+        message = error.message
+    elif isinstance(error, errors.SubmissionOutcomeUnknownError):
+        message = "the POST's outcome is unknown, so it was not resubmitted"
+    message = " ".join((message or str(error)).split())
+    return f"{type(error).__name__}: {message}"
+
+
+def print_report(console: Console, report: DemoReport) -> None:
+    """The summary: a row per practice (rows, time, status), totals, throughput, highlights."""
+    table = Table(title="Sites", show_footer=True, highlight=False, title_justify="left")
+    ok, failed = report.ok, report.failed
+    table.add_column("Practice", footer=f"{len(report.results)} practices")
+    table.add_column("PMS")
+    table.add_column("Halo site", no_wrap=True)
+    table.add_column("Rows", justify="right", footer=str(sum(r.outcome.row_count for r in ok)))
+    table.add_column("Appts", justify="right", footer=str(sum(r.appointments for r in ok)))
+    table.add_column("Pages", justify="right", footer=str(sum(r.outcome.page_count for r in ok)))
+    table.add_column("Time", justify="right", footer=f"{report.fan_out_time:.1f} s")
+    table.add_column(
+        "Status",
+        footer=f"[green]{len(ok)} ok[/]" + (f", [red]{len(failed)} failed[/]" * bool(failed)),
+    )
+    for result in report.results:
+        outcome = result.outcome
+        status = "[green]ok[/]" if outcome.ok else f"[red]{_escape(_short_error(outcome.error))}[/]"
+        table.add_row(
+            _escape(result.practice),
+            result.pms,
+            result.site.id,
+            str(outcome.row_count),
+            str(result.appointments) if outcome.ok else "",
+            str(outcome.page_count),
+            f"{outcome.elapsed:.1f} s",
+            status,
+        )
+    console.print()
+    print_wide(console, table)
+    for pms_site_id, error in report.unresolved:
+        console.print(
+            f"[red]Not resolved[/]: PMS site id {pms_site_id}: {_escape(_short_error(error))}"
+        )
+    _print_throughput(console, report)
+    _print_busiest(console, report)
+
+
+def _print_throughput(console: Console, report: DemoReport) -> None:
+    rows = sum(r.outcome.row_count for r in report.ok)
+    seconds = max(report.fan_out_time, 1e-9)
+    times = [r.outcome.elapsed for r in report.ok]
+    line = (
+        f"[bold]Totals[/]: {len(report.results)} sites in {report.fan_out_time:.1f} s "
+        f"({len(report.results) / seconds:.1f} sites/s, {rows / seconds:.0f} rows/s); "
+        f"{len(report.ok)} ok, {len(report.failed)} failed"
+    )
+    if times:
+        line += f"; per site median {statistics.median(times):.1f} s, slowest {max(times):.1f} s"
+    console.print(line)
+
+
+def _print_busiest(console: Console, report: DemoReport) -> None:
+    practitioners = [
+        (int(_column(row, "appointments") or 0), row, result)
+        for result in report.ok
+        for row in result.outcome.rows or ()
+    ]
+    if not practitioners:
+        return
+    practitioners.sort(key=lambda item: item[0], reverse=True)
+    table = Table(title="Busiest practitioners this week", highlight=False, title_justify="left")
+    for name, justify in (
+        ("Practitioner", "left"),
+        ("Practice", "left"),
+        ("Appointments", "right"),
+        ("Booked hours", "right"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for count, row, result in practitioners[:5]:
+        name = f"{_column(row, 'firstname') or ''} {_column(row, 'surname') or ''}".strip()
+        minutes = int(_column(row, "bookedminutes") or 0)
+        table.add_row(_escape(name), _escape(result.practice), str(count), f"{minutes / 60:.1f}")
+    console.print()
+    print_wide(console, table)
+
+
+def _configure_demo_logging(console: Console, *, faults: bool, debug: bool) -> None:
+    """Retries are part of the show with faults on: log them above the progress bar."""
+    handler: logging.Handler
+    if console.is_terminal:
+        handler = RichHandler(console=console, show_time=debug, show_path=False, markup=False)
+    else:
+        handler = logging.StreamHandler(console.file)
+        handler.setFormatter(logging.Formatter("  %(levelname)s %(message)s"))
+    configure_logging(
+        debug=debug, level=logging.INFO if faults else logging.WARNING, handler=handler
+    )
+
+
+_DEFAULTS = DemoSettings()
+
+
+@click.command("demo")
+@click.option(
+    "--sites",
+    type=click.IntRange(1, 500),
+    default=_DEFAULTS.sites,
+    show_default=True,
+    help="Practices to emulate and query (about one in ten also gets a backup site).",
+)
+@click.option(
+    "--seed", type=int, default=_DEFAULTS.seed, show_default=True, help="Seed of the practices."
+)
+@click.option(
+    "--latency",
+    type=click.Choice(("zero", "realistic")),
+    default=_DEFAULTS.latency,
+    show_default=True,
+    help="Simulated latency of each query phase (queueing, execution, page uploads).",
+)
+@click.option(
+    "--faults",
+    is_flag=True,
+    help="Let the emulator misbehave: 5xx and 429 answers, sites offline or dropping "
+    "mid-query, failed uploads. Watch the retries; failures show in the table.",
+)
+@click.option(
+    "--max-in-flight",
+    type=click.IntRange(1, 1000),
+    default=_DEFAULTS.max_in_flight,
+    show_default=True,
+    help="Queries running at once across all sites.",
+)
+@click.option("--debug", is_flag=True, help="Log every request (the key is redacted).")
+def demo_command(
+    sites: int, seed: int, latency: str, faults: bool, max_in_flight: int, debug: bool
+) -> None:
+    """Fan a query out across an embedded emulator of Best Practice and Zedmed practices.
+
+    Needs no key and no network: the emulator runs in this process. Exits 0 when the demo
+    ran, even when some sites failed (with --faults they are meant to).
+    """
+    settings = DemoSettings(sites, seed, latency, faults, max_in_flight)
+    console = Console(highlight=False, soft_wrap=True)
+    _configure_demo_logging(console, faults=faults, debug=debug)
+    report = run_async(run_demo(settings, console))
+    print_report(console, report)

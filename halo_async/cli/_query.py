@@ -1,0 +1,302 @@
+"""``halo query`` (one site) and ``halo fan-out`` (many sites): rows to stdout as they land."""
+
+from __future__ import annotations
+
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from typing import IO
+
+import click
+from rich.console import Console
+
+from halo_async import models
+from halo_async.cli._connection import Connection, connection_options, open_session
+from halo_async.cli._errors import CommandFailed, describe, run_async
+from halo_async.cli._output import FORMATS, RowWriter, row_writer
+from halo_async.cli._params import PARAM_HELP, parameters_callback
+from halo_async.cli._progress import FanOutMonitor, QueryMonitor
+from halo_async.client import HaloClient
+from halo_async.fanout import SiteOutcome, SitePage
+from halo_async.jobs import QueryJob
+
+__all__ = ["fan_out_command", "query_command"]
+
+# Each fan-out row says which site it came from, under a name no practice column uses.
+SITE_COLUMN = "halo_site_id"
+
+_format_option = click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="table for reading (printed at the end); jsonl or csv stream rows as pages land.",
+)
+_param_option = click.option(
+    "--param",
+    "parameters",
+    multiple=True,
+    metavar="NAME=TYPE:VALUE",
+    callback=parameters_callback,
+    help=PARAM_HELP,
+)
+_catalogue_option = click.option(
+    "--catalogue", metavar="NAME", help="The database to query (default: the site's default)."
+)
+
+
+def _read_sql(sql: str) -> str:
+    text = sys.stdin.read() if sql == "-" else sql
+    if not text.strip():
+        raise click.BadParameter("the SQL is empty", param_hint="SQL")
+    return text
+
+
+def _shows_progress(err_console: Console, output_format: str) -> bool:
+    """Progress goes to stderr on a terminal, but not over rows streaming to the same one."""
+    return err_console.is_terminal and (output_format == "table" or not sys.stdout.isatty())
+
+
+@click.command("query")
+@click.argument("site")
+@click.argument("sql")
+@click.option(
+    "--pms",
+    metavar="NAME",
+    help="SITE is a PMS site id of this PMS ('Best Practice', 'Zedmed', 'D4w'): "
+    "query its authoritative Halo site.",
+)
+@_param_option
+@_catalogue_option
+@click.option(
+    "--immediate",
+    is_flag=True,
+    help="Run as an immediate query (one request; results up to 8 MB, 30 s). "
+    "Default: an async query, its pages streamed as they are cached.",
+)
+@_format_option
+@connection_options
+def query_command(
+    site: str,
+    sql: str,
+    pms: str | None,
+    parameters: tuple[models.Parameter, ...],
+    catalogue: str | None,
+    immediate: bool,
+    output_format: str,
+    connection: Connection,
+) -> None:
+    """Run SQL on one SITE (a Halo GUID) and print its rows.
+
+    SQL is the query text, or - to read it from stdin. Example:
+
+        halo query 3f91c577-20a8-467b-8991-b96dfb90e8c6 \\
+          "SELECT TOP 5 Firstname, Surname FROM BPS_Patients WHERE Surname LIKE @s" \\
+          --param "@s=NVarChar:Smi%" --format jsonl
+    """
+    text = _read_sql(sql)
+    if pms is None and not _is_guid(site):
+        raise click.BadParameter(
+            f"{site!r} is not a Halo GUID; for a PMS site id add --pms NAME", param_hint="SITE"
+        )
+    writer = row_writer(output_format, sys.stdout)
+    err_console = Console(stderr=True, soft_wrap=True)
+    monitor = QueryMonitor(
+        err_console, f"site {site}", enabled=_shows_progress(err_console, output_format)
+    )
+    run_async(
+        _run_query(connection, site, pms, text, parameters, catalogue, immediate, writer, monitor)
+    )
+
+
+def _is_guid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+async def _run_query(
+    connection: Connection,
+    site: str,
+    pms: str | None,
+    sql: str,
+    parameters: Sequence[models.Parameter],
+    catalogue: str | None,
+    immediate: bool,
+    writer: RowWriter,
+    monitor: QueryMonitor,
+) -> None:
+    async with open_session(connection) as session:
+        halo = session.halo
+        with monitor:
+            site_id = site
+            if pms is not None:
+                monitor.set_status("resolving site")
+                site_id = (await halo.resolve_site(site, pms)).id
+            if immediate:
+                monitor.set_status("running immediate query")
+                result = await halo.immediate_query(
+                    site_id, sql, parameters=list(parameters) or None, catalogue=catalogue
+                )
+                rows = result.decode_rows()
+                monitor.on_rows(len(rows))
+                writer.write(rows)
+            else:
+                await _stream_async_query(
+                    halo, site_id, sql, parameters, catalogue, writer, monitor
+                )
+    writer.close()
+
+
+async def _stream_async_query(
+    halo: HaloClient,
+    site_id: str,
+    sql: str,
+    parameters: Sequence[models.Parameter],
+    catalogue: str | None,
+    writer: RowWriter,
+    monitor: QueryMonitor,
+) -> None:
+    created = await halo.create_async_query(
+        site_id, sql, parameters=list(parameters) or None, catalogue=catalogue
+    )
+    job = QueryJob(halo, created.site_id, created.id, query=created, on_status=monitor.on_status)
+    async for page in job.pages():
+        monitor.on_rows(len(page.rows))
+        writer.write(page.rows)
+
+
+@click.command("fan-out")
+@click.argument("sql")
+@click.option(
+    "--sites-file",
+    type=click.File("r"),
+    help="Halo GUIDs, one per line ('#' comments allowed; - for stdin). "
+    "With --emulator, defaults to every queryable emulated site.",
+)
+@_param_option
+@_catalogue_option
+@click.option(
+    "--max-in-flight",
+    type=click.IntRange(1, 1000),
+    default=64,
+    show_default=True,
+    help="Queries running at once across all sites.",
+)
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Give up on sites still unfinished after this long.",
+)
+@_format_option
+@connection_options
+def fan_out_command(
+    sql: str,
+    sites_file: IO[str] | None,
+    parameters: tuple[models.Parameter, ...],
+    catalogue: str | None,
+    max_in_flight: int,
+    deadline: float | None,
+    output_format: str,
+    connection: Connection,
+) -> None:
+    """Run SQL on many sites at once and print every site's rows as they land.
+
+    Each row gets a halo_site_id column. A site that fails gets one line on stderr and the
+    others carry on; the exit status is 1 when any site failed.
+    """
+    text = _read_sql(sql)
+    if sites_file is None and not connection.emulator:
+        raise click.UsageError("--sites-file is required (unless --emulator)")
+    site_ids = read_sites_file(sites_file) if sites_file is not None else None
+    writer = row_writer(output_format, sys.stdout)
+    err_console = Console(stderr=True, soft_wrap=True)
+    run_async(
+        _run_fan_out(
+            connection,
+            text,
+            site_ids,
+            parameters,
+            catalogue,
+            max_in_flight,
+            deadline,
+            writer,
+            err_console,
+            _shows_progress(err_console, output_format),
+        )
+    )
+
+
+def read_sites_file(stream: IO[str]) -> list[str]:
+    """The Halo GUIDs of a sites file: one per line, first field, blank lines and '#' skipped."""
+    sites: list[str] = []
+    name = getattr(stream, "name", "sites file")
+    for number, line in enumerate(stream, start=1):
+        content = line.split("#", 1)[0].replace(",", " ").split()
+        if not content:
+            continue
+        if not _is_guid(content[0]):
+            raise click.BadParameter(
+                f"{name} line {number}: {content[0]!r} is not a Halo GUID",
+                param_hint="--sites-file",
+            )
+        sites.append(str(uuid.UUID(content[0])))
+    if not sites:
+        raise click.BadParameter(f"{name} lists no sites", param_hint="--sites-file")
+    return sites
+
+
+async def _run_fan_out(
+    connection: Connection,
+    sql: str,
+    site_ids: list[str] | None,
+    parameters: Sequence[models.Parameter],
+    catalogue: str | None,
+    max_in_flight: int,
+    deadline: float | None,
+    writer: RowWriter,
+    err_console: Console,
+    show_progress: bool,
+) -> None:
+    started = time.perf_counter()
+    async with open_session(connection) as session:
+        if site_ids is None:
+            assert session.emulator is not None
+            site_ids = [s.id for s in session.emulator.sites if s.authoritative and s.paired]
+        failed: list[SiteOutcome] = []
+        with FanOutMonitor(err_console, len(site_ids), enabled=show_progress) as monitor:
+            async for item in session.halo.fan_out(
+                sql,
+                site_ids,
+                parameters=list(parameters) or None,
+                catalogue=catalogue,
+                max_in_flight=max_in_flight,
+                deadline=deadline,
+                stream=True,
+                on_event=monitor.listener("fan-out"),
+            ):
+                if isinstance(item, SitePage):
+                    writer.write({SITE_COLUMN: item.site_id, **row} for row in item.rows)
+                elif not item.ok:
+                    failed.append(item)
+                    assert item.error is not None
+                    err_console.print(
+                        f"halo: site {item.site_id} failed: {describe(item.error)}",
+                        markup=False,
+                        highlight=False,
+                    )
+            totals = monitor.totals
+    writer.close()
+    elapsed = time.perf_counter() - started
+    summary = (
+        f"{len(site_ids)} sites: {totals.completed} ok, {totals.failed} failed; "
+        f"{totals.rows} rows in {elapsed:.1f} s"
+    )
+    if failed:
+        raise CommandFailed(f"{summary} (the failures are listed above)")
+    err_console.print(f"halo: {summary}", markup=False, highlight=False)
