@@ -20,10 +20,11 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import sqlglot
 from sqlglot import TokenType, exp
+from sqlglot.dialects.sqlite import SQLite
 from sqlglot.dialects.tsql import TSQL
 from sqlglot.errors import ErrorLevel, ParseError, TokenError
 from sqlglot.parsers.tsql import TSQLParser
@@ -56,6 +57,7 @@ FUNCTIONS = (
     "halo_cast",
     "halo_try_cast",
     "halo_div",
+    "halo_add",
 )
 
 
@@ -164,6 +166,14 @@ class _Firebird(TSQL):
     """Zedmed's dialect, as far as the emulator needs it."""
 
     Parser = _FirebirdParser
+
+
+class _SQLiteOut(SQLite):
+    """SQLite with backquoted identifiers: a misspelt "COLUMN" in double quotes would silently
+    become a string literal in SQLite, where SQL Server says Invalid column name."""
+
+    class Tokenizer(SQLite.Tokenizer):
+        IDENTIFIERS: ClassVar[list[str | tuple[str, str]]] = ["`"]
 
 
 _READERS: dict[str, type[sqlglot.Dialect]] = {"tsql": TSQL, "firebird": _Firebird}
@@ -350,7 +360,8 @@ def _query(statement: exp.Expr, object_names: dict[str, str], *, name_columns: b
                 node.replace(replacement)
     if name_columns:
         _name_result_columns(tree)
-    sql = tree.sql(dialect="sqlite", unsupported_level=ErrorLevel.IGNORE)
+    # Every identifier quoted: names such as Nothing or Action are keywords to SQLite.
+    sql = tree.sql(dialect=_SQLiteOut, identify=True, unsupported_level=ErrorLevel.IGNORE)
     return Query(sql=sql, variables=tuple(dict.fromkeys(variables)))
 
 
@@ -410,6 +421,8 @@ def _is_text(node: exp.Expr) -> bool:
     if isinstance(node, exp.Literal):
         return bool(node.is_string)
     if isinstance(node, exp.DPipe | exp.Concat):
+        return True
+    if isinstance(node, exp.Anonymous) and node.name == "halo_add":
         return True
     if isinstance(node, exp.Anonymous) and node.name == "halo_cast":
         kind = node.expressions[1]
@@ -569,9 +582,10 @@ def _div(node: exp.Div) -> exp.Expr:
 
 @_rewrites(exp.Add)
 def _add(node: exp.Add) -> exp.Expr | None:
-    # T-SQL's + concatenates when either side is text; SQLite's + would give 0.
+    # T-SQL's + concatenates text but adds a number to text that looks numeric; SQLite's +
+    # would give 0 for 'Dr' + ' ' + 'Who'. Only the types at run time can tell which.
     if _is_text(node.this) or _is_text(node.expression):
-        return exp.DPipe(this=node.this, expression=node.expression)
+        return _call("halo_add", node.this, node.expression)
     return None
 
 

@@ -591,6 +591,19 @@ def _cast(value: Any, kind: str, length: Any = 0, style: Any = None) -> Any:
     return value
 
 
+def _add(left: Any, right: Any) -> Any:
+    """T-SQL's ``+``: text + text concatenates; a number + text converts the text."""
+    if left is None or right is None:
+        return None
+    if isinstance(left, str) and isinstance(right, str):
+        return left + right
+    if isinstance(left, str):
+        left = _to_int(left) if isinstance(right, int) else _to_float(left)
+    if isinstance(right, str):
+        right = _to_int(right) if isinstance(left, int) else _to_float(right)
+    return left + right
+
+
 def _divide(dividend: Any, divisor: Any) -> Any:
     if dividend is None or divisor is None:
         return None
@@ -1314,6 +1327,7 @@ class PracticeDatabase:
             "halo_cast": (-1, _cast),
             "halo_try_cast": (-1, try_cast),
             "halo_div": (2, _divide),
+            "halo_add": (2, _add),
         }
         if set(functions) != set(_tsql.FUNCTIONS):
             raise RuntimeError("the translator and the database disagree on functions")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import random
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -269,6 +270,13 @@ def _pick(rng: random.Random, items: Sequence[Any]) -> Any:
 _MAX_AGE_DAYS = int(95 * 365.25) + 1
 
 
+@functools.lru_cache(maxsize=8)
+def _past_day_texts(today: datetime.date) -> tuple[str, ...]:
+    """Midnight texts of the days before ``today``: index 0 is yesterday."""
+    last = today.toordinal() - 1
+    return tuple(_midnight(datetime.date.fromordinal(last - age)) for age in range(_MAX_AGE_DAYS))
+
+
 class _People:
     """Fast generation of Australian-looking people; one instance per table stream.
 
@@ -279,10 +287,7 @@ class _People:
     def __init__(self, rng: random.Random, today: datetime.date) -> None:
         self.rng = rng
         self.random = rng.random
-        last = today.toordinal() - 1
-        self.day_texts = [
-            _midnight(datetime.date.fromordinal(last - age)) for age in range(_MAX_AGE_DAYS)
-        ]
+        self.day_texts = _past_day_texts(today)
         self._email_locals: dict[tuple[str, str], str] = {}
 
     def sex_and_first_name(self) -> tuple[int, str]:
