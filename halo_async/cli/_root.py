@@ -15,7 +15,7 @@ from halo_async.cli._sites import sites_group
 __all__ = ["cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group("halo", context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="halo")
 def cli() -> None:
     """halo: the Halo Cloud API for Integrators from the command line.
