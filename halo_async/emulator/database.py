@@ -452,7 +452,7 @@ def _json_rows(columns: Sequence[str], rows: list[tuple[Any, ...]]) -> list[dict
             row = tuple(
                 base64.b64encode(v).decode("ascii") if isinstance(v, bytes) else v for v in row
             )
-        encoded.append(dict(zip(columns, row, strict=True)))
+        encoded.append(dict(zip(columns, row, strict=False)))
     return encoded
 
 
