@@ -22,8 +22,8 @@ Configuration, most specific first: the ``halo_emulator`` marker's keyword argum
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pytest
 
@@ -96,14 +96,17 @@ async def _running_emulator(request: pytest.FixtureRequest) -> AsyncIterator[Emu
         yield emulator
 
 
-def _async_fixture() -> Any:
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _async_fixture() -> Callable[[_F], _F]:
     # The plugin loads in every pytest run where halo-async is installed, so a missing
     # pytest-asyncio must not break collection; the fixture then fails where it is used.
     try:
         import pytest_asyncio
     except ImportError:  # pragma: no cover - exercised only without pytest-asyncio
-        return pytest.fixture
-    return pytest_asyncio.fixture
+        return cast(Callable[[_F], _F], pytest.fixture)
+    return cast(Callable[[_F], _F], pytest_asyncio.fixture)
 
 
 @_async_fixture()

@@ -80,7 +80,7 @@ class Emulator:
             raise ValueError("api_key must not be empty")
         self.seed = seed
         self.clock: Clock = clock if clock is not None else SystemClock()
-        self.latency = Latency.named(latency) if isinstance(latency, str) else latency
+        latency = Latency.named(latency) if isinstance(latency, str) else latency
         self.faults = faults if faults is not None else Faults(seed)
         self.stats = EmulatorStats()
         self.host = host
@@ -94,7 +94,7 @@ class Emulator:
         self.state = EmulatorState(
             sites=self.sites,
             clock=self.clock,
-            latency=self.latency,
+            latency=latency,
             faults=self.faults,
             seed=seed,
             limits=Limits(
@@ -109,6 +109,15 @@ class Emulator:
             self.state, api_key=api_key, stats=self.stats, stream_rows=stream_rows
         )
         self._runner: web.AppRunner | None = None
+
+    @property
+    def latency(self) -> Latency:
+        """The simulated phase latencies; assign a new :class:`Latency` to change them live."""
+        return self.state.latency
+
+    @latency.setter
+    def latency(self, value: Latency) -> None:
+        self.state.latency = value
 
     @property
     def api_key(self) -> str:
@@ -200,7 +209,7 @@ class Emulator:
                 return False
             return query.status in statuses if statuses else query.terminal
 
-        await self.state.wait_until(reached, timeout)
+        await self.state.wait_until(reached, timeout, subject=query_id)
         record = self.state.lookup(query_id)
         assert record is not None
         return record

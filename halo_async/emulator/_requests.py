@@ -162,8 +162,6 @@ def _parse_command(raw: Any, where: str) -> tuple[str, str, str, list[dict[str, 
     execution_mode = _optional_enum(command, "executionMode", EXECUTION_MODES, "reader")
     command_type = _optional_enum(command, "type", COMMAND_TYPES, "text")
     raw_params = command.get("parameters", [])
-    if raw_params is None:
-        raw_params = []
     if not isinstance(raw_params, list):
         raise bad_request(f"'{where}.parameters' must be an array.")
     parameters = [_parse_parameter(p, i) for i, p in enumerate(raw_params)]
@@ -175,15 +173,14 @@ def parse_command_request(raw: bytes, *, immediate: bool) -> CommandRequest:
     body = _require_object(parse_json(raw), "Request body")
     text, execution_mode, command_type, parameters = _parse_command(body.get("command"), "command")
     low, high, default = IMMEDIATE_MAX_TIME_IN_QUEUE if immediate else ASYNC_MAX_TIME_IN_QUEUE
+    # Absent means the default; an explicit null is as wrong as any other non-integer.
     max_time = body.get("maxTimeInQueue", default)
-    if max_time is None:
-        max_time = default
     if not _is_integer(max_time):
         raise bad_request("'maxTimeInQueue' must be an integer number of milliseconds.")
     if not low <= max_time <= high:
         raise bad_request(f"'maxTimeInQueue' must be between {low} and {high} milliseconds.")
     catalogue = body.get("catalogue")
-    if catalogue is not None and not isinstance(catalogue, str):
+    if "catalogue" in body and not isinstance(catalogue, str):
         raise bad_request("'catalogue' must be a string.")
     return CommandRequest(
         text=text,

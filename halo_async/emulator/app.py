@@ -143,7 +143,8 @@ class _Routes:
             response = None if request.method == "GET" else await handler(request)
             request["dropped"] = True
             if request.transport is not None:
-                request.transport.close()
+                # abort(), not close(): close() would still flush a response written after it.
+                request.transport.abort()
             return response if response is not None else web.Response(status=499)
         if fault.status is not None:
             headers = {}
@@ -329,7 +330,10 @@ def create_app(
         name="getRegisteredQueryResult",
         allow_head=False,
     )
-    router.add_get(f"{queries}/{{queryId}}", routes.get_query, name="getQuery", allow_head=False)
+    # The literal sibling paths are not query ids: without the lookahead `GET .../queries/async`
+    # would route to getQuery and 405 answers would advertise GET where the API has none.
+    query_id = "{queryId:(?!(?:immediate|async|status|registered)$)[^{}/]+}"
+    router.add_get(f"{queries}/{query_id}", routes.get_query, name="getQuery", allow_head=False)
     router.add_get(
         f"{queries}/{{queryId}}/results/{{pageNumber}}",
         routes.result_page,

@@ -188,7 +188,7 @@ class EmulatorState:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._registered_tasks: dict[str, asyncio.Task[None]] = {}
         self._listeners: list[EventListener] = []
-        self._watchers: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
+        self._watchers: dict[str | None, list[tuple[Callable[[], bool], asyncio.Future[None]]]] = {}
         self._sql_workers = sql_workers
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._closed = False
@@ -211,9 +211,10 @@ class EmulatorState:
             )
         for site in self.sites.values():
             site.database.close()
-        for _, fut in self._watchers:
-            if not fut.done():
-                fut.cancel()
+        for watchers in self._watchers.values():
+            for _, fut in watchers:
+                if not fut.done():
+                    fut.cancel()
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         if self._closed:
@@ -241,28 +242,41 @@ class EmulatorState:
             except Exception:
                 _log.exception("query event listener failed")
 
-    def _changed(self) -> None:
-        """Wake the waiters of :meth:`wait_until` whose condition now holds."""
-        still: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
-        for predicate, fut in self._watchers:
-            if fut.done():
+    def _changed(self, subject: str) -> None:
+        """Wake the waiters of :meth:`wait_until` on ``subject`` (or on anything) now satisfied."""
+        for key in (subject, None):
+            watchers = self._watchers.get(key)
+            if not watchers:
                 continue
-            if predicate():
-                fut.set_result(None)
+            still = []
+            for predicate, fut in watchers:
+                if fut.done():
+                    continue
+                if predicate():
+                    fut.set_result(None)
+                else:
+                    still.append((predicate, fut))
+            if still:
+                self._watchers[key] = still
             else:
-                still.append((predicate, fut))
-        self._watchers = still
+                del self._watchers[key]
 
     async def wait_until(
         self,
         predicate: Callable[[], bool],
         timeout: float = 5.0,  # noqa: ASYNC109 - a real-time guard for tests, not an API knob
+        *,
+        subject: str | None = None,
     ) -> None:
-        """Wait until ``predicate()`` holds after a state change (``timeout``: real seconds)."""
+        """Wait until ``predicate()`` holds after a state change (``timeout``: real seconds).
+
+        With ``subject`` (a query or registered query id) the predicate is only re-checked
+        when that query changes, which keeps thousands of waiters cheap.
+        """
         if predicate():
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._watchers.append((predicate, fut))
+        self._watchers.setdefault(subject, []).append((predicate, fut))
         try:
             await asyncio.wait_for(fut, timeout)
         finally:
@@ -554,7 +568,7 @@ class EmulatorState:
         query.finish(status, now, error)
         if status in ("successful", "uploadFailed"):
             self._retention.append(query)
-        self._changed()
+        self._changed(query.id)
 
     # ------------------------------------------------------------------ async queries
 
@@ -601,25 +615,35 @@ class EmulatorState:
         now = self.clock.now()
         query.end("initialising", now)
         query.start("queued", now)
-        self._changed()
+        self._changed(query.id)
         deadline = query.queue_deadline
         assert deadline is not None
-        try:
-            await self._within(
-                self._acquire_site(site, ASYNC_PRIORITY, wait_online=True),
-                (deadline - now).total_seconds(),
-            )
-        except _TimedOut:
-            self._expire(query, deadline)
-            return
-        try:
-            await self.clock.sleep(self._sample("queue_pickup"))
-            if self._expire_if_due(query) or query.status != "queued":
+        while True:
+            remaining = (deadline - self.clock.now()).total_seconds()
+            try:
+                await self._within(
+                    self._acquire_site(site, ASYNC_PRIORITY, wait_online=True), remaining
+                )
+            except _TimedOut:
+                self._expire(query, deadline)
                 return
+            try:
+                await self.clock.sleep(self._sample("queue_pickup"))
+            except BaseException:
+                self._release_site(site)
+                raise
+            if self._expire_if_due(query) or query.status != "queued":
+                self._release_site(site)
+                return
+            if site.availability == "online":
+                break
+            # The site dropped while Link was picking the query up: back to waiting.
+            self._release_site(site)
+        try:
             now = self.clock.now()
             query.end("queued", now)
             query.start("executing", now)
-            self._changed()
+            self._changed(query.id)
             execution = await self._execute_async(site, query, request)
             if execution is None:
                 return
@@ -682,12 +706,12 @@ class EmulatorState:
             # The size of the whole result as one JSON array: the pages' arrays joined, less
             # one pair of brackets per extra page plus the commas that join them.
             query.result_size = sum(page.size for page in query.pages) - len(query.pages) + 1
-        self._changed()
+        self._changed(query.id)
         fail_at = self.faults.upload_failure_page(site.id, len(query.pages))
         for index, page in enumerate(query.pages):
             page.status = "uploading"
             query.updated_at = self.clock.now()
-            self._changed()
+            self._changed(query.id)
             await self.clock.sleep(self._sample("page_upload"))
             if index == fail_at:
                 self._finish(
@@ -703,7 +727,7 @@ class EmulatorState:
                 return
             page.status = "cached"
             query.updated_at = self.clock.now()
-            self._changed()
+            self._changed(query.id)
         self._finish(query, "successful")
         self._emit(QueryEvent("async", site.id, query.id, query.completed_at or self.clock.now()))
 
@@ -721,7 +745,7 @@ class EmulatorState:
             return
         query.end("queued", deadline)
         query.finish("expiredInQueue", deadline)
-        self._changed()
+        self._changed(query.id)
 
     def _expire_if_due(self, query: QueryRecord) -> bool:
         deadline = query.queue_deadline
@@ -843,7 +867,7 @@ class EmulatorState:
         task = self._registered_tasks.pop(record.id, None)
         if task is not None:
             task.cancel()
-        self._changed()
+        self._changed(record.id)
 
     def registered_result(self, site: Site, query_id: str) -> RegisteredRecord:
         """A registered query with a result, or 404 before its first successful run."""
@@ -866,7 +890,7 @@ class EmulatorState:
             if record.status == "enabled":
                 record.status = "completed"
                 record.completed_at = self.clock.now()
-                self._changed()
+                self._changed(record.id)
         finally:
             self._registered_tasks.pop(record.id, None)
 
@@ -908,7 +932,7 @@ class EmulatorState:
             record.last_failed_at = now
             record.last_error = error
             record.last_execution_ms = execution.duration_ms if execution else 0
-        self._changed()
+        self._changed(record.id)
 
     def _registered_success(
         self,
