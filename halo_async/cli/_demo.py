@@ -130,12 +130,8 @@ class DemoReport:
     """What the demo found: one result per practice queried, and how it went."""
 
     settings: DemoSettings
-    emulated_sites: int
-    backups: int
-    base_url: str
     results: list[SiteResult]
     unresolved: list[tuple[str, BaseException]]
-    resolve_time: float
     fan_out_time: float
 
     @property
@@ -154,7 +150,10 @@ def demo_site_specs(settings: DemoSettings) -> list[SiteSpec]:
 
     Deterministic for a seed. With faults, a few practices' sites are down from the start.
     """
-    from halo_async.emulator import SiteSpec
+    try:
+        from halo_async.emulator import SiteSpec
+    except ImportError as exc:
+        raise emulator_missing(exc) from exc
 
     rng = random.Random(f"halo-demo:{settings.seed}")
     specs: list[SiteSpec] = []
@@ -228,8 +227,7 @@ async def run_demo(
         _emulator(settings, specs) as emu,
         HaloClient(emu.api_key, base_url=emu.base_url, retry=retry) as halo,
     ):
-        base_url = emu.base_url
-        _print_intro(console, settings, specs, backups, base_url)
+        _print_intro(console, settings, specs, backups, emu.base_url)
         started = time.perf_counter()
         with console.status("Resolving PMS site ids to Halo sites..."):
             resolved, unresolved = await _resolve(halo, practices)
@@ -249,12 +247,8 @@ async def run_demo(
         fan_out_time = time.perf_counter() - started
     return DemoReport(
         settings=settings,
-        emulated_sites=len(specs),
-        backups=backups,
-        base_url=base_url,
         results=sorted(results, key=lambda r: (r.pms, r.practice)),
         unresolved=unresolved,
-        resolve_time=resolve_time,
         fan_out_time=fan_out_time,
     )
 
