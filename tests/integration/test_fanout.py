@@ -1,0 +1,217 @@
+"""fan_out and QueryJob against the emulator over real sockets, faults on."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, defaultdict
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from halo_async import FanOutEvent, HaloClient, PollPolicy, RetryPolicy, SiteOutcome, SitePage
+from halo_async.emulator import Emulator, SiteSpec
+from halo_async.errors import HaloError, QueryFailedError
+from halo_async.fanout import FanOutDeadlineError
+
+ORDERED_PATIENTS = "SELECT INTERNALID, SURNAME FROM PATIENTS ORDER BY INTERNALID"
+
+
+async def no_sleep(_: float) -> None:
+    await asyncio.sleep(0)
+
+
+# Real sockets, zero emulator latency: retry waits (Retry-After included) are skipped, and
+# polls come milliseconds apart instead of a quarter second.
+FAST_POLL = PollPolicy(initial_interval=0.005, max_interval=0.05)
+FAST_RETRY = RetryPolicy(sleep=no_sleep, max_attempts=6)
+
+
+def client_tasks() -> set[asyncio.Task[object]]:
+    """Tasks of the client side (the in-process emulator's connection handlers excluded)."""
+    return {
+        task
+        for task in asyncio.all_tasks()
+        if "/emulator/" not in task.get_coro().cr_code.co_filename  # type: ignore[union-attr]
+        and "web_protocol" not in task.get_coro().cr_code.co_filename  # type: ignore[union-attr]
+    }
+
+
+def bp_sites(count: int, patients: int = 60) -> list[SiteSpec]:
+    return [SiteSpec(pms_type="BestPractice", patients=patients) for _ in range(count)]
+
+
+@pytest.fixture
+async def emulator(request: pytest.FixtureRequest) -> AsyncIterator[Emulator]:
+    marker = request.node.get_closest_marker("emu")
+    kwargs: dict[str, Any] = {"sites": bp_sites(6), "seed": 7, "page_size": 2_000}
+    if marker is not None:
+        kwargs.update(marker.kwargs)
+    async with Emulator(**kwargs) as emu:
+        yield emu
+
+
+@pytest.fixture
+async def halo(emulator: Emulator) -> AsyncIterator[HaloClient]:
+    async with HaloClient(emulator.api_key, base_url=emulator.base_url, retry=FAST_RETRY) as c:
+        yield c
+
+
+async def expected_counts(halo: HaloClient, site_ids: list[str]) -> dict[str, int]:
+    counts = {}
+    for site in site_ids:
+        query = await halo.immediate_query(site, "SELECT COUNT(*) AS N FROM PATIENTS")
+        counts[site] = int(query.decode_rows()[0]["N"])
+    return counts
+
+
+def assert_complete_and_ordered(rows: list[dict[str, Any]], expected: int) -> None:
+    ids = [row["INTERNALID"] for row in rows]
+    assert len(ids) == expected
+    assert ids == sorted(set(ids)), "rows repeated or out of order"
+
+
+@pytest.mark.emu(sites=bp_sites(120, patients=40), seed=11, page_size=400)
+async def test_fan_out_across_120_sites_with_faults(emulator: Emulator, halo: HaloClient) -> None:
+    site_ids = [site.id for site in emulator.sites]
+    expected = await expected_counts(halo, site_ids)
+    emulator.faults.set(server_errors=0.03, rate_limits=0.03, retry_after=1)
+    emulator.faults.set("getResultPage", page_expiry=0.02, server_errors=0.05)
+    emulator.faults.set("createAsyncQuery", site_offline=0.05, drops=0.02)
+    emulator.set_site_offline(site_ids[0])
+    tasks_before = client_tasks()
+
+    outcomes: list[SiteOutcome] = []
+    async for item in halo.fan_out(ORDERED_PATIENTS, site_ids, poll=FAST_POLL):
+        assert isinstance(item, SiteOutcome)
+        outcomes.append(item)
+
+    assert sorted(o.site_id for o in outcomes) == sorted(site_ids)
+    succeeded = [o for o in outcomes if o.ok]
+    failed = [o for o in outcomes if not o.ok]
+    assert len(succeeded) > 60, [repr(o.error) for o in failed][:5]
+    for outcome in succeeded:
+        assert outcome.rows is not None
+        assert outcome.page_count > 1
+        assert_complete_and_ordered(outcome.rows, expected[outcome.site_id])
+        assert outcome.row_count == expected[outcome.site_id]
+    assert failed, "the faults should have failed some sites"
+    for outcome in failed:
+        assert isinstance(outcome.error, HaloError), repr(outcome.error)
+        if isinstance(outcome.error, QueryFailedError):
+            assert outcome.error.site_id == outcome.site_id
+    offline = next(o for o in outcomes if o.site_id == site_ids[0])
+    assert not offline.ok
+    assert client_tasks() == tasks_before
+
+
+@pytest.mark.emu(sites=bp_sites(4), page_size=2_000)
+async def test_per_site_limit_and_batch_status_coalescing(
+    emulator: Emulator, halo: HaloClient
+) -> None:
+    site_ids = [site.id for site in emulator.sites] * 3  # three runs per site
+    in_flight: Counter[str] = Counter()
+    peak: defaultdict[str, int] = defaultdict(int)
+
+    def track(event: FanOutEvent) -> None:
+        if event.kind == "submitted":
+            in_flight[event.site_id] += 1
+            peak[event.site_id] = max(peak[event.site_id], in_flight[event.site_id])
+        elif event.kind in ("completed", "failed"):
+            in_flight[event.site_id] -= 1
+
+    outcomes = [
+        item
+        async for item in halo.fan_out(
+            ORDERED_PATIENTS, site_ids, per_site=2, poll=FAST_POLL, on_event=track
+        )
+    ]
+
+    assert len(outcomes) == 12
+    assert all(isinstance(o, SiteOutcome) and o.ok for o in outcomes)
+    assert max(peak.values()) <= 2
+    requests = emulator.stats.requests
+    assert requests.get("getQuery", 0) == 0
+    assert requests["getQueryStatusBatch"] >= 1
+    assert requests["createAsyncQuery"] == 12
+
+
+async def test_streaming_mode_yields_pages_then_the_outcome(
+    emulator: Emulator, halo: HaloClient
+) -> None:
+    site_ids = [site.id for site in emulator.sites]
+    expected = await expected_counts(halo, site_ids)
+    pages: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
+    ended: dict[str, SiteOutcome] = {}
+
+    async for item in halo.fan_out(ORDERED_PATIENTS, site_ids, stream=True, poll=FAST_POLL):
+        if isinstance(item, SitePage):
+            assert item.site_id not in ended, "a page arrived after its site's outcome"
+            pages[item.site_id].extend(item.rows)
+        else:
+            ended[item.site_id] = item
+
+    for site in site_ids:
+        assert ended[site].ok
+        assert ended[site].rows is None
+        assert ended[site].row_count == expected[site]
+        assert_complete_and_ordered(pages[site], expected[site])
+
+
+async def test_one_failing_site_does_not_sink_the_others(
+    emulator: Emulator, halo: HaloClient
+) -> None:
+    site_ids = [site.id for site in emulator.sites]
+    emulator.set_site_offline(site_ids[2])
+
+    outcomes: dict[str, SiteOutcome] = {}
+    async for item in halo.fan_out(ORDERED_PATIENTS, site_ids, poll=FAST_POLL):
+        assert isinstance(item, SiteOutcome)
+        outcomes[item.site_id] = item
+
+    assert not outcomes[site_ids[2]].ok
+    assert all(outcomes[s].ok for s in site_ids if s != site_ids[2])
+
+
+@pytest.mark.emu(sites=bp_sites(5), latency="realistic")
+async def test_deadline_ends_unfinished_sites_cleanly(emulator: Emulator, halo: HaloClient) -> None:
+    site_ids = [site.id for site in emulator.sites]
+    tasks_before = client_tasks()
+
+    outcomes: list[SiteOutcome] = []
+    async for item in halo.fan_out(ORDERED_PATIENTS, site_ids, deadline=0.2, poll=FAST_POLL):
+        assert isinstance(item, SiteOutcome)
+        outcomes.append(item)
+
+    assert sorted(o.site_id for o in outcomes) == sorted(site_ids)
+    assert any(isinstance(o.error, FanOutDeadlineError) for o in outcomes)
+    assert client_tasks() == tasks_before
+
+
+async def test_breaking_out_of_a_fan_out_stops_everything(
+    emulator: Emulator, halo: HaloClient
+) -> None:
+    site_ids = [site.id for site in emulator.sites]
+    tasks_before = client_tasks()
+
+    results = halo.fan_out(ORDERED_PATIENTS, site_ids, poll=FAST_POLL)
+    async for _ in results:
+        break
+    await results.aclose()  # type: ignore[attr-defined]
+
+    assert client_tasks() == tasks_before
+
+
+async def test_a_job_streams_pages_while_the_query_uploads(
+    emulator: Emulator, halo: HaloClient
+) -> None:
+    site = emulator.sites[0].id
+    expected = (await expected_counts(halo, [site]))[site]
+
+    job = await halo.submit(site, ORDERED_PATIENTS, poll=FAST_POLL, prefetch=2)
+    rows = [row async for row in job.rows()]
+
+    assert_complete_and_ordered(rows, expected)
+    assert job.query is not None
+    assert job.query.is_successful
+    assert job.checkpoint().next_page == len(job.query.pages) + 1
