@@ -59,6 +59,11 @@ _log = logging.getLogger("halo_async.emulator")
 _T = TypeVar("_T")
 
 IMMEDIATE_PRIORITY = 0
+_UNEXPECTED = {
+    "errorType": "haloLink",
+    "errorCode": 500,
+    "errorMessage": "Unexpected error in Halo Link.",
+}
 ASYNC_PRIORITY = 1
 
 
@@ -523,6 +528,11 @@ class EmulatorState:
                 query, "executionFailed", self._timeout_error(site, self.limits.immediate_timeout)
             )
             raise ApiError(504, _errors.IMMEDIATE_TIMEOUT) from None
+        except Exception:
+            # An emulator bug, not the caller's: the app answers 500 and logs it; the record
+            # must not stay `executing` for getQuery.
+            self._finish(query, "executionFailed", dict(_UNEXPECTED))
+            raise
         finally:
             self._release_site(site)
         if drops or site.availability != "online":
@@ -590,15 +600,7 @@ class EmulatorState:
         except Exception:
             _log.exception("async query %s failed inside the emulator", query.id)
             if not query.terminal:
-                self._finish(
-                    query,
-                    "executionFailed",
-                    {
-                        "errorType": "haloLink",
-                        "errorCode": 500,
-                        "errorMessage": "Unexpected error in Halo Link.",
-                    },
-                )
+                self._finish(query, "executionFailed", dict(_UNEXPECTED))
 
     async def _async_lifecycle(
         self, site: Site, query: QueryRecord, request: CommandRequest, drop_phase: str | None

@@ -34,6 +34,7 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 
 from halo_async.emulator import Emulator, SiteSpec  # noqa: E402
+from halo_async.emulator.app import EmulatorStats  # noqa: E402
 
 pytestmark = pytest.mark.contract
 
@@ -93,6 +94,7 @@ class _ServerThread:
     def __init__(self) -> None:
         self.ready = threading.Event()
         self.base_url = ""
+        self.stats: EmulatorStats | None = None
         self.failure: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -110,6 +112,7 @@ class _ServerThread:
         self._stop = asyncio.Event()
         async with Emulator(SPECS, seed=1, api_key=KEY) as emulator:
             self.base_url = emulator.base_url
+            self.stats = emulator.stats
             self.ready.set()
             await self._stop.wait()
 
@@ -127,9 +130,14 @@ class _ServerThread:
 
 
 @pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    with _ServerThread() as server:
-        yield server.base_url
+def server() -> Iterator[_ServerThread]:
+    with _ServerThread() as running:
+        yield running
+
+
+@pytest.fixture
+def base_url(server: _ServerThread) -> str:
+    return server.base_url
 
 
 _SETTINGS = hypothesis.settings(
@@ -149,3 +157,16 @@ def test_generated_site_ids(case: Any, base_url: str) -> None:
 @_SETTINGS
 def test_a_real_site(case: Any, base_url: str) -> None:
     case.call_and_validate(base_url=base_url, headers={"Ocp-Apim-Subscription-Key": KEY})
+
+
+def test_the_pinned_run_reached_sql_and_the_lifecycle(server: _ServerThread) -> None:
+    """Runs after the fuzzing above (file order): it must have gone past routing and auth."""
+    assert server.stats is not None
+    responses = server.stats.responses
+    if not responses:
+        pytest.skip("run on its own, without the fuzzing tests")
+    assert not [key for key in responses if key[1] >= 500], "no input may yield a 5xx"
+    immediate = responses[("createImmediateQuery", 200)] + responses[("createImmediateQuery", 400)]
+    assert immediate > 0
+    assert responses[("createAsyncQuery", 201)] > 0
+    assert responses[("createRegisteredQuery", 202)] > 0

@@ -13,7 +13,6 @@ from typing import Any
 
 import orjson
 import pytest
-from halo_async.emulator.database import ParameterConversionError, SqlError
 
 from halo_async.emulator import Faults, Latency, ManualClock, SiteSpec
 from halo_async.emulator._errors import ApiError
@@ -25,6 +24,7 @@ from halo_async.emulator._requests import (
 )
 from halo_async.emulator._sites import build_sites, generate_specs
 from halo_async.emulator._wire import query_json
+from halo_async.emulator.database import ParameterConversionError, SqlError
 from halo_async.emulator.state import EmulatorState, Limits, QueryEvent
 
 # ---------------------------------------------------------------------------- fakes and helpers
@@ -707,3 +707,17 @@ def test_latency_presets_and_seeded_jitter() -> None:
     assert Latency().sample("execution", random.Random(1)) == 0
     with pytest.raises(ValueError, match="unknown latency preset"):
         Latency.named("slow")
+
+
+async def test_an_emulator_bug_fails_the_query_instead_of_leaving_it_running(make: Any) -> None:
+    h = make()
+    h.db.errors["boom"] = RuntimeError("emulator bug")
+    with pytest.raises(RuntimeError):  # the app turns it into a logged 500
+        await h.state.run_immediate(h.site, command("boom", immediate=True))
+    (immediate,) = h.state.queries(h.site.id)
+    assert immediate.status == "executionFailed"
+    failed = await run_to_end(h, h.state.submit_async(h.site, command("boom")))
+    assert failed.status == "executionFailed"
+    assert failed.error is not None
+    assert failed.error["errorType"] == "haloLink"
+    assert (await h.state.run_immediate(h.site, command(immediate=True)))["status"] == "successful"
