@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aiohttp import web
@@ -18,6 +18,9 @@ from halo_async.emulator._sites import generate_specs as _generate_specs
 from halo_async.emulator.app import EmulatorStats, create_app
 from halo_async.emulator.faults import Faults
 from halo_async.emulator.state import EmulatorState, Limits
+
+if TYPE_CHECKING:
+    from halo_async.emulator.webhooks import WebhookSender
 
 __all__ = ["DEFAULT_API_KEY", "Emulator"]
 
@@ -54,7 +57,9 @@ class Emulator:
     from ``seed``) or explicit :class:`SiteSpec` s. ``latency`` is a :class:`Latency` or the
     name of a preset (``"zero"``, ``"realistic"``); ``clock`` defaults to the wall clock, and a
     :class:`ManualClock` lets tests move time instead of sleeping. Databases are built cheaply
-    at construction and generate their data on first use.
+    at construction and generate their data on first use. ``webhooks`` (a
+    :class:`~halo_async.emulator.webhooks.WebhookSender`) POSTs Halo's signed webhooks on each
+    async success and changed registered result; it is closed with the emulator.
     """
 
     def __init__(
@@ -75,6 +80,7 @@ class Emulator:
         stream_rows: bool = False,
         faults: Faults | None = None,
         database_factory: DatabaseFactory | None = None,
+        webhooks: WebhookSender | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty")
@@ -109,6 +115,9 @@ class Emulator:
             self.state, api_key=api_key, stats=self.stats, stream_rows=stream_rows
         )
         self._runner: web.AppRunner | None = None
+        self.webhooks = webhooks
+        if webhooks is not None:
+            webhooks.attach(self.state)
 
     @property
     def latency(self) -> Latency:
@@ -149,6 +158,8 @@ class Emulator:
 
     async def close(self) -> None:
         """Stop serving, stop running queries and close every database."""
+        if self.webhooks is not None:
+            await self.webhooks.close()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()  # the app's cleanup closes the state
