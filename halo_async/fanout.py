@@ -143,8 +143,14 @@ class _StatusBatcher:
         return await future
 
     async def _flush(self) -> None:
-        await asyncio.sleep(0)  # let the other jobs polling in this tick join the batch
-        batch, self._pending = self._pending, {}
+        # Loop until no ask is left: asks that arrive while a batch request is in flight
+        # wait for the next round instead of being stranded.
+        while self._pending:
+            await asyncio.sleep(0)  # let the other jobs polling in this tick join the batch
+            batch, self._pending = self._pending, {}
+            await self._answer(batch)
+
+    async def _answer(self, batch: dict[str, list[asyncio.Future[models.AsyncQuery]]]) -> None:
         try:
             self.requests += 1
             results = await self._client.get_query_statuses(self._site_id, list(batch))
