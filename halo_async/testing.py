@@ -1,4 +1,4 @@
-"""pytest plugin: a running Halo emulator per test.
+"""pytest plugin: a running Halo emulator, and a client connected to it, per test.
 
 Installed as the ``halo_async`` pytest11 entry point, so the fixtures are available wherever
 halo-async is installed (``-p no:halo_async`` turns it off). The emulator needs the
@@ -12,6 +12,9 @@ async def test_sites(halo_emulator):
 
 @pytest.mark.halo_emulator(sites=20, latency="realistic")
 async def test_many_sites(halo_emulator): ...
+
+async def test_query(halo_emulator, halo_client):   # a HaloClient pointed at it
+    query = await halo_client.immediate_query(halo_emulator.sites[0].id, "SELECT 1 AS one")
 ```
 
 Configuration, most specific first: the ``halo_emulator`` marker's keyword arguments (any
@@ -22,15 +25,17 @@ Configuration, most specific first: the ``halo_emulator`` marker's keyword argum
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pytest
 
 if TYPE_CHECKING:
+    from halo_async import HaloClient
     from halo_async.emulator import Emulator
 
-__all__ = ["halo_emulator"]
+__all__ = ["halo_client", "halo_emulator"]
 
 _DEFAULT_SITES = 3
 _DEFAULT_SEED = 1
@@ -118,3 +123,23 @@ async def halo_emulator(request: pytest.FixtureRequest) -> AsyncIterator[Emulato
     """
     async for emulator in _running_emulator(request):
         yield emulator
+
+
+@_async_fixture()
+async def halo_client(halo_emulator: Emulator) -> AsyncIterator[HaloClient]:
+    """A :class:`~halo_async.HaloClient` connected to ``halo_emulator``, closed after the test.
+
+    Its retries do not wait (the emulator's ``Retry-After`` is honoured in count, not in
+    real seconds), so tests with faults on stay fast.
+    """
+    from halo_async import HaloClient, RetryPolicy
+
+    async def no_wait(_: float) -> None:
+        await asyncio.sleep(0)
+
+    async with HaloClient(
+        halo_emulator.api_key,
+        base_url=halo_emulator.base_url,
+        retry=RetryPolicy(sleep=no_wait),
+    ) as client:
+        yield client
