@@ -282,6 +282,11 @@ class HttpTransport:
         elapsed = time.perf_counter() - started
         logger.debug("%s %s -> %d (attempt %d, %.3f s)", method, path, status, attempt, elapsed)
         if status >= 400:
+            # Errors keep the body for the caller; should a server ever echo the key back
+            # (a gateway quoting the rejected key, say), it must not travel any further.
+            key = self._key.reveal().encode()
+            if key in payload:
+                payload = payload.replace(key, b"***")
             raise error_from_response(
                 status, payload, resp_headers, method=method, path=path, site_id=site_id
             )

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 BASE = "https://api.haloconnect.io"
 SITE = "3f91c577-20a8-467b-8991-b96dfb90e8c6"
 QUERY = "1366ef6e-d536-457c-8f1b-eaa4352059f9"
+# The key of the `client` fixture (conftest.API_KEY), for a server that echoes it back.
+API_KEY = "4f1c9e2ab7d84c0e9a55c3b1d2e6f708"
 SITE_URL = f"{BASE}/integrator/sites/{SITE}"
 IMMEDIATE_URL = f"{SITE_URL}/queries/immediate"
 SITE_BODY = {"id": SITE}
@@ -108,6 +110,15 @@ SCENARIOS: dict[str, Scenario] = {
         lambda m: m.get(SITE_URL, payload={"not": "a site"}),
         lambda c: c.get_site(SITE),
         errors.DecodeError,
+    ),
+    "server-echoes-the-key": (
+        lambda m: m.get(
+            SITE_URL,
+            status=401,
+            payload=envelope(401, f"Subscription Key Invalid: {API_KEY}"),
+        ),
+        lambda c: c.get_site(SITE),
+        errors.AuthenticationError,
     ),
     "validation": (
         lambda m: None,
