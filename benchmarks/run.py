@@ -1,0 +1,88 @@
+"""``python -m benchmarks.run``: run the benchmarks, print the table, write the JSON.
+
+Options: ``--quick`` (small sizes, a smoke run), ``--only NAME`` (repeatable), ``--repeat N``
+(each figure is the median of N runs), ``--output PATH`` (default
+``benchmarks/results/latest.json``). The exit status is 0 when every target is met, 1 when one
+is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from benchmarks import decode, fanout, first_row, memory
+from benchmarks._report import BenchmarkResult, format_table, report_json, write_json
+
+__all__ = ["BENCHMARKS", "main", "run_benchmarks"]
+
+Benchmark = Callable[..., Awaitable[BenchmarkResult]]
+
+BENCHMARKS: dict[str, Benchmark] = {
+    fanout.NAME: fanout.run,
+    decode.NAME: decode.run,
+    memory.NAME: memory.run,
+    first_row.NAME: first_row.run,
+}
+"""Every benchmark by name, in the order they run."""
+
+DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description="halo-async benchmarks: ratios against baselines measured in the same run.",
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(BENCHMARKS),
+        metavar="NAME",
+        help=f"run only this benchmark (repeatable): {', '.join(BENCHMARKS)}",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per figure, the median is reported (3)"
+    )
+    parser.add_argument(
+        "--output", type=Path, default=DEFAULT_OUTPUT, help=f"JSON file ({DEFAULT_OUTPUT.name})"
+    )
+    return parser
+
+
+async def run_benchmarks(
+    names: Sequence[str], *, quick: bool, repeat: int
+) -> list[BenchmarkResult]:
+    """Run the named benchmarks one after the other; each prints a line when it ends."""
+    results = []
+    for name in names:
+        started = time.perf_counter()
+        result = await BENCHMARKS[name](quick=quick, repeat=repeat)
+        elapsed = time.perf_counter() - started
+        print(f"{name}: done in {elapsed:.1f} s", file=sys.stderr, flush=True)
+        result.details["elapsed_s"] = round(elapsed, 2)
+        results.append(result)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run, print, write; 0 when every target is met, 1 otherwise."""
+    args = _parser().parse_args(argv)
+    if args.repeat < 1:
+        _parser().error("--repeat must be at least 1")
+    names = [name for name in BENCHMARKS if not args.only or name in args.only]
+    results = asyncio.run(run_benchmarks(names, quick=args.quick, repeat=args.repeat))
+    print(format_table(results))
+    options = {"quick": args.quick, "repeat": args.repeat, "only": names}
+    write_json(args.output, report_json(results, options))
+    print(f"\nwritten: {args.output}")
+    return 1 if any(result.failed for result in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
