@@ -213,21 +213,6 @@ def _settle(
                 future.set_result(value)
 
 
-@attrs.define
-class _Counts:
-    total: int
-    submitted: int = 0
-    completed: int = 0
-    failed: int = 0
-    pages: int = 0
-    rows: int = 0
-
-    def snapshot(self) -> FanOutProgress:
-        return FanOutProgress(
-            self.total, self.submitted, self.completed, self.failed, self.pages, self.rows
-        )
-
-
 async def fan_out(
     client: HaloClient,
     command: str | models.Command,
@@ -270,7 +255,14 @@ async def fan_out(
             f"deadline must be > 0 seconds, got {deadline!r}", field="deadline", value=deadline
         )
 
-    counts = _Counts(total=len(sites))
+    progress = FanOutProgress(total=len(sites))
+
+    def count(**increments: int) -> None:
+        nonlocal progress
+        progress = attrs.evolve(
+            progress, **{name: getattr(progress, name) + n for name, n in increments.items()}
+        )
+
     queue: asyncio.Queue[SiteOutcome | SitePage] = asyncio.Queue(maxsize=max(16, 2 * max_in_flight))
     global_slots = asyncio.Semaphore(max_in_flight)
     site_slots: defaultdict[str, asyncio.Semaphore] = defaultdict(
@@ -281,7 +273,7 @@ async def fan_out(
 
     def emit(kind: FanOutEventKind, site: str, **fields: Any) -> None:
         if on_event is not None:
-            on_event(FanOutEvent(kind, site, counts.snapshot(), **fields))
+            on_event(FanOutEvent(kind, site, progress, **fields))
 
     async def run(index: int, site: str) -> None:
         queued_at = time.perf_counter()
@@ -295,14 +287,13 @@ async def fan_out(
                 query = await client.create_async_query(
                     site, command_obj, catalogue=catalogue, max_time_in_queue=max_time_in_queue
                 )
-                counts.submitted += 1
+                count(submitted=1)
                 emit(FanOutEventKind.SUBMITTED, site, query_id=query.id)
                 job = _job_for(query)
                 async for page in job.pages():
                     pages += 1
                     row_count += len(page.rows)
-                    counts.pages += 1
-                    counts.rows += len(page.rows)
+                    count(pages=1, rows=len(page.rows))
                     emit(
                         FanOutEventKind.PAGE_FETCHED,
                         site,
@@ -316,7 +307,7 @@ async def fan_out(
                     else:
                         rows.extend(page.rows)
         except Exception as exc:
-            counts.failed += 1
+            count(failed=1)
             outcome = SiteOutcome(
                 site_id=site,
                 query_id=job.query_id if job else None,
@@ -330,7 +321,7 @@ async def fan_out(
             )
             emit(FanOutEventKind.FAILED, site, query_id=outcome.query_id)
         else:
-            counts.completed += 1
+            count(completed=1)
             assert job is not None
             outcome = SiteOutcome(
                 site_id=site,
@@ -396,7 +387,7 @@ async def fan_out(
                 yield item
         for index, site in enumerate(sites):
             if index not in finished:
-                counts.failed += 1
+                count(failed=1)
                 error = FanOutDeadlineError(
                     f"site {site}: the fan-out deadline of {deadline} s passed first"
                 )

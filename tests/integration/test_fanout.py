@@ -113,7 +113,10 @@ async def test_per_site_limit_and_batch_status_coalescing(
     in_flight: Counter[str] = Counter()
     peak: defaultdict[str, int] = defaultdict(int)
 
+    events: list[FanOutEvent] = []
+
     def track(event: FanOutEvent) -> None:
+        events.append(event)
         if event.kind == "submitted":
             in_flight[event.site_id] += 1
             peak[event.site_id] = max(peak[event.site_id], in_flight[event.site_id])
@@ -130,6 +133,11 @@ async def test_per_site_limit_and_batch_status_coalescing(
     assert len(outcomes) == 12
     assert all(isinstance(o, SiteOutcome) and o.ok for o in outcomes)
     assert max(peak.values()) <= 2
+    final = events[-1].progress
+    assert (final.total, final.submitted, final.completed, final.failed) == (12, 12, 12, 0)
+    assert final.rows == sum(o.row_count for o in outcomes if isinstance(o, SiteOutcome))
+    assert final.pages == sum(o.page_count for o in outcomes if isinstance(o, SiteOutcome))
+    assert {e.status for e in events if e.kind == "status"} >= {"successful"}
     requests = emulator.stats.requests
     assert requests.get("getQuery", 0) == 0
     assert requests["getQueryStatusBatch"] >= 1
