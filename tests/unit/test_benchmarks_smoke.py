@@ -1,0 +1,165 @@
+"""Smoke tests of the benchmark harness: its logic at tiny sizes, never its timings.
+
+No emulator process and no sockets: the decode harness runs the SDK over bytes held in
+memory, the floor's status batcher over a fake API, the rest is pure logic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from multidict import CIMultiDict
+from yarl import URL
+
+from benchmarks import decode, fanout
+from benchmarks._emulator import EmulatorProcess
+from benchmarks._report import BenchmarkResult, Figure, Target, format_table, report_json
+from benchmarks._requests import RequestCounter, request_kind
+from benchmarks.run import BENCHMARKS, _parser
+
+SITE = "3f91c577-20a8-467b-8991-b96dfb90e8c6"
+QUERY = "9b2d1f0e-6c1a-4c39-8f00-5d7e0c2a1b11"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kind"),
+    [
+        ("POST", f"/integrator/sites/{SITE}/queries/async", "create"),
+        ("POST", f"/integrator/sites/{SITE}/queries/status", "batch_status"),
+        ("GET", f"/integrator/sites/{SITE}/queries/{QUERY}", "get_query"),
+        ("GET", f"/integrator/sites/{SITE}/queries/{QUERY}/results/12", "page"),
+        ("POST", f"/integrator/sites/{SITE}/queries/immediate", "immediate"),
+        ("GET", f"/integrator/sites/{SITE}", "other"),
+    ],
+)
+def test_requests_are_counted_by_kind(method: str, path: str, kind: str) -> None:
+    assert request_kind(method, path) == kind
+
+
+async def test_the_trace_hook_counts_status_checks_of_both_kinds() -> None:
+    counter = RequestCounter()
+    base = f"http://127.0.0.1:1/integrator/sites/{SITE}/queries"
+    for method, url in [("POST", f"{base}/status"), ("GET", f"{base}/{QUERY}"), ("GET", base)]:
+        params = aiohttp.TraceRequestStartParams(method, URL(url), CIMultiDict())
+        await counter._on_request_start(None, None, params)  # type: ignore[arg-type]
+    assert counter.status_checks == 2
+    assert counter.counts["other"] == 1
+
+
+def test_a_figure_passes_or_fails_its_target_and_the_table_says_so() -> None:
+    result = BenchmarkResult(
+        name="demo",
+        title="demo",
+        figures=[
+            Figure("fast enough", 1.1, target=Target("<=", 1.15)),
+            Figure("too slow", 1.3, target=Target("<=", 1.15)),
+            Figure("not measured", None, target=Target(">=", 3.0), note="it hung"),
+            Figure("supporting", 2.5, unit="s"),
+        ],
+        summary=["a line under the table"],
+    )
+    assert [figure.passed for figure in result.figures] == [True, False, False, None]
+    assert [figure.name for figure in result.failed] == ["too slow", "not measured"]
+    table = format_table([result])
+    assert "PASS" in table
+    assert table.count("FAIL") == 2
+    assert "it hung" in table
+    assert "a line under the table" in table
+    document = json.loads(json.dumps(report_json([result], {"quick": True})))
+    assert document["passed"] is False
+    figures = document["benchmarks"]["demo"]["figures"]
+    assert figures[0] == {
+        "name": "fast enough",
+        "value": 1.1,
+        "unit": "x",
+        "target": "<= 1.15",
+        "passed": True,
+        "note": "",
+    }
+
+
+def test_the_command_line_offers_every_benchmark() -> None:
+    assert list(BENCHMARKS) == ["fanout", "decode", "memory", "first_row"]
+    args = _parser().parse_args(["--quick", "--only", "decode", "--only", "memory"])
+    assert (args.quick, args.only, args.repeat) == (True, ["decode", "memory"], 3)
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["--only", "nonsense"])
+
+
+def test_the_emulator_process_runs_the_emulator_command_unless_it_needs_upload_latency() -> None:
+    zero = EmulatorProcess(sites=3, seed=2, page_size=500).command()
+    assert zero[1:3] == ["-m", "halo_async.emulator"]
+    assert zero[zero.index("--port") + 1] == "0"
+    assert zero[zero.index("--latency") + 1] == "zero"
+    slow = EmulatorProcess(sites=1, page_upload=0.05).command()
+    assert slow[1:3] == ["-m", "benchmarks._launcher"]
+    assert slow[slow.index("--page-upload") + 1] == "0.05"
+
+
+def _cached_result(pages: list[list[dict[str, Any]]]) -> decode.CachedPages:
+    status = {
+        "id": QUERY,
+        "siteId": SITE,
+        "mode": "async",
+        "status": "successful",
+        "result": {
+            "rows": sum(len(rows) for rows in pages),
+            "pages": [
+                {"pageNumber": number, "status": "cached", "rows": {"count": len(rows)}}
+                for number, rows in enumerate(pages, start=1)
+            ],
+        },
+    }
+    bodies = tuple(
+        (
+            {"Content-Type": "application/json", "Rows-Count": str(len(rows))},
+            orjson.dumps({"data": base64.b64encode(orjson.dumps(rows)).decode(), "parameters": []}),
+        )
+        for rows in pages
+    )
+    return decode.CachedPages(SITE, QUERY, orjson.dumps(status), bodies)
+
+
+async def test_the_decode_harness_runs_the_sdk_and_the_raw_loop_over_the_same_rows() -> None:
+    cached = _cached_result([[{"ID": i, "NAME": f"n{i}"} for i in range(3)], [{"ID": 9}]])
+    assert decode.raw_rows(cached) == 4
+    assert await decode.sdk_rows(cached) == 4
+    measured = await decode._timed_pass(cached, rows=4, rounds=1)
+    assert measured.sdk > 0
+    assert measured.raw > 0
+
+
+class _FakeApi(fanout._Api):
+    """Answers batch status requests after a turn of the loop, recording each request."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+
+    async def post(self, path: str, body: Any) -> Any:
+        self.batches.append(list(body["queryIds"]))
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        results = [
+            {"queryId": qid, "status": "found", "query": {"id": qid, "status": "successful"}}
+            for qid in body["queryIds"]
+        ]
+        return {"results": results}
+
+
+async def test_the_floor_batches_one_tick_and_strands_no_ask_made_during_a_request() -> None:
+    api = _FakeApi()
+    batcher = fanout._SiteBatcher(api, SITE)
+    first = [asyncio.ensure_future(batcher.status(qid)) for qid in ("a", "b")]
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the batch of a and b is in flight now
+    late = asyncio.ensure_future(batcher.status("c"))
+    answers = await asyncio.wait_for(asyncio.gather(*first, late), timeout=1)
+    assert [answer["id"] for answer in answers] == ["a", "b", "c"]
+    assert api.batches == [["a", "b"], ["c"]]
+    await batcher.close()
