@@ -9,13 +9,14 @@
   interval, and a webhook announcing its query wakes it at once.
 - ``POST /halo/webhooks`` is where Halo sends its webhooks (signature, freshness, replays).
 
-Try it against the emulator, no Halo key needed::
+Try it against the emulator, no Halo key needed (``pip install uvicorn`` to serve it)::
 
     halo emulator serve --port 8080   # another shell; `halo emulator sites` lists PMS ids
     export HALO_API_KEY=halo-emulator-key HALO_BASE_URL=http://127.0.0.1:8080
-    export HALO_WEBHOOK_SECRET=change-me HALO_PRACTICE_GROUPS='{"north": ["1001", "1002"]}'
+    export HALO_WEBHOOK_SECRET=change-me HALO_PRACTICE_GROUPS='{"north": ["520000", "700001"]}'
     uvicorn --factory examples.fastapi_app:create_app
     curl -N 'http://127.0.0.1:8000/groups/north/patients?surname=S%25'
+    curl -N 'http://127.0.0.1:8000/sites/520000/patients?surname=Smi%25'
 """
 
 from __future__ import annotations
