@@ -26,14 +26,14 @@ import contextlib
 import datetime as dt
 import json
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
-from typing import Any, cast
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import Any
 
 import attrs
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from halo_async import HaloClient, PollPolicy, SiteOutcome, SitePage
+from halo_async import HaloClient, PollPolicy, SitePage
 from halo_async.contrib.fastapi import (
     HaloClientDep,
     JobRegistryDep,
@@ -43,7 +43,7 @@ from halo_async.contrib.fastapi import (
     webhook_router,
 )
 from halo_async.errors import HaloError, SiteNotFoundError
-from halo_async.webhooks import WebhookVerifier
+from halo_async.webhooks import JobRegistry, WebhookVerifier
 
 PATIENTS_SQL = (
     "SELECT InternalID, Firstname, Surname, DOB FROM BPS_Patients"
@@ -108,11 +108,13 @@ def create_app(
         return rows_response(job, jobs=jobs)
 
     @app.get("/groups/{group}/patients")
-    async def group_patients(group: str, halo: HaloClientDep, surname: str = "%") -> NDJSONResponse:
+    async def group_patients(
+        group: str, halo: HaloClientDep, jobs: JobRegistryDep, surname: str = "%"
+    ) -> NDJSONResponse:
         members = groups.get(group)
         if members is None:
             raise HTTPException(404, f"no practice group {group!r}")
-        return rows_response(_group_lines(halo, members, surname, poll))
+        return rows_response(_group_lines(halo, members, surname, poll, jobs))
 
     return app
 
@@ -139,20 +141,27 @@ async def _resolve(
 
 
 async def _group_lines(
-    halo: HaloClient, group: PracticeGroup, surname: str, poll: PollPolicy | None
+    halo: HaloClient,
+    group: PracticeGroup,
+    surname: str,
+    poll: PollPolicy | None,
+    jobs: JobRegistry,
 ) -> AsyncIterator[Sequence[dict[str, Any]]]:
     sites, failures = await _resolve(halo, group)
     if failures:
         yield failures
     if not sites:
         return
-    outcomes = cast(
-        # fan_out is an async generator; closing it stops every site's polling at once.
-        AsyncGenerator[SiteOutcome | SitePage, None],
-        halo.fan_out(
-            PATIENTS_SQL, list(sites), parameters={"@surname": surname}, stream=True, poll=poll
-        ),
+    # Each site's job joins ``jobs`` while it polls, so Halo's webhooks wake it at once.
+    outcomes = halo.fan_out(
+        PATIENTS_SQL,
+        list(sites),
+        parameters={"@surname": surname},
+        stream=True,
+        poll=poll,
+        jobs=jobs,
     )
+    # Closing the generator (the client hung up) stops every site's polling at once.
     async with contextlib.aclosing(outcomes):
         async for item in outcomes:
             if isinstance(item, SitePage):

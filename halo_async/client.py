@@ -6,7 +6,7 @@ import logging
 import os
 import uuid
 import warnings
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -31,6 +31,7 @@ from halo_async.errors import (
 )
 from halo_async.fanout import FanOutEvent, SiteOutcome, SitePage, fan_out
 from halo_async.jobs import Checkpoint, PollPolicy, QueryJob
+from halo_async.webhooks import JobRegistry
 
 __all__ = ["HaloClient"]
 
@@ -394,7 +395,7 @@ class HaloClient:
         max_time_in_queue: int | None = None,
         fallback_to_async: bool = False,
         poll: PollPolicy | None = None,
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """Run a query immediately and yield its rows.
 
         With ``fallback_to_async=True``, a result too large for an immediate answer (413) or
@@ -456,7 +457,8 @@ class HaloClient:
         stream: bool = False,
         coalesce_status: bool = True,
         on_event: Callable[[FanOutEvent], None] | None = None,
-    ) -> AsyncIterator[SiteOutcome | SitePage]:
+        jobs: JobRegistry | None = None,
+    ) -> AsyncGenerator[SiteOutcome | SitePage, None]:
         """Run one async query on every site; yield each site's outcome as it completes.
 
         See :func:`halo_async.fanout.fan_out` for the limits, streaming mode, deadline and
@@ -485,6 +487,7 @@ class HaloClient:
             stream=stream,
             coalesce_status=coalesce_status,
             on_event=on_event,
+            jobs=jobs,
         )
 
     # -- sites -------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import contextlib
 import enum
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -23,6 +23,7 @@ from halo_async import _constants as C
 from halo_async import _validate, models
 from halo_async.errors import HaloError, NotFoundError, ValidationError
 from halo_async.jobs import PollPolicy, QueryJob
+from halo_async.webhooks import JobRegistry
 
 if TYPE_CHECKING:
     from halo_async.client import HaloClient
@@ -231,7 +232,8 @@ async def fan_out(
     stream: bool = False,
     coalesce_status: bool = True,
     on_event: Callable[[FanOutEvent], None] | None = None,
-) -> AsyncIterator[SiteOutcome | SitePage]:
+    jobs: JobRegistry | None = None,
+) -> AsyncGenerator[SiteOutcome | SitePage, None]:
     """Run one query on every site in ``site_ids``; yield a :class:`SiteOutcome` per entry
     as each completes (in completion order).
 
@@ -240,6 +242,8 @@ async def fan_out(
     its :class:`SiteOutcome` (``rows`` None). ``deadline`` (seconds) bounds the whole
     fan-out: sites unfinished by then end with :class:`FanOutDeadlineError`. ``on_event``
     receives a :class:`FanOutEvent` for every submission, status change, page and end.
+    With ``jobs``, each query's job is registered there while it runs, so that a verified
+    Halo webhook (:mod:`halo_async.webhooks`) wakes it at once instead of at its next poll.
     Breaking out of the loop or cancelling it stops every query's polling at once (the
     queries themselves cannot be cancelled on Halo's side).
     """
@@ -290,22 +294,24 @@ async def fan_out(
                 count(submitted=1)
                 emit(FanOutEventKind.SUBMITTED, site, query_id=query.id)
                 job = _job_for(query)
-                async for page in job.pages():
-                    pages += 1
-                    row_count += len(page.rows)
-                    count(pages=1, rows=len(page.rows))
-                    emit(
-                        FanOutEventKind.PAGE_FETCHED,
-                        site,
-                        query_id=query.id,
-                        page_number=page.page_number,
-                    )
-                    if stream:
-                        await queue.put(
-                            SitePage(site, query.id, page.page_number, page.rows, index)
+                tracking = jobs.tracking(job) if jobs is not None else contextlib.nullcontext()
+                with tracking:
+                    async for page in job.pages():
+                        pages += 1
+                        row_count += len(page.rows)
+                        count(pages=1, rows=len(page.rows))
+                        emit(
+                            FanOutEventKind.PAGE_FETCHED,
+                            site,
+                            query_id=query.id,
+                            page_number=page.page_number,
                         )
-                    else:
-                        rows.extend(page.rows)
+                        if stream:
+                            await queue.put(
+                                SitePage(site, query.id, page.page_number, page.rows, index)
+                            )
+                        else:
+                            rows.extend(page.rows)
         except Exception as exc:
             count(failed=1)
             outcome = SiteOutcome(

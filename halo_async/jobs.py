@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import attrs
@@ -217,7 +217,7 @@ class QueryJob:
 
     async def _statuses(
         self, until: Callable[[models.AsyncQuery], bool]
-    ) -> AsyncIterator[models.AsyncQuery]:
+    ) -> AsyncGenerator[models.AsyncQuery, None]:
         """Yield each new status until ``until`` holds for one; raise on failure/deadline.
 
         A status that made no progress (same status, same cached pages) lengthens the next
@@ -271,7 +271,7 @@ class QueryJob:
 
     # -- pages and rows ----------------------------------------------------------------
 
-    async def pages(self) -> AsyncIterator[models.ResultPage]:
+    async def pages(self) -> AsyncGenerator[models.ResultPage, None]:
         """Yield the result pages in order, each as soon as it is cached."""
         window: dict[int, asyncio.Task[models.ResultPage]] = {}
         try:
@@ -294,7 +294,7 @@ class QueryJob:
         self,
         query: models.AsyncQuery,
         window: dict[int, asyncio.Task[models.ResultPage]],
-    ) -> AsyncIterator[models.ResultPage]:
+    ) -> AsyncGenerator[models.ResultPage, None]:
         """Yield every consecutive cached page from ``next_page`` on, prefetching ahead."""
         cached = {page.page_number for page in query.cached_pages}
         while self._next_page in cached:
@@ -313,16 +313,16 @@ class QueryJob:
         return await self._client.get_result_page(self.site_id, self.query_id, page_number)
 
     @overload
-    def rows(self) -> AsyncIterator[dict[str, Any]]: ...
+    def rows(self) -> AsyncGenerator[dict[str, Any], None]: ...
 
     @overload
     def rows(
         self, as_type: type[T], *, rename: Mapping[str, str] | None = None
-    ) -> AsyncIterator[T]: ...
+    ) -> AsyncGenerator[T, None]: ...
 
     async def rows(
         self, as_type: type[Any] | None = None, *, rename: Mapping[str, str] | None = None
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncGenerator[Any, None]:
         """Yield the result rows in order, as dicts, or structured into ``as_type``.
 
         ``as_type`` is an attrs class or dataclass; columns map to fields by name, ignoring

@@ -19,6 +19,7 @@ from halo_async.emulator._emulator import DEFAULT_API_KEY, Emulator
 from halo_async.emulator._latency import Latency
 from halo_async.emulator._sites import SiteSpec
 from halo_async.emulator.faults import Faults
+from halo_async.emulator.webhooks import WebhookSender
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -29,4 +30,5 @@ __all__ = [
     "ManualClock",
     "SiteSpec",
     "SystemClock",
+    "WebhookSender",
 ]

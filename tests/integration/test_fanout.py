@@ -9,10 +9,18 @@ from typing import Any
 
 import pytest
 
-from halo_async import FanOutEvent, HaloClient, PollPolicy, RetryPolicy, SiteOutcome, SitePage
+from halo_async import (
+    FanOutEvent,
+    HaloClient,
+    PollPolicy,
+    RetryPolicy,
+    SiteOutcome,
+    SitePage,
+)
 from halo_async.emulator import Emulator, SiteSpec
 from halo_async.errors import HaloError, QueryFailedError
 from halo_async.fanout import FanOutDeadlineError
+from halo_async.webhooks import JobRegistry
 
 ORDERED_PATIENTS = "SELECT INTERNALID, SURNAME FROM PATIENTS ORDER BY INTERNALID"
 
@@ -223,3 +231,38 @@ async def test_a_job_streams_pages_while_the_query_uploads(
     assert job.query is not None
     assert job.query.is_successful
     assert job.checkpoint().next_page == len(job.query.pages) + 1
+
+
+async def test_a_job_registry_lets_webhooks_wake_fan_out_jobs(
+    emulator: Emulator, halo: HaloClient
+) -> None:
+    registry = JobRegistry()
+    never = asyncio.Event()
+
+    async def parked(_: float) -> None:
+        await never.wait()  # without a wake-up, a job would wait here forever
+
+    site_ids = [site.id for site in emulator.sites]
+    woken: set[str] = set()
+    stop = asyncio.Event()
+
+    async def webhooks() -> None:
+        # Stands in for the webhook route: once a query has finished, wake its job.
+        while not stop.is_set():
+            for query_id in registry.query_ids():
+                record = emulator.query(query_id)
+                if record is not None and record.terminal and query_id not in woken:
+                    woken.add(query_id)
+                    registry.notify(query_id)
+            await asyncio.sleep(0.005)
+
+    sender = asyncio.ensure_future(webhooks())
+    poll = PollPolicy(sleep=parked)
+    outcomes = [o async for o in halo.fan_out(ORDERED_PATIENTS, site_ids, poll=poll, jobs=registry)]
+    stop.set()
+    await sender
+
+    assert len(outcomes) == len(site_ids)
+    assert all(isinstance(o, SiteOutcome) and o.ok for o in outcomes)
+    assert woken
+    assert len(registry) == 0
