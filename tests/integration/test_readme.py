@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import json
 import os
 import re
 import sys
+import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,7 @@ async def test_readme_snippet_runs(
     emulator: Emulator,
     halo: HaloClient,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if "asyncio.run(" in code:
         output = await run_script(code, emulator)
@@ -89,6 +92,11 @@ async def test_readme_snippet_runs(
         if name.startswith("test_") and callable(value):
             await value(emulator, halo)
 
+    if "FastAPI(" in code:
+        monkeypatch.setenv("HALO_API_KEY", emulator.api_key)
+        monkeypatch.setenv("HALO_BASE_URL", emulator.base_url)
+        lines = await asyncio.to_thread(call_site_routes, namespace["app"], namespace["site"].id)
+        assert lines, "the FastAPI snippet's route streamed no rows"
     if "job.rows()" in code:
         assert handled, "no row reached handle()"
     if "fan_out(" in code:
@@ -96,6 +104,25 @@ async def test_readme_snippet_runs(
         assert all(isinstance(rows, list) and rows for rows in saved.values())
     if "SqlExecutionError" in code:
         assert "mssql 208" in capsys.readouterr().out
+
+
+def call_site_routes(app: Any, site_id: str) -> list[Any]:
+    """GET every ``{site_id}`` route of a FastAPI app (in this worker thread's own loop)."""
+    from fastapi.routing import APIRoute
+
+    with warnings.catch_warnings():
+        # Starlette's TestClient warns that it will move from httpx to httpx2; not ours.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from fastapi.testclient import TestClient
+
+    lines: list[Any] = []
+    with TestClient(app) as client:
+        for route in app.routes:
+            if isinstance(route, APIRoute) and "{site_id}" in route.path:
+                response = client.get(route.path.replace("{site_id}", site_id))
+                assert response.status_code == 200, response.text
+                lines += [json.loads(line) for line in response.text.splitlines()]
+    return lines
 
 
 def _fast_submit(halo: HaloClient) -> Any:
