@@ -112,7 +112,7 @@ def call_site_routes(app: Any, site_id: str) -> list[Any]:
 
     with warnings.catch_warnings():
         # Starlette's TestClient warns that it will move from httpx to httpx2; not ours.
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore")
         from fastapi.testclient import TestClient
 
     lines: list[Any] = []
