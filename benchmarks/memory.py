@@ -1,7 +1,9 @@
 """Memory: peak RSS streaming a 200-page result against a 20-page one with ``job.rows()``.
 
 Each result streams in a fresh process (:mod:`benchmarks._memory_child`) that consumes and
-discards the rows, and reports ``resource.getrusage(...).ru_maxrss``. Memory bounded by the
+discards the rows, and reports its peak RSS: ``VmHWM`` on Linux, where ``ru_maxrss`` would
+carry the benchmark process's own peak into the child across fork + exec, and
+``resource.getrusage(...).ru_maxrss`` elsewhere. Memory bounded by the
 prefetch window, not by the result, shows as a peak that does not grow with the page count.
 Pages are ~1 MB, as Halo makes them: the emulator manufactures the rows with a ``CROSS JOIN``
 (:mod:`benchmarks._results`). Both queries finish before either child starts, so the children
@@ -44,6 +46,9 @@ class ChildRun:
     pages: int
     rss_before_kb: int
     max_rss_kb: int
+    source: str
+    """``VmHWM`` (Linux) or ``ru_maxrss``: see :mod:`benchmarks._memory_child`."""
+    ru_maxrss_kb: int
 
 
 # glibc raises its mmap threshold each time a large mmap'd block is freed, after which the
@@ -148,7 +153,8 @@ async def run_memory(
         summary=[
             f"{small_pages} pages ({small[0].rows} rows) and {large_pages} pages "
             f"({large[0].rows} rows) of ~{page_size / 1e6:g} MB, each streamed in a fresh "
-            f"process with the default prefetch window; median of {repeat} run(s)",
+            f"process with the default prefetch window; median of {repeat} run(s); peak "
+            f"RSS read from {small[0].source}",
             f"peak above the client's own footprint: {(small_peak - baseline) / 1024:.1f} MiB "
             f"for {small_pages} pages, {(large_peak - baseline) / 1024:.1f} MiB for "
             f"{large_pages}",
