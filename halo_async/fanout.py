@@ -125,13 +125,15 @@ class FanOutEvent:
 class _StatusBatcher:
     """Coalesces the status checks of one site's queries into batch status requests.
 
-    Every job on the site asks for its own status; the asks that arrive in the same tick of
-    the event loop travel together in one ``POST .../queries/status``.
+    Every job on the site asks for its own status; the asks that arrive within ``window``
+    seconds of the first (jobs draw jittered poll intervals, so they seldom ask in the same
+    tick) travel together in one ``POST .../queries/status``.
     """
 
-    def __init__(self, client: HaloClient, site_id: str) -> None:
+    def __init__(self, client: HaloClient, site_id: str, *, window: float = 0.0) -> None:
         self._client = client
         self._site_id = site_id
+        self._window = window
         self._pending: dict[str, list[asyncio.Future[models.AsyncQuery]]] = {}
         self._flush_task: asyncio.Task[None] | None = None
         self.requests = 0
@@ -147,7 +149,7 @@ class _StatusBatcher:
         # Loop until no ask is left: asks that arrive while a batch request is in flight
         # wait for the next round instead of being stranded.
         while self._pending:
-            await asyncio.sleep(0)  # let the other jobs polling in this tick join the batch
+            await asyncio.sleep(self._window)  # let the site's other jobs join the batch
             batch, self._pending = self._pending, {}
             await self._answer(batch)
 
@@ -260,6 +262,8 @@ async def fan_out(
         )
 
     progress = FanOutProgress(total=len(sites))
+    # Long enough to gather the polls of one site's jobs, short next to a poll interval.
+    coalesce_window = min(C.STATUS_COALESCE_WINDOW_S, (poll or PollPolicy()).initial_interval / 2)
 
     def count(**increments: int) -> None:
         nonlocal progress
@@ -348,7 +352,9 @@ async def fan_out(
         if coalesce_status:
             batcher = batchers.get(query.site_id)
             if batcher is None:
-                batcher = batchers[query.site_id] = _StatusBatcher(client, query.site_id)
+                batcher = batchers[query.site_id] = _StatusBatcher(
+                    client, query.site_id, window=coalesce_window
+                )
             bound = batcher
 
             async def status_source() -> models.AsyncQuery:

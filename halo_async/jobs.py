@@ -228,9 +228,10 @@ class QueryJob:
         deadline = policy.deadline_for(self._query.max_time_in_queue if self._query else None)
         interval = policy.initial_interval
         seen: tuple[Any, ...] | None = None
-        query = self._query
-        if query is None or not until(query):
-            query = await self.refresh()
+        # A job that knows its status (it was just created, or polled before) waits one
+        # interval before asking again: a query answered "initialising" a moment ago has
+        # not finished since.
+        query = self._query if self._query is not None else await self.refresh()
         while True:
             if query.is_failed:
                 raise error_for_query(query)
@@ -259,15 +260,21 @@ class QueryJob:
         if self._wake.is_set():
             self._wake.clear()
             return
-        sleeper = asyncio.ensure_future(self.poll.sleep(seconds))
-        waker = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (sleeper, waker):
-                task.cancel()
-            await asyncio.gather(sleeper, waker, return_exceptions=True)
-            self._wake.clear()
+        if self.poll.sleep is asyncio.sleep:
+            # The common case, without a task per wait: the wake-up event under a timeout.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(seconds):
+                    await self._wake.wait()
+        else:
+            sleeper = asyncio.ensure_future(self.poll.sleep(seconds))
+            waker = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in (sleeper, waker):
+                    task.cancel()
+                await asyncio.gather(sleeper, waker, return_exceptions=True)
+        self._wake.clear()
 
     # -- pages and rows ----------------------------------------------------------------
 

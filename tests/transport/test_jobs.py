@@ -384,3 +384,20 @@ async def test_fallback_is_refused_for_non_query_commands(
             )
         ]
     assert mocked.made() == []
+
+
+async def test_a_new_job_waits_one_interval_before_its_first_poll(
+    client: HaloClient, mocked: HaloMock
+) -> None:
+    log = Log()
+    mocked.post(f"{SITE_URL}/queries/async", status=201, payload=query_body("initialising"))
+    mocked.get(STATUS_URL, callback=log.status_callback(query_body("successful", [])))
+
+    async def recording_sleep(seconds: float) -> None:
+        log.entries.append(f"sleep {seconds}")
+
+    poll = PollPolicy(sleep=recording_sleep, jitter=False, initial_interval=0.5)
+    job = await client.submit(SITE, "SELECT 1", poll=poll)
+    await job.wait()
+
+    assert log.entries == ["sleep 0.5", "status successful"]

@@ -87,3 +87,15 @@ async def test_an_unknown_query_is_not_found() -> None:
 
     with pytest.raises(NotFoundError, match="missing"):
         await batcher.status("missing")
+
+
+async def test_asks_within_the_window_share_one_request() -> None:
+    client = FakeClient()
+    batcher = _StatusBatcher(client, SITE, window=0.05)  # type: ignore[arg-type]
+
+    first = asyncio.ensure_future(batcher.status("a"))
+    await asyncio.sleep(0.01)  # a job whose jittered wait ended 10 ms later
+    second = asyncio.ensure_future(batcher.status("b"))
+
+    assert [q.id for q in await asyncio.gather(first, second)] == ["a", "b"]
+    assert client.batches == [["a", "b"]]
