@@ -4,9 +4,10 @@
     entries adjacent, so the five queries of a site are in flight together and their status
     checks can share batch requests;
 (b) **the floor**: the same algorithm hand-written on bare aiohttp: the same creates, the
-    same poll cadence (the PollPolicy arithmetic, first check right after the create, the
-    interval reset by progress), one batch status request per site for the asks of one
-    event-loop tick (later asks wait for the batch in flight, then go together), the same
+    same poll cadence (the PollPolicy arithmetic, first check one interval after the
+    create, the interval reset by progress), asks due within a window (half the interval
+    to all of it) answered by one batch status request per site when the first window
+    closes, the same
     page GETs and base64 + orjson decoding. It is what halo-async does with none of its
     layers, so (a) / (b) is the price of those layers;
 (c) **what users write**: create each query, ``GET .../queries/{id}`` it every 100 ms until
@@ -22,9 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import gc
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -187,9 +188,11 @@ class _Api:
             raise BenchmarkError(f"GET {path} answered {status}")
         return orjson.loads(payload)
 
-    async def create(self, site: str) -> str:
-        created = await self.post(f"/integrator/sites/{site}/queries/async", CREATE_BODY)
-        return str(created["id"])
+    async def create(self, site: str) -> dict[str, Any]:
+        created: dict[str, Any] = await self.post(
+            f"/integrator/sites/{site}/queries/async", CREATE_BODY
+        )
+        return created
 
     async def page_rows(self, site: str, query_id: str, number: int) -> list[dict[str, Any]]:
         page = await self.get(f"/integrator/sites/{site}/queries/{query_id}/results/{number}")
@@ -209,47 +212,60 @@ def _all_listed_cached(query: dict[str, Any]) -> bool:
 
 
 class _SiteBatcher:
-    """One site's status asks: those of one tick go in one batch request; asks that come
-    while a batch is in flight go together right after it."""
+    """One site's status asks, each due within a window: one batch request is sent when the
+    first ask's window closes, with every ask whose window has opened (halo-async's rule)."""
 
     def __init__(self, api: _Api, site: str) -> None:
         self._api = api
         self._path = f"/integrator/sites/{site}/queries/status"
-        self._pending: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
+        self._asks: list[tuple[str, float, float, asyncio.Future[dict[str, Any]]]] = []
+        self._arrived = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
 
     def __repr__(self) -> str:
-        return f"<_SiteBatcher {self._path} pending={len(self._pending)}>"
+        return f"<_SiteBatcher {self._path} asks={len(self._asks)}>"
 
-    async def status(self, query_id: str) -> dict[str, Any]:
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._pending.setdefault(query_id, []).append(future)
+    async def status(self, query_id: str, earliest: float, latest: float) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        now = loop.time()
+        self._asks.append((query_id, now + earliest, now + latest, future))
+        self._arrived.set()
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush())
         return await future
 
     async def _flush(self) -> None:
-        while self._pending:
-            await asyncio.sleep(0)  # the other asks of this tick join the batch
-            batch, self._pending = self._pending, {}
+        loop = asyncio.get_running_loop()
+        while self._asks:
+            self._arrived.clear()
+            delay = min(ask[2] for ask in self._asks) - loop.time()
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._arrived.wait()
+                continue
+            await asyncio.sleep(0)
+            now = loop.time()
+            due = [ask for ask in self._asks if ask[1] <= now]
+            self._asks = [ask for ask in self._asks if ask[1] > now]
+            batch = [ask[0] for ask in due]
             try:
-                answer = await self._api.post(self._path, {"queryIds": list(batch)})
+                answer = await self._api.post(self._path, {"queryIds": batch})
             except Exception as exc:
-                for futures in batch.values():
-                    for future in futures:
-                        if not future.done():
-                            future.set_exception(exc)
+                for ask in due:
+                    if not ask[3].done():
+                        ask[3].set_exception(exc)
                 continue
             found = {item["queryId"]: item.get("query") for item in answer["results"]}
-            for query_id, futures in batch.items():
+            for query_id, _, _, future in due:
                 query = found.get(query_id)
-                for future in futures:
-                    if future.done():
-                        continue
-                    if query is None:
-                        future.set_exception(BenchmarkError(f"query {query_id} not found"))
-                    else:
-                        future.set_result(query)
+                if future.done():
+                    continue
+                if query is None:
+                    future.set_exception(BenchmarkError(f"query {query_id} not found"))
+                else:
+                    future.set_result(query)
 
     async def close(self) -> None:
         if self._flusher is not None:
@@ -258,15 +274,15 @@ class _SiteBatcher:
 
 
 async def _floor_query(
-    api: _Api, batcher: _SiteBatcher, site: str, poll: PollPolicy, rng: random.Random
+    api: _Api, batcher: _SiteBatcher, site: str, poll: PollPolicy
 ) -> list[dict[str, Any]]:
     """One query as halo-async's QueryJob runs it, with nothing but the HTTP calls."""
-    query_id = await api.create(site)
+    query = await api.create(site)  # "initialising": the first poll comes an interval later
+    query_id = str(query["id"])
     rows: list[dict[str, Any]] = []
     next_page = 1
     interval = poll.initial_interval
     seen: tuple[str, int] | None = None
-    query = await batcher.status(query_id)
     while True:
         if query["status"] in TERMINAL and query["status"] != "successful":
             raise BenchmarkError(f"floor: query {query_id} ended {query['status']}")
@@ -281,8 +297,8 @@ async def _floor_query(
             interval = min(poll.max_interval, max(interval, 1e-3) * poll.multiplier)
         if _all_listed_cached(query):
             return rows
-        await asyncio.sleep(rng.uniform(interval / 2, interval) if poll.jitter else interval)
-        query = await batcher.status(query_id)
+        earliest = interval / 2 if poll.jitter else interval
+        query = await batcher.status(query_id, earliest, interval)
 
 
 async def floor_client(
@@ -291,11 +307,10 @@ async def floor_client(
     """(b): halo-async's algorithm on bare aiohttp."""
     api = _Api(session, work)
     batchers = {site: _SiteBatcher(api, site) for site in work.sites}
-    rng = random.Random(SEED)
     try:
         async with asyncio.timeout(stall_after):
             results = await asyncio.gather(
-                *(_floor_query(api, batchers[site], site, work.poll, rng) for site in work.entries)
+                *(_floor_query(api, batchers[site], site, work.poll) for site in work.entries)
             )
     finally:
         for batcher in batchers.values():
@@ -304,7 +319,7 @@ async def floor_client(
 
 
 async def _naive_query(api: _Api, site: str) -> list[dict[str, Any]]:
-    query_id = await api.create(site)
+    query_id = (await api.create(site))["id"]
     while True:
         query = await api.get(f"/integrator/sites/{site}/queries/{query_id}")
         if query["status"] in TERMINAL:

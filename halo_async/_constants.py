@@ -87,8 +87,6 @@ PAGE_PREFETCH: Final = 3
 FANOUT_MAX_IN_FLIGHT: Final = 64
 # Halo Link runs one query at a time per site; more would only queue on the site.
 FANOUT_PER_SITE: Final = 1
-# How long a site's batch status request waits for the site's other jobs to ask too.
-STATUS_COALESCE_WINDOW_S: Final = 0.05
 # Fewer pages ahead per site than a lone job: many sites share the memory.
 FANOUT_PAGE_PREFETCH: Final = 2
 

@@ -122,36 +122,72 @@ class FanOutEvent:
     page_number: int | None = None
 
 
+@attrs.define(eq=False)
+class _Ask:
+    """A job's status ask: answer it with a batch sent between ``earliest`` and ``latest``."""
+
+    query_id: str
+    earliest: float
+    latest: float
+    future: asyncio.Future[models.AsyncQuery]
+
+
 class _StatusBatcher:
     """Coalesces the status checks of one site's queries into batch status requests.
 
-    Every job on the site asks for its own status; the asks that arrive within ``window``
-    seconds of the first (jobs draw jittered poll intervals, so they seldom ask in the same
-    tick) travel together in one ``POST .../queries/status``.
+    A job does not ask for its status at one instant but within a window (its poll interval
+    stands for "no sooner than half of it, no later than all of it"), so one batch request
+    can answer every ask of the site that is due: the batcher sends when the earliest
+    ``latest`` comes, and takes along every ask whose ``earliest`` has passed. Asks that
+    come while a batch request is in flight go in the next one.
     """
 
-    def __init__(self, client: HaloClient, site_id: str, *, window: float = 0.0) -> None:
+    def __init__(self, client: HaloClient, site_id: str) -> None:
         self._client = client
         self._site_id = site_id
-        self._window = window
-        self._pending: dict[str, list[asyncio.Future[models.AsyncQuery]]] = {}
-        self._flush_task: asyncio.Task[None] | None = None
+        self._asks: list[_Ask] = []
+        self._arrived = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
         self.requests = 0
 
-    async def status(self, query_id: str) -> models.AsyncQuery:
-        future: asyncio.Future[models.AsyncQuery] = asyncio.get_running_loop().create_future()
-        self._pending.setdefault(query_id, []).append(future)
-        if self._flush_task is None or self._flush_task.done():
-            self._flush_task = asyncio.ensure_future(self._flush())
+    async def status(
+        self, query_id: str, earliest: float = 0.0, latest: float = 0.0
+    ) -> models.AsyncQuery:
+        """The query's status, fetched between ``earliest`` and ``latest`` seconds from now."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        future: asyncio.Future[models.AsyncQuery] = loop.create_future()
+        self._asks.append(_Ask(query_id, now + earliest, now + max(earliest, latest), future))
+        self._arrived.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
         return await future
 
-    async def _flush(self) -> None:
-        # Loop until no ask is left: asks that arrive while a batch request is in flight
-        # wait for the next round instead of being stranded.
-        while self._pending:
-            await asyncio.sleep(self._window)  # let the site's other jobs join the batch
-            batch, self._pending = self._pending, {}
-            await self._answer(batch)
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._asks = [ask for ask in self._asks if not ask.future.done()]
+            if not self._asks:
+                return
+            self._arrived.clear()
+            send_at = min(ask.latest for ask in self._asks)
+            delay = send_at - loop.time()
+            if delay > 0:
+                # Sleep until the first deadline, or until a new ask (maybe more urgent).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._arrived.wait()
+                continue
+            # Let the asks made in this very tick join, then take every ask that is due.
+            await asyncio.sleep(0)
+            now = loop.time()
+            due = [ask for ask in self._asks if ask.earliest <= now and not ask.future.done()]
+            self._asks = [ask for ask in self._asks if ask not in due]
+            batch: dict[str, list[asyncio.Future[models.AsyncQuery]]] = {}
+            for ask in due:
+                batch.setdefault(ask.query_id, []).append(ask.future)
+            if batch:
+                await self._answer(batch)
 
     async def _answer(self, batch: dict[str, list[asyncio.Future[models.AsyncQuery]]]) -> None:
         try:
@@ -190,10 +226,10 @@ class _StatusBatcher:
                 _settle({query_id: futures}, error=exc)
 
     async def close(self) -> None:
-        if self._flush_task is not None:
-            self._flush_task.cancel()
+        if self._task is not None:
+            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._flush_task
+                await self._task
 
 
 def _settle(
@@ -262,8 +298,6 @@ async def fan_out(
         )
 
     progress = FanOutProgress(total=len(sites))
-    # Long enough to gather the polls of one site's jobs, short next to a poll interval.
-    coalesce_window = min(C.STATUS_COALESCE_WINDOW_S, (poll or PollPolicy()).initial_interval / 2)
 
     def count(**increments: int) -> None:
         nonlocal progress
@@ -271,6 +305,7 @@ async def fan_out(
             progress, **{name: getattr(progress, name) + n for name, n in increments.items()}
         )
 
+    # Bounded, so that a slow consumer holds the producers back instead of buffering rows.
     queue: asyncio.Queue[SiteOutcome | SitePage] = asyncio.Queue(maxsize=max(16, 2 * max_in_flight))
     global_slots = asyncio.Semaphore(max_in_flight)
     site_slots: defaultdict[str, asyncio.Semaphore] = defaultdict(
@@ -352,13 +387,11 @@ async def fan_out(
         if coalesce_status:
             batcher = batchers.get(query.site_id)
             if batcher is None:
-                batcher = batchers[query.site_id] = _StatusBatcher(
-                    client, query.site_id, window=coalesce_window
-                )
+                batcher = batchers[query.site_id] = _StatusBatcher(client, query.site_id)
             bound = batcher
 
-            async def status_source() -> models.AsyncQuery:
-                return await bound.status(query.id)
+            async def status_source(earliest: float, latest: float) -> models.AsyncQuery:
+                return await bound.status(query.id, earliest, latest)
 
         return QueryJob(
             client,

@@ -31,7 +31,9 @@ __all__ = ["Checkpoint", "PollPolicy", "PollTimeoutError", "QueryJob", "RowTypeE
 
 T = TypeVar("T")
 
-StatusSource = Callable[[], Awaitable[models.AsyncQuery]]
+# Fetches the status between ``earliest`` and ``latest`` seconds from now, so that a shared
+# source (fan-out's per-site batcher) can answer the asks of many jobs with one request.
+StatusSource = Callable[[float, float], Awaitable[models.AsyncQuery]]
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -199,7 +201,7 @@ class QueryJob:
         """Fetch the query's status once."""
         self.status_polls += 1
         if self._status_source is not None:
-            query = await self._status_source()
+            query = await self._status_source(0.0, 0.0)
         else:
             fetched = await self._client.get_query(self.site_id, self.query_id)
             if not isinstance(fetched, models.AsyncQuery):
@@ -253,8 +255,34 @@ class QueryJob:
                     site_id=self.site_id,
                     query_id=self.query_id,
                 )
-            await self._sleep_or_wake(policy.wait_for(interval))
-            query = await self.refresh()
+            query = await self._poll_after(interval)
+
+    async def _poll_after(self, interval: float) -> models.AsyncQuery:
+        """The status about ``interval`` seconds from now, or at once if woken."""
+        if self._status_source is None:
+            await self._sleep_or_wake(self.poll.wait_for(interval))
+            return await self.refresh()
+        if self._wake.is_set():
+            self._wake.clear()
+            return await self.refresh()
+        # A shared source schedules the ask itself, anywhere in the jitter window, so that
+        # it can answer it together with other jobs' asks.
+        earliest = interval / 2 if self.poll.jitter else interval
+        ask = asyncio.ensure_future(self._status_source(earliest, interval))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({ask, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waker.cancel()
+            if not ask.done():
+                ask.cancel()
+            await asyncio.gather(ask, waker, return_exceptions=True)
+        self._wake.clear()
+        if ask.cancelled():  # woken: ask now instead
+            return await self.refresh()
+        self.status_polls += 1
+        self._query = ask.result()
+        return self._query
 
     async def _sleep_or_wake(self, seconds: float) -> None:
         if self._wake.is_set():

@@ -155,10 +155,11 @@ class _FakeApi(fanout._Api):
 async def test_the_floor_batches_one_tick_and_strands_no_ask_made_during_a_request() -> None:
     api = _FakeApi()
     batcher = fanout._SiteBatcher(api, SITE)
-    first = [asyncio.ensure_future(batcher.status(qid)) for qid in ("a", "b")]
-    await asyncio.sleep(0)
-    await asyncio.sleep(0)  # the batch of a and b is in flight now
-    late = asyncio.ensure_future(batcher.status("c"))
+    first = [asyncio.ensure_future(batcher.status(qid, 0.0, 0.0)) for qid in ("a", "b")]
+    for _ in range(3):  # the batch of a and b is in flight after these turns of the loop
+        await asyncio.sleep(0)
+    assert api.batches == [["a", "b"]]
+    late = asyncio.ensure_future(batcher.status("c", 0.0, 0.0))
     answers = await asyncio.wait_for(asyncio.gather(*first, late), timeout=1)
     assert [answer["id"] for answer in answers] == ["a", "b", "c"]
     assert api.batches == [["a", "b"], ["c"]]

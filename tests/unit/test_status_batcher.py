@@ -89,13 +89,37 @@ async def test_an_unknown_query_is_not_found() -> None:
         await batcher.status("missing")
 
 
-async def test_asks_within_the_window_share_one_request() -> None:
+async def test_asks_due_by_the_first_deadline_share_one_request() -> None:
     client = FakeClient()
-    batcher = _StatusBatcher(client, SITE, window=0.05)  # type: ignore[arg-type]
+    batcher = _StatusBatcher(client, SITE)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
 
-    first = asyncio.ensure_future(batcher.status("a"))
-    await asyncio.sleep(0.01)  # a job whose jittered wait ended 10 ms later
-    second = asyncio.ensure_future(batcher.status("b"))
+    # Three jobs' jittered windows: a and b overlap, c may not be asked before 0.3 s.
+    a = asyncio.ensure_future(batcher.status("a", 0.01, 0.05))
+    b = asyncio.ensure_future(batcher.status("b", 0.02, 0.2))
+    c = asyncio.ensure_future(batcher.status("c", 0.3, 0.4))
+    await asyncio.gather(a, b)
+    first_batch_at = loop.time() - started
+    await c
 
-    assert [q.id for q in await asyncio.gather(first, second)] == ["a", "b"]
-    assert client.batches == [["a", "b"]]
+    assert client.batches == [["a", "b"], ["c"]]
+    assert 0.04 <= first_batch_at < 0.2
+
+
+async def test_a_more_urgent_ask_is_not_held_back_by_a_later_deadline() -> None:
+    client = FakeClient()
+    batcher = _StatusBatcher(client, SITE)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+
+    slow = asyncio.ensure_future(batcher.status("slow", 5.0, 10.0))
+    await asyncio.sleep(0)
+    started = loop.time()
+    urgent = await batcher.status("urgent")
+
+    assert urgent.id == "urgent"
+    assert loop.time() - started < 1.0
+    assert client.batches == [["urgent"]]
+    slow.cancel()
+    await asyncio.gather(slow, return_exceptions=True)
+    await batcher.close()

@@ -343,16 +343,25 @@ def test_registry_tracking_never_leaks() -> None:
 
 
 class StatusScript:
-    """A status source: ``executing`` until ``finish()``, then ``successful``."""
+    """A status source: ``executing`` until ``finish()``, then ``successful``.
+
+    Like fan-out's batcher it schedules each ask within its window; an ask that may wait
+    (``latest`` > 0) parks until cancelled, standing in for an hour-long poll interval.
+    """
 
     def __init__(self) -> None:
         self.finished = False
         self.calls = 0
+        self.windows: list[tuple[float, float]] = []
+        self.never = asyncio.Event()
 
     def finish(self) -> None:
         self.finished = True
 
-    async def __call__(self) -> models.AsyncQuery:
+    async def __call__(self, earliest: float, latest: float) -> models.AsyncQuery:
+        self.windows.append((earliest, latest))
+        if latest > 0:
+            await self.never.wait()
         self.calls += 1
         status = "successful" if self.finished else "executing"
         return models.AsyncQuery(
@@ -364,21 +373,12 @@ class StatusScript:
 
 
 async def test_registry_notify_cuts_a_real_jobs_long_wait_short() -> None:
-    never = asyncio.Event()
-    waits: list[float] = []
-
-    async def sleep_forever(seconds: float) -> None:
-        waits.append(seconds)
-        await never.wait()  # an hour-long poll interval, without the hour
-
     script = StatusScript()
     job = QueryJob(
         None,  # type: ignore[arg-type]  # statuses come from the script, no client needed
         script_site := "3f91c577-20a8-467b-8991-b96dfb90e8c6",
         "0b7e2c1a-0000-4000-8000-00000000000a",
-        poll=PollPolicy(
-            initial_interval=3600, max_interval=3600, jitter=False, sleep=sleep_forever
-        ),
+        poll=PollPolicy(initial_interval=3600, max_interval=3600, jitter=False),
         status_source=script,
     )
     registry = JobRegistry()
@@ -390,9 +390,10 @@ async def test_registry_notify_cuts_a_real_jobs_long_wait_short() -> None:
     waiting = asyncio.ensure_future(wait_for_it())
     for _ in range(50):
         await asyncio.sleep(0)
-        if waits:
+        if len(script.windows) == 2:
             break
-    assert waits == [3600]
+    # Polled at once (a job without a status), then asked to wait its hour.
+    assert script.windows == [(0.0, 0.0), (3600, 3600)]
     assert script.calls == 1
     assert not waiting.done()
     script.finish()
