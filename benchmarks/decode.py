@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import gc
-from collections.abc import Mapping
 
 import aiohttp
 import orjson
@@ -35,7 +34,7 @@ from benchmarks._report import BenchmarkResult, Figure, Target
 from benchmarks._results import sql_for_pages
 from halo_async import Checkpoint, HaloClient
 from halo_async import _constants as C
-from halo_async._http import HttpTransport, Response
+from halo_async._http import HttpTransport, Response, _Attempt
 
 __all__ = ["NAME", "CachedPages", "fetch_pages", "raw_rows", "run", "run_decode", "sdk_rows"]
 
@@ -86,18 +85,8 @@ class _CachedTransport(HttpTransport):
         )
         self._cached = cached
 
-    async def _send(
-        self,
-        session: aiohttp.ClientSession,
-        method: str,
-        path: str,
-        params: Mapping[str, str] | None,
-        body: bytes | None,
-        read_timeout: float | None,
-        attempt: int,
-        site_id: str | None,
-    ) -> Response:
-        headers, payload = self._cached.answer(path)
+    async def _send(self, attempt: _Attempt) -> Response:
+        headers, payload = self._cached.answer(attempt.path)
         return Response(status=200, headers=CIMultiDictProxy(CIMultiDict(headers)), body=payload)
 
 

@@ -8,10 +8,11 @@ classes of :mod:`halo_async.errors`, and logs each attempt without the API key.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -83,12 +84,24 @@ class _Secret:
 
 
 @attrs.define
-class _Attempts:
-    """Per-request retry bookkeeping shared by backoff's callbacks."""
+class _Attempt:
+    """One request and its retry bookkeeping, shared with backoff's callbacks."""
 
+    session: aiohttp.ClientSession
+    method: str
+    path: str
+    params: Mapping[str, str] | None
+    body: bytes | None
+    read_timeout: float | None
+    site_id: str | None
+    policy: RetryPolicy
+    retryable: Callable[[BaseException], bool]
     started: float
     count: int = 0
     next_delay: float = 0.0
+
+
+_current: contextvars.ContextVar[_Attempt] = contextvars.ContextVar("halo_async_request")
 
 
 class HttpTransport:
@@ -114,6 +127,7 @@ class HttpTransport:
         self._session = session
         self._owns_session = session is None
         self._closed = False
+        self._retrying = self._build_retrying()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -177,58 +191,27 @@ class HttpTransport:
         POST whose fate is unknown.
         """
         session = self._ensure_session()
-        body = orjson.dumps(json) if json is not None else None
         policy = self.retry
-        retryable = retryable_for_read if safety is Safety.IDEMPOTENT else retryable_for_create
-        attempts = _Attempts(started=policy.now())
-
-        def give_up(exc: Exception) -> bool:
-            if not retryable(exc):
-                return True
-            delay = policy.delay(attempts.count, getattr(exc, "retry_after", None))
-            if policy.now() + delay - attempts.started > policy.deadline:
-                logger.warning(
-                    "%s %s: giving up after %d attempt(s): the next wait (%.2f s) would pass "
-                    "the %.0f s deadline",
-                    method, path, attempts.count, delay, policy.deadline,
-                )  # fmt: skip
-                return True
-            attempts.next_delay = delay
-            return False
-
-        async def wait(details: Any) -> None:
-            # backoff itself sleeps with asyncio.sleep, which tests cannot replace, so it is
-            # given zero waits and the real wait happens here, on the policy's sleep.
-            logger.info(
-                "%s %s: attempt %d failed (%s); retrying in %.2f s",
-                method, path, attempts.count, _describe(details["exception"]),
-                attempts.next_delay,
-            )  # fmt: skip
-            await policy.sleep(attempts.next_delay)
-
-        @backoff.on_exception(
-            backoff.constant,
-            (APIError, aiohttp.ClientError, asyncio.TimeoutError),
-            interval=0,
-            jitter=None,
-            max_tries=policy.max_attempts,
-            giveup=give_up,
-            on_backoff=wait,
-            logger=None,
+        attempt = _Attempt(
+            session=session,
+            method=method,
+            path=path,
+            params=params,
+            body=orjson.dumps(json) if json is not None else None,
+            read_timeout=read_timeout,
+            site_id=site_id,
+            policy=policy,
+            retryable=retryable_for_read if safety is Safety.IDEMPOTENT else retryable_for_create,
+            started=policy.now(),
         )
-        async def attempt() -> Response:
-            attempts.count += 1
-            return await self._send(
-                session, method, path, params, body, read_timeout, attempts.count, site_id
-            )
-
+        token = _current.set(attempt)
         try:
-            return await attempt()
+            return await self._retrying()
         except (TimeoutError, aiohttp.ClientError) as exc:
             if safety is Safety.CREATES_QUERY and not retryable_for_create(exc):
                 raise self._outcome_unknown(method, path, json, exc) from exc
             raise HaloConnectionError(
-                f"{method} {path}: no answer after {attempts.count} attempt(s): {_describe(exc)}",
+                f"{method} {path}: no answer after {attempt.count} attempt(s): {_describe(exc)}",
                 method=method,
                 path=path,
             ) from exc
@@ -236,6 +219,56 @@ class HttpTransport:
             if safety is Safety.CREATES_QUERY and not retryable_for_create(exc):
                 raise self._outcome_unknown(method, path, json, exc) from exc
             raise
+        finally:
+            _current.reset(token)
+
+    def _build_retrying(self) -> Callable[[], Awaitable[Response]]:
+        """The backoff-wrapped attempt, built once: per-request state travels in a
+        context variable, since backoff hands its callbacks only the exception."""
+
+        def give_up(exc: Exception) -> bool:
+            attempt = _current.get()
+            policy = attempt.policy
+            if not attempt.retryable(exc):
+                return True
+            delay = policy.delay(attempt.count, getattr(exc, "retry_after", None))
+            if policy.now() + delay - attempt.started > policy.deadline:
+                logger.warning(
+                    "%s %s: giving up after %d attempt(s): the next wait (%.2f s) would pass "
+                    "the %.0f s deadline",
+                    attempt.method, attempt.path, attempt.count, delay, policy.deadline,
+                )  # fmt: skip
+                return True
+            attempt.next_delay = delay
+            return False
+
+        async def wait(details: Any) -> None:
+            # backoff itself sleeps with asyncio.sleep, which tests cannot replace, so it is
+            # given zero waits and the real wait happens here, on the policy's sleep.
+            attempt = _current.get()
+            logger.info(
+                "%s %s: attempt %d failed (%s); retrying in %.2f s",
+                attempt.method, attempt.path, attempt.count, _describe(details["exception"]),
+                attempt.next_delay,
+            )  # fmt: skip
+            await attempt.policy.sleep(attempt.next_delay)
+
+        @backoff.on_exception(
+            backoff.constant,
+            (APIError, aiohttp.ClientError, asyncio.TimeoutError),
+            interval=0,
+            jitter=None,
+            max_tries=lambda: _current.get().policy.max_attempts,
+            giveup=give_up,
+            on_backoff=wait,
+            logger=None,
+        )
+        async def send_once() -> Response:
+            attempt = _current.get()
+            attempt.count += 1
+            return await self._send(attempt)
+
+        return send_once
 
     def _outcome_unknown(
         self, method: str, path: str, sent: Any, exc: BaseException
@@ -250,37 +283,30 @@ class HttpTransport:
             cause=exc,
         )
 
-    async def _send(
-        self,
-        session: aiohttp.ClientSession,
-        method: str,
-        path: str,
-        params: Mapping[str, str] | None,
-        body: bytes | None,
-        read_timeout: float | None,
-        attempt: int,
-        site_id: str | None,
-    ) -> Response:
+    async def _send(self, attempt: _Attempt) -> Response:
+        method, path, site_id = attempt.method, attempt.path, attempt.site_id
         headers = {C.API_KEY_HEADER: self._key.reveal(), "Accept": "application/json"}
-        if body is not None:
+        if attempt.body is not None:
             headers["Content-Type"] = "application/json"
         client_timeout = aiohttp.ClientTimeout(
-            total=read_timeout or self.request_timeout,
+            total=attempt.read_timeout or self.request_timeout,
             connect=self._connect_timeout,
         )
         started = time.perf_counter()
-        async with session.request(
+        async with attempt.session.request(
             method,
             self.base_url + path,
-            params=params,
-            data=body,
+            params=attempt.params,
+            data=attempt.body,
             headers=headers,
             timeout=client_timeout,
         ) as resp:
             payload = await resp.read()
             status, resp_headers = resp.status, resp.headers
         elapsed = time.perf_counter() - started
-        logger.debug("%s %s -> %d (attempt %d, %.3f s)", method, path, status, attempt, elapsed)
+        logger.debug(
+            "%s %s -> %d (attempt %d, %.3f s)", method, path, status, attempt.count, elapsed
+        )
         if status >= 400:
             # Errors keep the body for the caller; should a server ever echo the key back
             # (a gateway quoting the rejected key, say), it must not travel any further.
