@@ -163,6 +163,14 @@ class _StatusBatcher:
             self._task = asyncio.ensure_future(self._run())
         return await future
 
+    def hurry(self, query_id: str) -> None:
+        """Make ``query_id``'s pending asks due now (its job was woken by a webhook)."""
+        now = asyncio.get_running_loop().time()
+        for ask in self._asks:
+            if ask.query_id == query_id:
+                ask.earliest = ask.latest = now
+        self._arrived.set()
+
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -384,6 +392,7 @@ async def fan_out(
 
     def _job_for(query: models.AsyncQuery) -> QueryJob:
         status_source = None
+        hurry = None
         if coalesce_status:
             batcher = batchers.get(query.site_id)
             if batcher is None:
@@ -393,6 +402,9 @@ async def fan_out(
             async def status_source(earliest: float, latest: float) -> models.AsyncQuery:
                 return await bound.status(query.id, earliest, latest)
 
+            def hurry() -> None:
+                bound.hurry(query.id)
+
         return QueryJob(
             client,
             query.site_id,
@@ -401,6 +413,7 @@ async def fan_out(
             poll=poll,
             prefetch=prefetch,
             status_source=status_source,
+            hurry=hurry,
             on_status=lambda q: emit(
                 FanOutEventKind.STATUS, q.site_id, query_id=q.id, status=str(q.status)
             ),

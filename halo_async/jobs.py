@@ -152,6 +152,7 @@ class QueryJob:
         status_source: StatusSource | None = None,
         on_page: Callable[[models.ResultPage], None] | None = None,
         on_status: Callable[[models.AsyncQuery], None] | None = None,
+        hurry: Callable[[], None] | None = None,
     ) -> None:
         if prefetch < 1:
             raise ValidationError(
@@ -167,6 +168,7 @@ class QueryJob:
         self._status_source = status_source
         self._on_page = on_page
         self._on_status = on_status
+        self._hurry = hurry
         self._wake = asyncio.Event()
         self.status_polls = 0
 
@@ -194,6 +196,8 @@ class QueryJob:
     def notify(self) -> None:
         """Wake the poller now (e.g. a webhook said the query finished)."""
         self._wake.set()
+        if self._hurry is not None:
+            self._hurry()  # a shared status source: make this job's pending ask due now
 
     # -- status ----------------------------------------------------------------------
 
@@ -259,29 +263,18 @@ class QueryJob:
 
     async def _poll_after(self, interval: float) -> models.AsyncQuery:
         """The status about ``interval`` seconds from now, or at once if woken."""
-        if self._status_source is None:
-            await self._sleep_or_wake(self.poll.wait_for(interval))
-            return await self.refresh()
         if self._wake.is_set():
             self._wake.clear()
             return await self.refresh()
-        # A shared source schedules the ask itself, anywhere in the jitter window, so that
-        # it can answer it together with other jobs' asks.
-        earliest = interval / 2 if self.poll.jitter else interval
-        ask = asyncio.ensure_future(self._status_source(earliest, interval))
-        waker = asyncio.ensure_future(self._wake.wait())
-        try:
-            await asyncio.wait({ask, waker}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waker.cancel()
-            if not ask.done():
-                ask.cancel()
-            await asyncio.gather(ask, waker, return_exceptions=True)
-        self._wake.clear()
-        if ask.cancelled():  # woken: ask now instead
+        if self._status_source is None:
+            await self._sleep_or_wake(self.poll.wait_for(interval))
             return await self.refresh()
+        # A shared source schedules the ask itself, anywhere in the jitter window, so that
+        # it can answer it together with other jobs' asks; notify() hurries it along.
+        earliest = interval / 2 if self.poll.jitter else interval
         self.status_polls += 1
-        self._query = ask.result()
+        self._query = await self._status_source(earliest, interval)
+        self._wake.clear()
         return self._query
 
     async def _sleep_or_wake(self, seconds: float) -> None:

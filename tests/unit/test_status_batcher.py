@@ -123,3 +123,18 @@ async def test_a_more_urgent_ask_is_not_held_back_by_a_later_deadline() -> None:
     slow.cancel()
     await asyncio.gather(slow, return_exceptions=True)
     await batcher.close()
+
+
+async def test_hurry_makes_a_waiting_ask_due_now() -> None:
+    client = FakeClient()
+    batcher = _StatusBatcher(client, SITE)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+
+    waiting = asyncio.ensure_future(batcher.status("a", 30.0, 60.0))
+    await asyncio.sleep(0)
+    batcher.hurry("a")  # a webhook said query a finished
+
+    assert (await asyncio.wait_for(waiting, timeout=5)).id == "a"
+    assert loop.time() - started < 5
+    assert client.batches == [["a"]]

@@ -345,15 +345,19 @@ def test_registry_tracking_never_leaks() -> None:
 class StatusScript:
     """A status source: ``executing`` until ``finish()``, then ``successful``.
 
-    Like fan-out's batcher it schedules each ask within its window; an ask that may wait
-    (``latest`` > 0) parks until cancelled, standing in for an hour-long poll interval.
+    Like fan-out's batcher it schedules each ask within its window: an ask that may wait
+    (``latest`` > 0) parks, standing in for an hour-long poll interval, until ``hurry()``
+    (which the job calls when notified) makes it due.
     """
 
     def __init__(self) -> None:
         self.finished = False
         self.calls = 0
         self.windows: list[tuple[float, float]] = []
-        self.never = asyncio.Event()
+        self.hurried = asyncio.Event()
+
+    def hurry(self) -> None:
+        self.hurried.set()
 
     def finish(self) -> None:
         self.finished = True
@@ -361,7 +365,7 @@ class StatusScript:
     async def __call__(self, earliest: float, latest: float) -> models.AsyncQuery:
         self.windows.append((earliest, latest))
         if latest > 0:
-            await self.never.wait()
+            await self.hurried.wait()
         self.calls += 1
         status = "successful" if self.finished else "executing"
         return models.AsyncQuery(
@@ -380,6 +384,7 @@ async def test_registry_notify_cuts_a_real_jobs_long_wait_short() -> None:
         "0b7e2c1a-0000-4000-8000-00000000000a",
         poll=PollPolicy(initial_interval=3600, max_interval=3600, jitter=False),
         status_source=script,
+        hurry=script.hurry,
     )
     registry = JobRegistry()
 
