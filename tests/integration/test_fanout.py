@@ -18,7 +18,7 @@ from halo_async import (
     SitePage,
 )
 from halo_async.emulator import Emulator, SiteSpec
-from halo_async.errors import HaloError, QueryFailedError
+from halo_async.errors import HaloError, QueryFailedError, RateLimitedError
 from halo_async.fanout import FanOutDeadlineError
 from halo_async.webhooks import JobRegistry
 
@@ -265,3 +265,25 @@ async def test_a_job_registry_lets_webhooks_wake_fan_out_jobs(
     assert all(isinstance(o, SiteOutcome) and o.ok for o in outcomes)
     assert woken
     assert len(registry) == 0
+
+
+async def test_a_rate_limited_site_slows_only_itself(emulator: Emulator, halo: HaloClient) -> None:
+    slow, *others = [site.id for site in emulator.sites]
+    await expected_counts(halo, [slow, *others])  # every site's database generated first
+    emulator.faults.set("getQueryStatusBatch", slow, rate_limits=1.0, retry_after=2)
+
+    async def scaled_sleep(seconds: float) -> None:
+        await asyncio.sleep(seconds / 10)  # Retry-After: 2 s becomes 0.2 s of real waiting
+
+    retry = RetryPolicy(sleep=scaled_sleep, max_attempts=4)
+    async with HaloClient(emulator.api_key, base_url=emulator.base_url, retry=retry) as scaled:
+        outcomes: dict[str, SiteOutcome] = {}
+        async for item in scaled.fan_out(ORDERED_PATIENTS, [slow, *others], poll=FAST_POLL):
+            assert isinstance(item, SiteOutcome)
+            outcomes[item.site_id] = item
+
+    assert isinstance(outcomes[slow].error, RateLimitedError)
+    assert outcomes[slow].error.retry_after == 2
+    assert all(outcomes[site].ok for site in others)
+    # The others finished while the slow site was still waiting out its Retry-After.
+    assert max(outcomes[site].elapsed for site in others) < outcomes[slow].elapsed / 2
