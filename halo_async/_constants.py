@@ -93,3 +93,14 @@ FANOUT_PAGE_PREFETCH: Final = 2
 USER_AGENT: Final = "halo-async"
 
 LOGGER_NAME: Final = "halo_async"
+
+# -- Decoding (our choice; measured with `python -m benchmarks.run --only decode,stall`) ------
+# Result page bodies this large or larger are decoded in a worker thread. Inline, the
+# decode holds the event loop for about 3 ms per MB of body with pybase64 (about 6 ms
+# without): a 1 MB page (a ~1.3 MB body, the usual page) costs a 4 ms stall, below which a
+# thread hop (~0.1 ms, and a wait of up to one GIL switch interval, 5 ms, to get the
+# result back) buys nothing; an 8 MB page (~11 MB body) would stall it for 40 ms or more.
+DECODE_OFF_LOOP_MIN_BYTES: Final = 2 * 1024 * 1024
+# Off the loop, rows are parsed this many bytes of JSON at a time (about 1 ms of orjson
+# each): the loop's thread waits for the GIL at most one switch interval plus one slice.
+DECODE_SLICE_BYTES: Final = 256 * 1024

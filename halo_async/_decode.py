@@ -3,28 +3,43 @@
 ``data`` is base64 of UTF-8 JSON, an array of row objects keyed by column name
 (REFERENCE §5). This is the hot path of streaming, so it does the two C-level steps and
 nothing else: no per-row Python work unless the caller asks for typed rows.
+
+A whole page body goes through :func:`decode_result_body`, which finds the ``data``
+string in the raw bytes instead of building the envelope first, decodes base64 with
+``pybase64`` (SIMD) when it is installed, and moves large bodies off the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import binascii
-from typing import Any
+import functools
+import re
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
 
 import orjson
 
+from halo_async import _constants as C
 from halo_async.errors import DecodeError
+
+try:
+    # libbase64's SIMD decoder: ~70x the standard library's on a 1 MB page here, which
+    # made base64 (not JSON) the larger half of the decode. Optional: without it, the
+    # standard library decodes the same bytes (see _b64decode).
+    from pybase64 import b64decode as _pybase64_b64decode
+except ImportError:  # pragma: no cover - the fallback is tested by forcing it
+    _pybase64_b64decode = None  # type: ignore[assignment]
+
+_fast_b64decode: Callable[..., bytes] | None = _pybase64_b64decode
+"""pybase64's ``b64decode``, or None to decode with the standard library (tests force it)."""
 
 
 def decode_data(data: str | bytes) -> Any:
     """Decode one ``data`` field to its JSON value."""
-    try:
-        raw = binascii.a2b_base64(data, strict_mode=False)
-    except (binascii.Error, ValueError) as exc:
-        raise DecodeError(f"result data is not valid base64: {exc}") from exc
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise DecodeError(f"result data is not valid JSON: {exc}") from exc
+    return _loads(_b64decode(data))
 
 
 def decode_rows(data: str | bytes) -> list[dict[str, Any]]:
@@ -45,6 +60,214 @@ def rows_from_value(value: Any) -> list[dict[str, Any]]:
     if isinstance(value, dict):
         return [value]
     raise DecodeError(f"result data holds {type(value).__name__}, not rows")
+
+
+# -- page bodies ------------------------------------------------------------------------
+
+
+class DecodedBody(NamedTuple):
+    """A result page body, decoded."""
+
+    rows: list[dict[str, Any]]
+    parameters: Any
+    """The envelope's ``parameters`` as sent (None when there were none)."""
+
+
+async def decode_result_body(body: bytes, *, any_shape: bool = False) -> DecodedBody:
+    """Decode a result page body: the ``{"data": ..., "parameters": [...]}`` envelope.
+
+    ``any_shape`` also reads what the ``/stream`` endpoint may send instead (its format is
+    unspecified): a JSON string, the base64 data itself, or the rows themselves.
+
+    A body of :data:`~halo_async._constants.DECODE_OFF_LOOP_MIN_BYTES` or more is decoded
+    in a worker thread, in slices that each hold the GIL briefly, so that other tasks run
+    meanwhile; a smaller one is decoded here, where a thread hop would cost more than it
+    saves. Raises :class:`~halo_async.errors.DecodeError` naming what was wrong.
+    """
+    if len(body) < C.DECODE_OFF_LOOP_MIN_BYTES:
+        return decode_body(body, any_shape=any_shape)
+    work = functools.partial(decode_body, body, any_shape=any_shape, sliced=True)
+    try:
+        future = asyncio.get_running_loop().run_in_executor(_decode_pool(), work)
+    except RuntimeError:
+        # The pool is shut down (the interpreter is exiting): the body has arrived, so
+        # decode it here rather than lose it.
+        return work()
+    return await future
+
+
+def decode_body(body: bytes, *, any_shape: bool = False, sliced: bool = False) -> DecodedBody:
+    """Decode a result page body where the caller runs (see :func:`decode_result_body`).
+
+    ``sliced`` parses the rows in slices of
+    :data:`~halo_async._constants.DECODE_SLICE_BYTES`, for a worker thread.
+    """
+    located = _locate_data(body)
+    if located is not None:
+        slice_, parameters = located
+        return DecodedBody(_rows_of(slice_, sliced=sliced), parameters)
+    value = _loads_body(body)
+    if isinstance(value, dict) and (not any_shape or "data" in value or "parameters" in value):
+        data = value.get("data")
+        rows = [] if data is None else _rows_of(_data_string(data), sliced=sliced)
+        return DecodedBody(rows, value.get("parameters"))
+    if not any_shape:
+        raise DecodeError(f"expected a JSON object, got {type(value).__name__}")
+    if isinstance(value, str):
+        # The OAS types the /stream body as a JSON string: the base64 data itself.
+        return DecodedBody(_rows_of(value, sliced=sliced), None)
+    return DecodedBody(rows_from_value(value), None)
+
+
+_DATA_KEY = b'"data"'
+_COLON_QUOTE = re.compile(rb'[ \t\r\n]*:[ \t\r\n]*"')
+# How many ``"data"`` strings to try as the key before parsing the envelope instead: the
+# key comes first in every body Halo and the emulator send; a parameter named "data"
+# before it is the only other place the text appears.
+_KEY_CANDIDATES = 3
+
+
+def _locate_data(body: bytes) -> tuple[memoryview, Any] | None:
+    """The envelope's ``data`` string as a slice of ``body``, and its ``parameters``, without
+    copying the megabyte of base64 into a str first; None when the body is not in that
+    simple shape (then the caller parses it whole, with the same result).
+
+    The slice is trusted only when the rest of the body, with the slice replaced by ``0``,
+    parses as an object whose ``data`` is that ``0``: the slice was then the top-level
+    ``data`` value, whatever else the body holds. A backslash in the slice (an escaped
+    ``\\/`` or ``\\u002B``) means the raw bytes are not the string's value.
+    """
+    key = -1
+    for _ in range(_KEY_CANDIDATES):
+        key = body.find(_DATA_KEY, key + 1)
+        if key < 0:
+            return None
+        match = _COLON_QUOTE.match(body, key + len(_DATA_KEY))
+        if match is not None:
+            break
+    else:
+        return None
+    start = match.end()
+    end = body.find(b'"', start)
+    if end < 0 or body.find(b"\\", start, end) >= 0:
+        return None
+    view = memoryview(body)
+    try:
+        rest = orjson.loads(b"".join((view[: start - 1], b"0", view[end + 1 :])))
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(rest, dict):
+        return None
+    marker = rest.get("data")
+    if type(marker) is not int or marker != 0:
+        return None
+    return view[start:end], rest.get("parameters")
+
+
+def _loads_body(body: bytes) -> Any:
+    if not body:
+        raise DecodeError("the result page body is empty")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"the result page body is not JSON ({exc}): {body[:200]!r}") from exc
+
+
+def _data_string(data: Any) -> str:
+    if not isinstance(data, str):
+        raise DecodeError(f"result data must be a base64 string, got {type(data).__name__}")
+    return data
+
+
+def _rows_of(data: str | bytes | memoryview, *, sliced: bool) -> list[dict[str, Any]]:
+    raw = _b64decode(data)
+    return rows_from_value(_loads_sliced(raw) if sliced else _loads(raw))
+
+
+def _b64decode(data: str | bytes | memoryview) -> bytes:
+    """Base64 to bytes, ignoring characters outside the alphabet as the standard library
+    does; ``binascii.Error`` or ``ValueError`` become :class:`DecodeError`."""
+    try:
+        fast = _fast_b64decode
+        if fast is None:
+            return binascii.a2b_base64(data, strict_mode=False)
+        try:
+            # Strict decoding is libbase64's SIMD path straight through (the lenient one
+            # first copies the input to drop stray characters); Halo's data is canonical.
+            return fast(data, validate=True)
+        except binascii.Error:
+            # Line breaks or other stray characters: drop them, as the standard library does.
+            return fast(data, validate=False)
+    except (binascii.Error, ValueError) as exc:
+        raise DecodeError(f"result data is not valid base64: {exc}") from exc
+
+
+def _loads(raw: bytes | str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise DecodeError(f"result data is not valid JSON: {exc}") from exc
+
+
+# Where one row object ends and the next begins in compact JSON: ``},{"``. Inside a JSON
+# string the text can only occur if the string ends in ``},{``; a cut there makes the slice
+# fail to parse, and the next occurrence is tried.
+_ROW_BOUNDARY = b'},{"'
+# Cuts that failed to parse before the rest is parsed in one call: data full of ``},{``
+# strings must not make the slicing cost more than the parse.
+_MISCUTS = 4
+
+
+def _loads_sliced(raw: bytes) -> Any:
+    """``orjson.loads(raw)`` of a JSON array of rows, one slice of rows per call.
+
+    orjson (like msgspec and the standard library's base64) holds the GIL for a whole
+    call: ~40 ms for an 8 MB page, during which the event loop's thread cannot run at all,
+    thread or no thread. Between slices the GIL is handed over at the interpreter's switch
+    interval, so the loop waits at most that plus one slice. The rows are the same as from
+    one call: each slice starts where a row starts, and a slice that parses as
+    ``[rows]`` ends where a row ends (a cut inside a string or a nested value leaves it
+    unbalanced or unterminated, and orjson refuses it).
+    """
+    size = C.DECODE_SLICE_BYTES
+    if len(raw) <= size or not raw.startswith(b"[{"):
+        return _loads(raw)
+    view = memoryview(raw)
+    rows: list[Any] = []
+    start = 1  # after the "["
+    miscuts = 0
+    cut = raw.find(_ROW_BOUNDARY, start + size)
+    while cut >= 0 and miscuts < _MISCUTS:
+        try:
+            part = orjson.loads(b"".join((b"[", view[start : cut + 1], b"]")))
+        except orjson.JSONDecodeError:
+            miscuts += 1
+            cut = raw.find(_ROW_BOUNDARY, cut + 1)
+            continue
+        rows.extend(part)
+        start = cut + 2  # after the "},": the next row's "{"
+        cut = raw.find(_ROW_BOUNDARY, start + size)
+    rows.extend(_loads(b"".join((b"[", view[start:]))))
+    return rows
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _decode_pool() -> ThreadPoolExecutor:
+    """The decoding thread, shared by every client and event loop of the process.
+
+    One thread: the JSON decoder holds the GIL, so a second thread would add no
+    throughput, only a second GIL holder for the loop's thread to queue behind. Its own
+    pool, not the loop's default executor, so that decoding does not wait behind a
+    user's blocking calls (or aiohttp's DNS lookups) there, nor they behind it.
+    """
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="halo-async-decode")
+        return _pool
 
 
 def first_value(value: Any) -> Any:

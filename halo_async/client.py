@@ -295,9 +295,8 @@ class HaloClient:
         site, query, page = self._page_args(site_id, query_id, page_number)
         path = f"/integrator/sites/{site}/queries/{query}/results/{page}"
         response = await self._get(path, site)
-        envelope = _json_object(response)
-        rows = _decode.decode_rows(envelope["data"]) if envelope.get("data") is not None else []
-        return _result_page(site, query, page, rows, envelope.get("parameters"), response)
+        decoded = await _decode.decode_result_body(response.body)
+        return _result_page(site, query, page, decoded.rows, decoded.parameters, response)
 
     async def stream_result_page(
         self, site_id: str | uuid.UUID, query_id: str | uuid.UUID, page_number: int
@@ -310,15 +309,8 @@ class HaloClient:
         site, query, page = self._page_args(site_id, query_id, page_number)
         path = f"/integrator/sites/{site}/queries/{query}/results/{page}/stream"
         response = await self._get(path, site)
-        value = _json(response)
-        if isinstance(value, str):
-            # The OAS types the body as a JSON string: the base64 data itself.
-            return _result_page(site, query, page, _decode.decode_rows(value), None, response)
-        if isinstance(value, dict) and ("data" in value or "parameters" in value):
-            data = value.get("data")
-            rows = _decode.decode_rows(data) if data is not None else []
-            return _result_page(site, query, page, rows, value.get("parameters"), response)
-        return _result_page(site, query, page, _decode.rows_from_value(value), None, response)
+        decoded = await _decode.decode_result_body(response.body, any_shape=True)
+        return _result_page(site, query, page, decoded.rows, decoded.parameters, response)
 
     def _page_args(
         self, site_id: str | uuid.UUID, query_id: str | uuid.UUID, page_number: int
