@@ -8,7 +8,7 @@ import uuid
 import warnings
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, NamedTuple, Self, TypeVar
 
 import aiohttp
 
@@ -292,9 +292,22 @@ class HaloClient:
         Pages are numbered from 1. An expired result raises
         :class:`~halo_async.errors.ResultExpiredError` (resubmit the query).
         """
+        return await self._decode_result_page(
+            await self._fetch_result_page(site_id, query_id, page_number)
+        )
+
+    async def _fetch_result_page(
+        self, site_id: str | uuid.UUID, query_id: str | uuid.UUID, page_number: int
+    ) -> _FetchedPage:
+        """The first half of :meth:`get_result_page`: the answer, not yet decoded (a job's
+        prefetch window holds these, and decodes each when its turn comes)."""
         site, query, page = self._page_args(site_id, query_id, page_number)
         path = f"/integrator/sites/{site}/queries/{query}/results/{page}"
-        response = await self._get(path, site)
+        return _FetchedPage(site, query, page, await self._get(path, site))
+
+    async def _decode_result_page(self, fetched: _FetchedPage) -> models.ResultPage:
+        """The second half of :meth:`get_result_page`."""
+        site, query, page, response = fetched
         decoded = await _decode.decode_result_body(response.body)
         return _result_page(site, query, page, decoded.rows, decoded.parameters, response)
 
@@ -680,6 +693,13 @@ def _json_object(response: Response) -> dict[str, Any]:
 
 def _structure(response: Response, cls: type[T]) -> T:
     return _convert.structure(_json_object(response), cls)
+
+
+class _FetchedPage(NamedTuple):
+    site: str
+    query: str
+    page: int
+    response: Response
 
 
 def _result_page(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import threading
+import weakref
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -12,6 +13,7 @@ import pytest
 
 from halo_async import HaloClient, _decode, errors, models
 from halo_async import _constants as C
+from halo_async.jobs import QueryJob
 
 if TYPE_CHECKING:
     from conftest import HaloMock
@@ -73,3 +75,63 @@ async def test_a_large_page_that_is_not_rows_raises_decode_error(
 
     with pytest.raises(errors.DecodeError, match="result data is not valid"):
         await client.get_result_page(SITE, QUERY, 1)
+
+
+# -- a job's prefetch window ------------------------------------------------------------------
+
+
+def _status(pages: int) -> dict[str, Any]:
+    return {
+        "id": QUERY,
+        "siteId": SITE,
+        "mode": "async",
+        "status": "successful",
+        "result": {
+            "rows": 3 * pages,
+            "pages": [
+                {"pageNumber": n, "status": "cached", "rows": {"count": 3}}
+                for n in range(1, pages + 1)
+            ],
+        },
+    }
+
+
+def _page(number: int) -> dict[str, Any]:
+    rows = [{"InternalID": number * 100 + i} for i in range(3)]
+    return {"data": base64.b64encode(orjson.dumps(rows)).decode(), "parameters": []}
+
+
+async def test_a_job_decodes_each_prefetched_page_only_when_its_turn_comes(
+    client: HaloClient, mocked: HaloMock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mocked.get(f"{BASE}/integrator/sites/{SITE}/queries/{QUERY}", payload=_status(4))
+    for number in range(1, 5):
+        mocked.get(f"{PAGE_URL[:-1]}{number}", payload=_page(number))
+    events: list[str] = []
+    pages: list[weakref.ref[models.ResultPage]] = []
+    decode_result_body = _decode.decode_result_body
+
+    async def recording(body: bytes, **kwargs: Any) -> _decode.DecodedBody:
+        events.append(f"decode; earlier pages still held: {[p() is not None for p in pages]}")
+        return await decode_result_body(body, **kwargs)
+
+    monkeypatch.setattr(_decode, "decode_result_body", recording)
+    job = QueryJob(
+        client, SITE, QUERY, prefetch=3, on_page=lambda page: pages.append(weakref.ref(page))
+    )
+    async for row in job.rows():
+        if row["InternalID"] % 100 == 0:
+            events.append(f"page {row['InternalID'] // 100}")
+
+    # All four pages were fetched at the start (the window), but each was decoded only
+    # once the consumer was done with the one before, which nothing held any more.
+    assert events == [
+        "decode; earlier pages still held: []",
+        "page 1",
+        "decode; earlier pages still held: [False]",
+        "page 2",
+        "decode; earlier pages still held: [False, False]",
+        "page 3",
+        "decode; earlier pages still held: [False, False, False]",
+        "page 4",
+    ]
