@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,60 +16,13 @@ from halo_async import (
     SiteOutcome,
     SitePage,
 )
-from halo_async.emulator import Emulator, SiteSpec
+from halo_async.emulator import Emulator
 from halo_async.errors import HaloError, QueryFailedError, RateLimitedError
 from halo_async.fanout import FanOutDeadlineError
 from halo_async.webhooks import JobRegistry
+from tests.support import FAST_POLL, bp_sites, client_tasks, expected_counts
 
 ORDERED_PATIENTS = "SELECT INTERNALID, SURNAME FROM PATIENTS ORDER BY INTERNALID"
-
-
-async def no_sleep(_: float) -> None:
-    await asyncio.sleep(0)
-
-
-# Real sockets, zero emulator latency: retry waits (Retry-After included) are skipped, and
-# polls come milliseconds apart instead of a quarter second.
-FAST_POLL = PollPolicy(initial_interval=0.005, max_interval=0.05)
-FAST_RETRY = RetryPolicy(sleep=no_sleep, max_attempts=6)
-
-
-def client_tasks() -> set[asyncio.Task[object]]:
-    """Tasks of the client side (the in-process emulator's connection handlers excluded)."""
-    return {
-        task
-        for task in asyncio.all_tasks()
-        if "/emulator/" not in task.get_coro().cr_code.co_filename  # type: ignore[union-attr]
-        and "web_protocol" not in task.get_coro().cr_code.co_filename  # type: ignore[union-attr]
-    }
-
-
-def bp_sites(count: int, patients: int = 60) -> list[SiteSpec]:
-    return [SiteSpec(pms_type="BestPractice", patients=patients) for _ in range(count)]
-
-
-@pytest.fixture
-async def emulator(request: pytest.FixtureRequest) -> AsyncIterator[Emulator]:
-    marker = request.node.get_closest_marker("emu")
-    kwargs: dict[str, Any] = {"sites": bp_sites(6), "seed": 7, "page_size": 2_000}
-    if marker is not None:
-        kwargs.update(marker.kwargs)
-    async with Emulator(**kwargs) as emu:
-        yield emu
-
-
-@pytest.fixture
-async def halo(emulator: Emulator) -> AsyncIterator[HaloClient]:
-    async with HaloClient(emulator.api_key, base_url=emulator.base_url, retry=FAST_RETRY) as c:
-        yield c
-
-
-async def expected_counts(halo: HaloClient, site_ids: list[str]) -> dict[str, int]:
-    counts = {}
-    for site in site_ids:
-        query = await halo.immediate_query(site, "SELECT COUNT(*) AS N FROM PATIENTS")
-        counts[site] = int(query.decode_rows()[0]["N"])
-    return counts
 
 
 def assert_complete_and_ordered(rows: list[dict[str, Any]], expected: int) -> None:
