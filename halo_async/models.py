@@ -27,6 +27,7 @@ __all__ = [
     "AsyncResult",
     "BatchStatus",
     "Catalogue",
+    "Checkpoint",
     "Command",
     "CommandType",
     "Direction",
@@ -434,8 +435,19 @@ class AsyncQuery(_QueryBase):
 
     @property
     def cached_pages(self) -> tuple[Page, ...]:
-        """The pages that can be fetched now."""
+        """The pages whose status says ``cached``."""
         return tuple(page for page in self.pages if page.is_cached)
+
+    @property
+    def fetchable_pages(self) -> tuple[Page, ...]:
+        """The pages that can be fetched now: every listed page once the query succeeded,
+        the ``cached`` ones before.
+
+        The official document lists a query's pages only at ``successful`` and defaults a
+        page's absent ``status`` to ``queued``; a successful query's pages are all cached,
+        whatever their status field says.
+        """
+        return self.pages if self.is_successful else self.cached_pages
 
 
 @attrs.frozen
@@ -470,6 +482,52 @@ class ResultPage:
     rows_count: int | None = None
     range_start: int | None = None
     range_end: int | None = None
+
+
+@attrs.frozen
+class Checkpoint:
+    """Where a job's row stream stands: enough for another process to resume it.
+
+    ``next_page`` is the page holding the next row not yet delivered, and ``next_row`` that
+    row's offset within the page (0: the page's first row). Store it with :meth:`as_dict`
+    and load it with :meth:`from_dict`; a checkpoint saved before ``next_row`` existed
+    (dict or pickle) loads as the start of its page.
+    """
+
+    site_id: str
+    query_id: str
+    next_page: int = 1
+    next_row: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The checkpoint as plain JSON-ready data."""
+        return {
+            "site_id": self.site_id,
+            "query_id": self.query_id,
+            "next_page": self.next_page,
+            "next_row": self.next_row,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Checkpoint:
+        """A checkpoint from :meth:`as_dict`'s data (``next_page``/``next_row`` optional)."""
+        return cls(
+            site_id=data["site_id"],
+            query_id=data["query_id"],
+            next_page=data.get("next_page", 1),
+            next_row=data.get("next_row", 0),
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.as_dict()
+
+    def __setstate__(self, state: Mapping[str, Any] | tuple[Any, ...]) -> None:
+        # attrs pickled slotted classes as a tuple of field values before 22.2, and a
+        # checkpoint pickled before next_row existed lacks it: both still load.
+        if isinstance(state, tuple):
+            state = dict(zip(("site_id", "query_id", "next_page", "next_row"), state, strict=False))
+        for name, value in Checkpoint.from_dict(state).as_dict().items():
+            object.__setattr__(self, name, value)
 
 
 # -- Sites ------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import pytest
 
 from halo_async import (
     FanOutEvent,
+    FanOutLimits,
     HaloClient,
     PollPolicy,
     RetryPolicy,
@@ -17,8 +18,7 @@ from halo_async import (
     SitePage,
 )
 from halo_async.emulator import Emulator
-from halo_async.errors import HaloError, QueryFailedError, RateLimitedError
-from halo_async.fanout import FanOutDeadlineError
+from halo_async.errors import FanOutDeadlineError, HaloError, QueryFailedError, RateLimitedError
 from halo_async.webhooks import JobRegistry
 from tests.support import FAST_POLL, bp_sites, client_tasks, expected_counts
 
@@ -86,7 +86,11 @@ async def test_per_site_limit_and_batch_status_coalescing(
     outcomes = [
         item
         async for item in halo.fan_out(
-            ORDERED_PATIENTS, site_ids, per_site=2, poll=FAST_POLL, on_event=track
+            ORDERED_PATIENTS,
+            site_ids,
+            limits=FanOutLimits(per_site=2),
+            poll=FAST_POLL,
+            on_event=track,
         )
     ]
 
