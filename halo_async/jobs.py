@@ -290,10 +290,15 @@ class QueryJob:
     async def _fetched_pages(self) -> AsyncGenerator[models.ResultPage, None]:
         """Fetch pages from ``_next_page`` on, in order, as they become fetchable."""
         window: dict[int, asyncio.Task[models.ResultPage]] = {}
+        # Closed explicitly, inner generators too: a consumer that breaks out must leave
+        # no generator for the loop's finalizer (and no prefetch task) behind.
         try:
-            async for query in self._statuses(until=lambda q: q.is_successful):
-                async for page in self._drain(query, window):
-                    yield page
+            statuses = self._statuses(until=lambda q: q.is_successful)
+            async with contextlib.aclosing(statuses):
+                async for query in statuses:
+                    async with contextlib.aclosing(self._drain(query, window)) as pages:
+                        async for page in pages:
+                            yield page
         finally:
             await _cancel_all(window)
 

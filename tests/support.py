@@ -36,12 +36,14 @@ FAST_RETRY = RetryPolicy(sleep=no_sleep, max_attempts=6)
 
 def client_tasks() -> set[asyncio.Task[object]]:
     """Tasks of the client side (the in-process emulator's connection handlers excluded)."""
-    return {
-        task
-        for task in asyncio.all_tasks()
-        if "/emulator/" not in task.get_coro().cr_code.co_filename  # type: ignore[union-attr]
-        and "web_protocol" not in task.get_coro().cr_code.co_filename  # type: ignore[union-attr]
-    }
+    return {task for task in asyncio.all_tasks() if not _emulator_side(task)}
+
+
+def _emulator_side(task: asyncio.Task[object]) -> bool:
+    code = getattr(task.get_coro(), "cr_code", None)
+    if code is None:  # not a coroutine: e.g. an async generator's finalizer (aclose())
+        return False
+    return "/emulator/" in code.co_filename or "web_protocol" in code.co_filename
 
 
 def bp_sites(count: int, patients: int = 60) -> list[SiteSpec]:
