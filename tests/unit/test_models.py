@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import pickle
 from decimal import Decimal
 from typing import Any
 
@@ -235,3 +236,21 @@ def test_first_value_of_each_scalar_shape() -> None:
     assert _decode.first_value(5) == 5
     assert _decode.first_value([]) is None
     assert _decode.first_value([{}]) is None
+
+
+def test_a_checkpoint_round_trips_as_plain_data_and_as_a_pickle() -> None:
+    point = models.Checkpoint(SITE, QUERY, next_page=3, next_row=17)
+
+    assert models.Checkpoint.from_dict(orjson.loads(orjson.dumps(point.as_dict()))) == point
+    assert pickle.loads(pickle.dumps(point)) == point
+
+
+def test_a_checkpoint_saved_before_next_row_existed_still_loads() -> None:
+    old = {"site_id": SITE, "query_id": QUERY, "next_page": 4}
+    assert models.Checkpoint.from_dict(old) == models.Checkpoint(SITE, QUERY, 4, 0)
+
+    # Pickled state as older versions stored it: a dict without next_row, and attrs' tuple.
+    for state in (old, (SITE, QUERY, 4)):
+        point = models.Checkpoint.__new__(models.Checkpoint)
+        point.__setstate__(state)
+        assert point == models.Checkpoint(SITE, QUERY, 4, 0)
