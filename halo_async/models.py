@@ -200,31 +200,19 @@ class RegisteredQueryStatus(enum.StrEnum):
 ParameterValue = str | int | float | bool | Decimal | dt.date | dt.datetime | dt.time | None
 
 
-def _parameter_value_to_wire(value: ParameterValue) -> str | None:
-    """Halo takes parameter values as plain strings and converts them itself (REFERENCE §3)."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        # Bit parameters: SQL Server reads "1"/"0"; "True" would fail the implicit conversion.
-        return "1" if value else "0"
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    return str(value)
-
-
 @attrs.frozen
 class Parameter:
     """A command parameter, e.g. ``Parameter("@id", "Int", 42)``.
 
     ``type`` is one of the API's 32 type names (``Int``, ``NVarChar``, ``Date``...), checked
-    before a query is sent. ``value`` travels as a plain string: ints, decimals, dates and
-    datetimes are converted for you (booleans become ``"1"``/``"0"``). Output values come
-    back as strings too and are never base64-decoded.
+    before a query is sent. ``value`` is kept as given and travels as a plain string: ints,
+    decimals, dates and datetimes are converted on the wire (booleans become ``"1"``/
+    ``"0"``). Output values come back as strings and are never base64-decoded.
     """
 
     name: str | None = None
     type: str | None = None
-    value: str | None = attrs.field(default=None, converter=_parameter_value_to_wire)
+    value: ParameterValue = None
     direction: Direction | str | None = None
     size: int | None = None
 
