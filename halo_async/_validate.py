@@ -219,14 +219,15 @@ def query_body(
         body["maxTimeInQueue"] = queue_ms
     catalogue = options.get("catalogue")
     if catalogue is not None:
-        if not isinstance(catalogue, str) or not catalogue.strip():
-            raise ValidationError(
-                f"catalogue must be a catalogue name such as 'Patients', got {catalogue!r}",
-                field="catalogue",
-                value=catalogue,
-            )
-        body["catalogue"] = catalogue
+        body["catalogue"] = non_blank("catalogue", catalogue, "a catalogue name such as 'Patients'")
     return body
+
+
+def non_blank(field: str, value: Any, what: str) -> str:
+    """``value`` if it is a string with something in it; else the error naming ``what``."""
+    if isinstance(value, str) and value.strip():
+        return value
+    raise ValidationError(f"{field} must be {what}, got {value!r}", field=field, value=value)
 
 
 def pms_name(value: str) -> str:

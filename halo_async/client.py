@@ -188,13 +188,11 @@ class HaloClient:
             command, options, max_queue_ms=C.IMMEDIATE_MAX_TIME_IN_QUEUE_MS, mode="immediate"
         )
         queue_ms = body.get("maxTimeInQueue", C.IMMEDIATE_DEFAULT_TIME_IN_QUEUE_MS)
-        response = await self._http.request(
-            "POST",
+        response = await self._create(
             f"/integrator/sites/{site}/queries/immediate",
-            safety=Safety.CREATES_QUERY,
-            json=body,
+            site,
+            body,
             read_timeout=queue_ms / 1000 + C.IMMEDIATE_TIMEOUT_HEADROOM_S,
-            site_id=site,
         )
         data = _json_object(response)
         # Before 23.927 failures came with a 200 (the failed query, or a bare errorDetails
@@ -224,13 +222,7 @@ class HaloClient:
         return await self._create_async_query(site, _async_body(command, options))
 
     async def _create_async_query(self, site_id: str, body: dict[str, Any]) -> models.AsyncQuery:
-        response = await self._http.request(
-            "POST",
-            f"/integrator/sites/{site_id}/queries/async",
-            safety=Safety.CREATES_QUERY,
-            json=body,
-            site_id=site_id,
-        )
+        response = await self._create(f"/integrator/sites/{site_id}/queries/async", site_id, body)
         return _structure(response, models.AsyncQuery)
 
     async def get_query(
@@ -522,13 +514,9 @@ class HaloClient:
             "practiceManagementName": name,
         }
         if pairing_code is not None:
-            if not isinstance(pairing_code, str) or not pairing_code.strip():
-                raise ValidationError(
-                    f"pairing_code must be the practice's pairing code, got {pairing_code!r}",
-                    field="pairing_code",
-                    value=pairing_code,
-                )
-            params["pairingCode"] = pairing_code
+            params["pairingCode"] = _validate.non_blank(
+                "pairing_code", pairing_code, "the practice's pairing code"
+            )
         elif name == "Best Practice":
             raise ValidationError(
                 "pairing_code is required for Best Practice "
@@ -560,10 +548,7 @@ class HaloClient:
         ``duration`` seconds (<= 86400); returns its id. Never retried once it may have
         reached Halo (see :meth:`create_async_query`)."""
         site = _validate.uuid_str("site_id", site_id)
-        if not isinstance(name, str) or not name.strip():
-            raise ValidationError(
-                f"name must be a non-blank label, got {name!r}", field="name", value=name
-            )
+        _validate.non_blank("name", name, "a non-blank label")
         _validate.int_in_range(
             "frequency", frequency, C.REGISTERED_MIN_FREQUENCY_S, None, "seconds"
         )
@@ -576,13 +561,7 @@ class HaloClient:
             "duration": duration,
             "registerCommand": {"command": _convert.unstructure_command(command_obj)},
         }
-        response = await self._http.request(
-            "POST",
-            f"/integrator/sites/{site}/queries/registered",
-            safety=Safety.CREATES_QUERY,
-            json=body,
-            site_id=site,
-        )
+        response = await self._create(f"/integrator/sites/{site}/queries/registered", site, body)
         created = _json_object(response)
         if not isinstance(created.get("id"), str):
             raise DecodeError(f"registered query created, but the answer has no id: {created!r}")
@@ -627,6 +606,19 @@ class HaloClient:
         return _structure(response, models.RegisteredQueryResult)
 
     # -- plumbing ----------------------------------------------------------------------
+
+    async def _create(
+        self, path: str, site_id: str, body: dict[str, Any], *, read_timeout: float | None = None
+    ) -> Response:
+        """A query-creating POST: never resent once the query may exist."""
+        return await self._http.request(
+            "POST",
+            path,
+            safety=Safety.CREATES_QUERY,
+            json=body,
+            read_timeout=read_timeout,
+            site_id=site_id,
+        )
 
     async def _get(
         self, path: str, site_id: str | None, *, params: Mapping[str, str] | None = None
