@@ -14,7 +14,7 @@ from rich.console import Console
 from halo_async import models
 from halo_async.cli._connection import Connection, connection_options, open_session
 from halo_async.cli._errors import CommandFailed, describe, run_async
-from halo_async.cli._output import FORMATS, RowWriter, row_writer
+from halo_async.cli._output import RowWriter, format_option, row_writer
 from halo_async.cli._params import PARAM_HELP, parameters_callback
 from halo_async.cli._progress import FanOutMonitor, QueryMonitor
 from halo_async.client import HaloClient
@@ -25,13 +25,8 @@ __all__ = ["fan_out_command", "query_command"]
 # Each fan-out row says which site it came from, under a name no practice column uses.
 SITE_COLUMN = "halo_site_id"
 
-_format_option = click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(FORMATS),
-    default="table",
-    show_default=True,
-    help="table for reading (printed at the end); jsonl or csv stream rows as pages land.",
+_format_option = format_option(
+    help="table for reading (printed at the end); jsonl or csv stream rows as pages land."
 )
 _param_option = click.option(
     "--param",
