@@ -1,34 +1,15 @@
-"""Fixtures of the integration tests: the emulator over real sockets and clients on it."""
+"""Fixtures of the integration tests. The emulator and a client on it come from the project's
+own pytest plugin (``halo_emulator``, ``halo_client``, configured by the ``halo_emulator``
+marker), as users get them; the raw ``http`` session below is for the emulator's own tests."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import pytest
 
-from halo_async import HaloClient
 from halo_async.emulator import Emulator
-from tests.support import FAST_RETRY, bp_sites
-
-
-@pytest.fixture
-async def emulator(request: pytest.FixtureRequest) -> AsyncIterator[Emulator]:
-    """Six small Best Practice sites; ``@pytest.mark.emu(**kwargs)`` overrides arguments."""
-    marker = request.node.get_closest_marker("emu")
-    kwargs: dict[str, Any] = {"sites": bp_sites(6), "seed": 7, "page_size": 2_000}
-    if marker is not None:
-        kwargs.update(marker.kwargs)
-    async with Emulator(**kwargs) as emu:
-        yield emu
-
-
-@pytest.fixture
-async def halo(emulator: Emulator) -> AsyncIterator[HaloClient]:
-    """A client on ``emulator`` whose retries do not wait."""
-    async with HaloClient(emulator.api_key, base_url=emulator.base_url, retry=FAST_RETRY) as c:
-        yield c
 
 
 @pytest.fixture

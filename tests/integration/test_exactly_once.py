@@ -28,17 +28,21 @@ from tests.support import FAST_POLL, FAST_RETRY, bp_sites, client_tasks, expecte
 
 ORDERED_PATIENTS = "SELECT INTERNALID, SURNAME FROM PATIENTS ORDER BY INTERNALID"
 
+# The project's own pytest plugin serves these tests (halo_emulator, halo_client); these are
+# their defaults here, which a test's own marker overrides.
+pytestmark = pytest.mark.halo_emulator(sites=bp_sites(6), seed=7, page_size=2_000)
 
-@pytest.mark.emu(sites=bp_sites(2, patients=300), page_size=4_000)
+
+@pytest.mark.halo_emulator(sites=bp_sites(2, patients=300), page_size=4_000)
 async def test_a_deadline_never_drops_streamed_pages_of_an_ok_site(
-    emulator: Emulator, halo: HaloClient
+    halo_emulator: Emulator, halo_client: HaloClient
 ) -> None:
-    site_ids = [site.id for site in emulator.sites]
-    expected = await expected_counts(halo, site_ids)
+    site_ids = [site.id for site in halo_emulator.sites]
+    expected = await expected_counts(halo_client, site_ids)
     delivered: defaultdict[int, list[Any]] = defaultdict(list)
     outcomes: dict[int, SiteOutcome] = {}
 
-    async for item in halo.fan_out(
+    async for item in halo_client.fan_out(
         ORDERED_PATIENTS, site_ids, stream=True, deadline=0.3, poll=FAST_POLL
     ):
         if isinstance(item, SitePage):
@@ -64,11 +68,11 @@ async def test_a_deadline_never_drops_streamed_pages_of_an_ok_site(
     assert all(outcome.ok for outcome in outcomes.values())
 
 
-@pytest.mark.emu(sites=bp_sites(2))
+@pytest.mark.halo_emulator(sites=bp_sites(2))
 async def test_a_site_listed_twice_does_not_hold_a_global_slot_it_cannot_use(
-    emulator: Emulator, halo: HaloClient
+    halo_emulator: Emulator, halo_client: HaloClient
 ) -> None:
-    a, b = (site.id for site in emulator.sites)
+    a, b = (site.id for site in halo_emulator.sites)
     events: list[tuple[str, str]] = []
 
     def record(event: FanOutEvent) -> None:
@@ -76,7 +80,7 @@ async def test_a_site_listed_twice_does_not_hold_a_global_slot_it_cannot_use(
 
     outcomes = [
         item
-        async for item in halo.fan_out(
+        async for item in halo_client.fan_out(
             ORDERED_PATIENTS,
             [a, a, b],
             limits=FanOutLimits(max_in_flight=2, per_site=1),
@@ -92,12 +96,12 @@ async def test_a_site_listed_twice_does_not_hold_a_global_slot_it_cannot_use(
     assert ("submitted", b) in events[:first_end]
 
 
-@pytest.mark.emu(sites=bp_sites(1, patients=50))
+@pytest.mark.halo_emulator(sites=bp_sites(1, patients=50))
 async def test_breaking_out_of_rows_resumes_at_the_next_row(
-    emulator: Emulator, halo: HaloClient
+    halo_emulator: Emulator, halo_client: HaloClient
 ) -> None:
-    site = emulator.sites[0].id
-    job = await halo.submit(site, ORDERED_PATIENTS, poll=FAST_POLL)
+    site = halo_emulator.sites[0].id
+    job = await halo_client.submit(site, ORDERED_PATIENTS, poll=FAST_POLL)
 
     first: list[int] = []
     async for row in job.rows():
@@ -110,12 +114,12 @@ async def test_breaking_out_of_rows_resumes_at_the_next_row(
     assert first + rest == sorted(set(first + rest))
 
 
-@pytest.mark.emu(sites=bp_sites(1, patients=50))
+@pytest.mark.halo_emulator(sites=bp_sites(1, patients=50))
 async def test_a_checkpoint_carries_the_row_offset_to_another_client(
-    emulator: Emulator, halo: HaloClient
+    halo_emulator: Emulator, halo_client: HaloClient
 ) -> None:
-    site = emulator.sites[0].id
-    job = await halo.submit(site, ORDERED_PATIENTS, poll=FAST_POLL)
+    site = halo_emulator.sites[0].id
+    job = await halo_client.submit(site, ORDERED_PATIENTS, poll=FAST_POLL)
     first: list[int] = []
     async for row in job.rows():
         first.append(row["INTERNALID"])
@@ -126,7 +130,7 @@ async def test_a_checkpoint_carries_the_row_offset_to_another_client(
 
     # Another process: a new client, from the checkpoint's plain data.
     restored = Checkpoint.from_dict(checkpoint.as_dict())
-    async with HaloClient(emulator.api_key, base_url=emulator.base_url) as other:
+    async with HaloClient(halo_emulator.api_key, base_url=halo_emulator.base_url) as other:
         rest = [row["INTERNALID"] async for row in other.resume(restored, poll=FAST_POLL).rows()]
 
     assert len(first) + len(rest) == 50
@@ -196,16 +200,16 @@ TRIALS = 60
 QUEUE_SITES = [*bp_sites(4, patients=45), SiteSpec(pms_type="BestPractice", availability="offline")]
 
 
-@pytest.mark.emu(sites=QUEUE_SITES, page_size=800, seed=11)
+@pytest.mark.halo_emulator(sites=QUEUE_SITES, page_size=800, seed=11)
 async def test_every_row_once_under_random_consumers_deadlines_and_faults(
-    emulator: Emulator,
+    halo_emulator: Emulator,
 ) -> None:
-    sites = [site.id for site in emulator.sites]
-    async with HaloClient(emulator.api_key, base_url=emulator.base_url) as probe:
+    sites = [site.id for site in halo_emulator.sites]
+    async with HaloClient(halo_emulator.api_key, base_url=halo_emulator.base_url) as probe:
         expected = await expected_counts(probe, sites[:4])
-    emulator.faults.set(server_errors=0.04, rate_limits=0.03, retry_after=1)
-    emulator.faults.set("createAsyncQuery", server_errors=0.03, site_offline=0.05)
-    emulator.faults.set("getResultPage", page_expiry=0.03, server_errors=0.05)
+    halo_emulator.faults.set(server_errors=0.04, rate_limits=0.03, retry_after=1)
+    halo_emulator.faults.set("createAsyncQuery", server_errors=0.03, site_offline=0.05)
+    halo_emulator.faults.set("getResultPage", page_expiry=0.03, server_errors=0.05)
     tasks_before = client_tasks()
     ways: Counter[str] = Counter()
     ends: Counter[str] = Counter()
@@ -217,7 +221,9 @@ async def test_every_row_once_under_random_consumers_deadlines_and_faults(
         stream = rng.random() < 0.6
         ways[way] += 1
         deliveries: defaultdict[int, Delivery] = defaultdict(Delivery)
-        async with HaloClient(emulator.api_key, base_url=emulator.base_url, retry=FAST_RETRY) as c:
+        async with HaloClient(
+            halo_emulator.api_key, base_url=halo_emulator.base_url, retry=FAST_RETRY
+        ) as c:
             results = c.fan_out(
                 ORDERED_PATIENTS,
                 entries,
@@ -273,20 +279,23 @@ async def take_some_rows(job: QueryJob, rng: random.Random, into: list[int]) -> 
                 break
 
 
-@pytest.mark.emu(sites=bp_sites(1, patients=150), page_size=900, seed=5)
+@pytest.mark.halo_emulator(sites=bp_sites(1, patients=150), page_size=900, seed=5)
 async def test_a_job_delivers_every_row_once_across_random_breaks_and_cancellations(
-    emulator: Emulator, halo: HaloClient
+    halo_emulator: Emulator, halo_client: HaloClient
 ) -> None:
-    site = emulator.sites[0].id
+    site = halo_emulator.sites[0].id
     full = [
-        row["INTERNALID"] for row in await (await halo.submit(site, ORDERED_PATIENTS)).fetch_all()
+        row["INTERNALID"]
+        for row in await (await halo_client.submit(site, ORDERED_PATIENTS)).fetch_all()
     ]
-    emulator.faults.set("getResultPage", server_errors=0.1)
+    halo_emulator.faults.set("getResultPage", server_errors=0.1)
     tasks_before = client_tasks()
 
     for trial in range(25):
         rng = random.Random(trial)
-        job = await halo.submit(site, ORDERED_PATIENTS, poll=FAST_POLL, prefetch=rng.randint(1, 3))
+        job = await halo_client.submit(
+            site, ORDERED_PATIENTS, poll=FAST_POLL, prefetch=rng.randint(1, 3)
+        )
         delivered: list[int] = []
         while len(delivered) < len(full):
             taking = asyncio.ensure_future(take_some_rows(job, rng, delivered))
@@ -298,6 +307,6 @@ async def test_a_job_delivers_every_row_once_across_random_breaks_and_cancellati
                 await taking
             if rng.random() < 0.2:
                 # Carry on from the checkpoint, as another process would.
-                job = halo.resume(job.checkpoint(), poll=FAST_POLL)
+                job = halo_client.resume(job.checkpoint(), poll=FAST_POLL)
         assert delivered == full, f"trial {trial}"
         assert client_tasks() == tasks_before

@@ -21,6 +21,7 @@ from halo_async.errors import (
     ValidationError,
 )
 from halo_async.jobs import PollTimeoutError, RowTypeError
+from tests.support import no_sleep
 
 if TYPE_CHECKING:
     from conftest import HaloMock
@@ -84,10 +85,6 @@ class Log:
             return CallbackResult(status=200, payload=body)
 
         return callback
-
-
-async def no_sleep(_: float) -> None:
-    await asyncio.sleep(0)
 
 
 POLL = PollPolicy(sleep=no_sleep, jitter=False)
