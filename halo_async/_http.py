@@ -1,24 +1,22 @@
 """The one request loop: authentication, retries, error mapping, logging.
 
-Every HTTP request of the client goes through :meth:`HttpTransport.request`. It retries
-with ``backoff`` under a :class:`~halo_async._retry.RetryPolicy`, maps error answers to the
-classes of :mod:`halo_async.errors`, and logs each attempt without the API key.
+Every HTTP request of the client goes through :meth:`HttpTransport.request`: a plain loop
+over attempts under a :class:`~halo_async._retry.RetryPolicy` whose branches say why they
+retry or stop. It maps error answers to the classes of :mod:`halo_async.errors` and logs
+each attempt without the API key.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
 import aiohttp
 import attrs
-import backoff
 import orjson
 from multidict import CIMultiDictProxy
 
@@ -85,7 +83,7 @@ class _Secret:
 
 @attrs.define
 class _Attempt:
-    """One request and its retry bookkeeping, shared with backoff's callbacks."""
+    """One request as sent, and how many times it has been."""
 
     session: aiohttp.ClientSession
     method: str
@@ -94,14 +92,7 @@ class _Attempt:
     body: bytes | None
     read_timeout: float | None
     site_id: str | None
-    policy: RetryPolicy
-    retryable: Callable[[BaseException], bool]
-    started: float
     count: int = 0
-    next_delay: float = 0.0
-
-
-_current: contextvars.ContextVar[_Attempt] = contextvars.ContextVar("halo_async_request")
 
 
 class HttpTransport:
@@ -127,7 +118,6 @@ class HttpTransport:
         self._session = session
         self._owns_session = session is None
         self._closed = False
-        self._retrying = self._build_retrying()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -190,85 +180,76 @@ class HttpTransport:
         :class:`~halo_async.errors.SubmissionOutcomeUnknownError` for a query-creating
         POST whose fate is unknown.
         """
-        session = self._ensure_session()
-        policy = self.retry
         attempt = _Attempt(
-            session=session,
+            session=self._ensure_session(),
             method=method,
             path=path,
             params=params,
             body=orjson.dumps(json) if json is not None else None,
             read_timeout=read_timeout,
             site_id=site_id,
-            policy=policy,
-            retryable=retryable_for_read if safety is Safety.IDEMPOTENT else retryable_for_create,
-            started=policy.now(),
         )
-        token = _current.set(attempt)
-        try:
-            return await self._retrying()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            if safety is Safety.CREATES_QUERY and not retryable_for_create(exc):
-                raise self._outcome_unknown(method, path, json, exc) from exc
-            raise HaloConnectionError(
-                f"{method} {path}: no answer after {attempt.count} attempt(s): {_describe(exc)}",
-                method=method,
-                path=path,
-            ) from exc
-        except ServerError as exc:
-            if safety is Safety.CREATES_QUERY and not retryable_for_create(exc):
-                raise self._outcome_unknown(method, path, json, exc) from exc
-            raise
-        finally:
-            _current.reset(token)
-
-    def _build_retrying(self) -> Callable[[], Awaitable[Response]]:
-        """The backoff-wrapped attempt, built once: per-request state travels in a
-        context variable, since backoff hands its callbacks only the exception."""
-
-        def give_up(exc: Exception) -> bool:
-            attempt = _current.get()
-            policy = attempt.policy
-            if not attempt.retryable(exc):
-                return True
-            delay = policy.delay(attempt.count, getattr(exc, "retry_after", None))
-            if policy.now() + delay - attempt.started > policy.deadline:
-                logger.warning(
-                    "%s %s: giving up after %d attempt(s): the next wait (%.2f s) would pass "
-                    "the %.0f s deadline",
-                    attempt.method, attempt.path, attempt.count, delay, policy.deadline,
-                )  # fmt: skip
-                return True
-            attempt.next_delay = delay
-            return False
-
-        async def wait(details: Any) -> None:
-            # backoff itself sleeps with asyncio.sleep, which tests cannot replace, so it is
-            # given zero waits and the real wait happens here, on the policy's sleep.
-            attempt = _current.get()
-            logger.info(
-                "%s %s: attempt %d failed (%s); retrying in %.2f s",
-                attempt.method, attempt.path, attempt.count, _describe(details["exception"]),
-                attempt.next_delay,
-            )  # fmt: skip
-            await attempt.policy.sleep(attempt.next_delay)
-
-        @backoff.on_exception(
-            backoff.constant,
-            (APIError, aiohttp.ClientError, asyncio.TimeoutError),
-            interval=0,
-            jitter=None,
-            max_tries=lambda: _current.get().policy.max_attempts,
-            giveup=give_up,
-            on_backoff=wait,
-            logger=None,
-        )
-        async def send_once() -> Response:
-            attempt = _current.get()
+        retryable = retryable_for_read if safety is Safety.IDEMPOTENT else retryable_for_create
+        started = self.retry.now()
+        while True:
             attempt.count += 1
-            return await self._send(attempt)
+            try:
+                return await self._send(attempt)
+            except (APIError, aiohttp.ClientError, TimeoutError) as exc:
+                delay = self._retry_delay(attempt, exc, retryable, started)
+                if delay is None:
+                    error = self._final_error(attempt, safety, json, exc)
+                    if error is exc:
+                        raise
+                    raise error from exc
+                logger.info(
+                    "%s %s: attempt %d failed (%s); retrying in %.2f s",
+                    method, path, attempt.count, _describe(exc), delay,
+                )  # fmt: skip
+                await self.retry.sleep(delay)
 
-        return send_once
+    def _retry_delay(
+        self,
+        attempt: _Attempt,
+        exc: BaseException,
+        retryable: Callable[[BaseException], bool],
+        started: float,
+    ) -> float | None:
+        """The wait before the next attempt, or None to stop here."""
+        policy = self.retry
+        if not retryable(exc):
+            # Not transient (a 4xx), or a query-creating POST that may have created a query.
+            return None
+        if attempt.count >= policy.max_attempts:
+            return None
+        delay = policy.delay(attempt.count, getattr(exc, "retry_after", None))
+        if policy.now() + delay - started > policy.deadline:
+            # Waiting past the deadline to try once more would break the caller's bound.
+            logger.warning(
+                "%s %s: giving up after %d attempt(s): the next wait (%.2f s) would pass "
+                "the %.0f s deadline",
+                attempt.method, attempt.path, attempt.count, delay, policy.deadline,
+            )  # fmt: skip
+            return None
+        return delay
+
+    def _final_error(
+        self, attempt: _Attempt, safety: Safety, sent: Any, exc: BaseException
+    ) -> BaseException:
+        """What the caller gets once retrying stopped at ``exc``."""
+        unsure = not isinstance(exc, APIError) or isinstance(exc, ServerError)
+        if safety is Safety.CREATES_QUERY and unsure and not retryable_for_create(exc):
+            # No answer, or a 500/502/504, to a POST that may have reached Halo: the query
+            # may exist, so it is reported as such and never sent again blindly.
+            return self._outcome_unknown(attempt.method, attempt.path, sent, exc)
+        if isinstance(exc, APIError):
+            return exc
+        return HaloConnectionError(
+            f"{attempt.method} {attempt.path}: no answer after {attempt.count} attempt(s): "
+            f"{_describe(exc)}",
+            method=attempt.method,
+            path=attempt.path,
+        )
 
     def _outcome_unknown(
         self, method: str, path: str, sent: Any, exc: BaseException

@@ -10,6 +10,11 @@
     ├── DecodeError                an answer not in the documented shape (body, rows)
     ├── HaloConnectionError        no answer after the retries (connection, timeout)
     ├── SubmissionOutcomeUnknownError  a query-creating POST whose fate is unknown
+    ├── RowTypeError               a result row does not fit the type asked for
+    ├── PollTimeoutError           a job's poll deadline passed; resume it later
+    ├── FanOutDeadlineError        the fan-out's deadline passed before this site finished
+    ├── WebhookError               a webhook delivery not to act on: WebhookSignatureError,
+    │                              WebhookTimestampError, WebhookPayloadError, WebhookReplayError
     ├── APIError                   an HTTP error answer (status, message, envelope)
     │   ├── BadRequestError 400, AuthenticationError 401, NotFoundError 404
     │   ├── PermissionDeniedError 403
@@ -39,7 +44,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from halo_async.models import AsyncQuery, ErrorDetails, ImmediateQuery
+    from halo_async.models import AsyncQuery, Checkpoint, ErrorDetails, ImmediateQuery
+    from halo_async.webhooks import WebhookEvent
 
 __all__ = [
     "APIError",
@@ -49,6 +55,7 @@ __all__ = [
     "ClientClosedError",
     "ConfigurationError",
     "DecodeError",
+    "FanOutDeadlineError",
     "GatewayTimeoutError",
     "HaloConnectionError",
     "HaloError",
@@ -57,12 +64,14 @@ __all__ = [
     "NotAuthoritativeError",
     "NotFoundError",
     "PermissionDeniedError",
+    "PollTimeoutError",
     "QueryExpiredInQueueError",
     "QueryFailedError",
     "RateLimitedError",
     "ResultExpiredError",
     "ResultTooLargeError",
     "ResultTransferError",
+    "RowTypeError",
     "ServerError",
     "SiteGuidChangedError",
     "SiteNotFoundError",
@@ -72,6 +81,11 @@ __all__ = [
     "SubmissionOutcomeUnknownError",
     "UploadFailedError",
     "ValidationError",
+    "WebhookError",
+    "WebhookPayloadError",
+    "WebhookReplayError",
+    "WebhookSignatureError",
+    "WebhookTimestampError",
 ]
 
 
@@ -139,6 +153,50 @@ class SubmissionOutcomeUnknownError(HaloError):
         self.path = path
         self.body = body
         self.cause = cause
+
+
+class RowTypeError(HaloError, ValueError):
+    """A result row did not fit the requested type. Names the page, row and column."""
+
+    def __init__(
+        self, message: str, *, page_number: int, row_index: int, columns: list[str]
+    ) -> None:
+        super().__init__(message)
+        self.page_number = page_number
+        self.row_index = row_index
+        self.columns = columns
+
+
+class PollTimeoutError(HaloError, TimeoutError):
+    """The query did not finish within the poll deadline. It may still finish: the job
+    can be resumed (``job.checkpoint()``) while Halo keeps its result."""
+
+    def __init__(self, message: str, *, site_id: str, query_id: str) -> None:
+        super().__init__(message)
+        self.site_id = site_id
+        self.query_id = query_id
+
+
+class FanOutDeadlineError(HaloError, TimeoutError):
+    """The fan-out's overall deadline passed before this site finished.
+
+    ``query_id`` is the site's query when it was created (None when it never started), and
+    ``checkpoint`` where its delivered rows end: ``client.resume(checkpoint)`` carries on
+    from the first row not yet delivered, without creating the query again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        site_id: str,
+        query_id: str | None = None,
+        checkpoint: Checkpoint | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.site_id = site_id
+        self.query_id = query_id
+        self.checkpoint = checkpoint
 
 
 class APIError(HaloError):
@@ -297,6 +355,36 @@ class InitialisationFailedError(QueryFailedError):
 
 class SiteOfflineError(InitialisationFailedError):
     """The site was offline or unreachable when the query was created."""
+
+
+class WebhookError(HaloError):
+    """A webhook delivery that must not be acted on; the subclass says why."""
+
+
+class WebhookSignatureError(WebhookError):
+    """The signature or timestamp header is missing, or the signature does not match the
+    body and timestamp under any configured secret: the delivery is not from Halo (or the
+    secret is wrong). Answer 401."""
+
+
+class WebhookTimestampError(WebhookError):
+    """The signed ``X-Halo-Timestamp`` is unreadable or further than the tolerance from now:
+    a replayed capture, or a clock gone wrong. Answer 401 (the signature no longer proves
+    the delivery is fresh)."""
+
+
+class WebhookPayloadError(WebhookError):
+    """The delivery is signed but its body is not a webhook payload, or ``X-Halo-Id`` does
+    not match the payload's id. Answer 400."""
+
+
+class WebhookReplayError(WebhookError):
+    """A delivery id already handled: a retry or a replay. Acknowledge it (2xx) without
+    acting on it again; ``event`` is the repeated event."""
+
+    def __init__(self, message: str, *, event: WebhookEvent) -> None:
+        super().__init__(message)
+        self.event = event
 
 
 def _str_or_none(value: object) -> str | None:

@@ -21,6 +21,7 @@ from halo_async.errors import (
     ValidationError,
 )
 from halo_async.jobs import PollTimeoutError, RowTypeError
+from tests.support import no_sleep
 
 if TYPE_CHECKING:
     from conftest import HaloMock
@@ -84,10 +85,6 @@ class Log:
             return CallbackResult(status=200, payload=body)
 
         return callback
-
-
-async def no_sleep(_: float) -> None:
-    await asyncio.sleep(0)
 
 
 POLL = PollPolicy(sleep=no_sleep, jitter=False)
@@ -401,3 +398,48 @@ async def test_a_new_job_waits_one_interval_before_its_first_poll(
     await job.wait()
 
     assert log.entries == ["sleep 0.5", "status successful"]
+
+
+def successful_with_bare_pages(statuses: list[str | None]) -> dict[str, Any]:
+    """A successful answer shaped as the official document shows it: ``result`` only at
+    ``successful``, its pages' ``status`` absent (the schema defaults it to ``queued``) or
+    stale."""
+    body = query_body("successful", ["cached"] * len(statuses))
+    for page, status in zip(body["result"]["pages"], statuses, strict=True):
+        if status is None:
+            del page["status"]
+        else:
+            page["status"] = status
+    return body
+
+
+@pytest.mark.parametrize(
+    "page_statuses",
+    [[None, None, None], ["queued", "uploading", None], ["cached", None, "cached"]],
+    ids=["no-statuses", "stale-statuses", "mixed"],
+)
+async def test_a_successful_querys_listed_pages_are_fetched_whatever_their_status_says(
+    client: HaloClient, mocked: HaloMock, page_statuses: list[str | None]
+) -> None:
+    log = Log()
+    # Before success the answers list no result at all, as in the document's examples.
+    for body in (query_body("queued"), query_body("executing")):
+        mocked.get(STATUS_URL, callback=log.status_callback(body))
+    mocked.get(
+        STATUS_URL,
+        callback=log.status_callback(successful_with_bare_pages(page_statuses)),
+        repeat=True,
+    )
+    mocked.get(PAGE_URL, callback=log.page_callback(), repeat=True)
+    now = [0.0]
+
+    async def advancing_sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    poll = PollPolicy(sleep=advancing_sleep, clock=lambda: now[0], jitter=False)
+    job = client.resume(Checkpoint(SITE, QUERY), poll=poll)
+    rows = [row async for row in job.rows()]
+
+    assert rows == all_rows(1, 2, 3)
+    # No polling after success: one status ask per answer shown, then the pages.
+    assert log.entries.count("status successful") == 1

@@ -13,7 +13,8 @@ import pytest
 
 from halo_async import HaloClient, _decode, errors, models
 from halo_async import _constants as C
-from halo_async.jobs import QueryJob
+from halo_async._api import FetchedPage
+from halo_async.models import Checkpoint
 
 if TYPE_CHECKING:
     from conftest import HaloMock
@@ -109,22 +110,24 @@ async def test_a_job_decodes_each_prefetched_page_only_when_its_turn_comes(
         mocked.get(f"{PAGE_URL[:-1]}{number}", payload=_page(number))
     events: list[str] = []
     pages: list[weakref.ref[models.ResultPage]] = []
-    decode_result_body = _decode.decode_result_body
+    decode_result_page = client._decode_result_page
 
-    async def recording(body: bytes, **kwargs: Any) -> _decode.DecodedBody:
+    async def recording(fetched: FetchedPage) -> models.ResultPage:
         events.append(f"decode; earlier pages still held: {[p() is not None for p in pages]}")
-        return await decode_result_body(body, **kwargs)
+        page = await decode_result_page(fetched)
+        pages.append(weakref.ref(page))
+        return page
 
-    monkeypatch.setattr(_decode, "decode_result_body", recording)
-    job = QueryJob(
-        client, SITE, QUERY, prefetch=3, on_page=lambda page: pages.append(weakref.ref(page))
-    )
-    async for row in job.rows():
+    monkeypatch.setattr(client, "_decode_result_page", recording)
+    fetched = 0
+    async for row in client.resume(Checkpoint(SITE, QUERY), prefetch=3).rows():
         if row["InternalID"] % 100 == 0:
+            fetched = len(mocked.made()) - 1  # less the status request
             events.append(f"page {row['InternalID'] // 100}")
 
-    # All four pages were fetched at the start (the window), but each was decoded only
-    # once the consumer was done with the one before, which nothing held any more.
+    # The window had fetched pages ahead, but each was decoded only once the consumer was
+    # done with the one before, which nothing held any more.
+    assert fetched == 4
     assert events == [
         "decode; earlier pages still held: []",
         "page 1",

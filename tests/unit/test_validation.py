@@ -8,7 +8,16 @@ from typing import Any
 import pytest
 from aioresponses import aioresponses
 
-from halo_async import Command, HaloClient, Parameter, RetryPolicy, errors
+from halo_async import (
+    Checkpoint,
+    Command,
+    FanOutLimits,
+    HaloClient,
+    Parameter,
+    PollPolicy,
+    RetryPolicy,
+    errors,
+)
 
 SITE = "3f91c577-20a8-467b-8991-b96dfb90e8c6"
 QUERY = "1366ef6e-d536-457c-8f1b-eaa4352059f9"
@@ -199,6 +208,31 @@ CASES: dict[str, tuple[Call, Any, str]] = {
         "name",
     ),
     "empty-query-ids": (lambda c: c.get_query_statuses(SITE, []), [], "query_ids"),
+    # A job's own settings are checked before its query is created: afterwards, a retry
+    # of the call would run the query twice.
+    "submit-prefetch-zero": (lambda c: c.submit(SITE, "SELECT 1", prefetch=0), 0, "prefetch"),
+    "fan-out-deadline-negative": (
+        lambda c: c.fan_out("SELECT 1", [SITE], deadline=-1),  # type: ignore[return-value]
+        -1,
+        "deadline",
+    ),
+    "fan-out-site-not-a-uuid": (
+        lambda c: c.fan_out("SELECT 1", [SITE, "x-1"]),  # type: ignore[return-value]
+        "x-1",
+        "site_ids[]",
+    ),
+    "fan-out-queue-over-7200000": (
+        lambda c: c.fan_out(  # type: ignore[return-value]
+            "SELECT 1", [SITE], max_time_in_queue=7_200_001
+        ),
+        7_200_001,
+        "max_time_in_queue",
+    ),
+    "resume-negative-row": (
+        lambda c: c.resume(Checkpoint(SITE, QUERY, 1, -1)),  # type: ignore[arg-type,return-value]
+        -1,
+        "next_row",
+    ),
     "query-ids-a-string": (lambda c: c.get_query_statuses(SITE, QUERY), QUERY, "query_ids"),
 }
 
@@ -261,3 +295,41 @@ def test_bad_retry_policies_are_refused(kwargs: dict[str, Any], field: str) -> N
 
     assert caught.value.field == field
     assert repr(kwargs[field]) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"max_in_flight": 0}, "max_in_flight"),
+        ({"per_site": True}, "per_site"),
+        ({"prefetch": 1.5}, "prefetch"),
+    ],
+)
+def test_bad_fan_out_limits_are_refused(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(errors.ValidationError) as caught:
+        FanOutLimits(**kwargs)
+
+    assert caught.value.field == field
+    assert repr(kwargs[field]) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [({"initial_interval": -1}, "initial_interval"), ({"deadline": -5}, "deadline")],
+)
+def test_bad_poll_policies_are_refused(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(errors.ValidationError) as caught:
+        PollPolicy(**kwargs)
+
+    assert caught.value.field == field
+    assert "PollPolicy" in str(caught.value)
+
+
+async def test_a_misspelt_query_option_is_refused_before_sending(
+    client: HaloClient, mocked: aioresponses
+) -> None:
+    with pytest.raises(TypeError, match="'catalog'") as caught:
+        await client.submit(SITE, "SELECT 1", catalog="Patients")  # type: ignore[call-arg]
+
+    assert "catalogue" in str(caught.value)  # the options it could have meant
+    assert mocked.requests == {}
