@@ -6,8 +6,10 @@ the loop to wake it every millisecond and records how late each wake-up comes. T
 lateness is how long the loop could not run anything else: no other request, no other
 site, no web handler of the application embedding the client.
 
-The same fetches run three ways, alternating round by round:
+The same fetches run four ways, alternating round by round:
 
+* **fetch only**: the same requests, bodies read and not decoded: the floor, the lag that
+  reading ~100 MB over loopback (and the machine's other processes) cause by themselves;
 * **inline**: every body decoded on the loop, as before halo-async 0.1 moved large bodies
   off it (forced by raising the threshold, ``DECODE_OFF_LOOP_MIN_BYTES``, out of reach);
 * **thread**: as shipped: bodies over the threshold decoded in the decoding thread, rows
@@ -44,6 +46,7 @@ __all__ = [
     "StallSize",
     "decoding",
     "fetch_all",
+    "fetch_bodies",
     "run",
     "run_stall",
     "timed_round",
@@ -52,7 +55,7 @@ __all__ = [
 NAME = "stall"
 SEED = 5
 HEARTBEAT_S = 0.001
-MODES = ("inline", "thread", "process")
+MODES = ("fetch_only", "inline", "thread", "process")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +80,7 @@ class Heartbeat:
         self.interval = interval
         self.lags: list[float] = []
         self._task: asyncio.Task[None] | None = None
+        self._asked = 0.0
 
     @property
     def max_lag(self) -> float:
@@ -84,9 +88,9 @@ class Heartbeat:
 
     async def _beat(self) -> None:
         while True:
-            asked = time.perf_counter()
+            self._asked = time.perf_counter()
             await asyncio.sleep(self.interval)
-            self.lags.append(time.perf_counter() - asked - self.interval)
+            self.lags.append(time.perf_counter() - self._asked - self.interval)
 
     async def __aenter__(self) -> Heartbeat:
         self._task = asyncio.create_task(self._beat())
@@ -94,6 +98,11 @@ class Heartbeat:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        # The beat pending now may be the latest of all (work that never yields delays only
+        # this one): it counts as late as it already is.
+        overdue = time.perf_counter() - self._asked - self.interval
+        if overdue > 0:
+            self.lags.append(overdue)
         assert self._task is not None
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -107,7 +116,7 @@ def _decode_in_process(body: bytes, any_shape: bool) -> _decode.DecodedBody:
 @contextlib.contextmanager
 def decoding(mode: str, pool: ProcessPoolExecutor | None = None) -> Iterator[None]:
     """Within the block, the client decodes result bodies as ``mode`` says."""
-    if mode == "thread":
+    if mode in ("thread", "fetch_only"):
         yield
         return
     if mode == "inline":
@@ -140,9 +149,23 @@ PageRef = tuple[str, str, int]
 
 
 async def fetch_all(halo: HaloClient, pages: Sequence[PageRef]) -> int:
-    """Fetch every page at once with ``get_result_page``; returns the row count."""
-    fetched = await asyncio.gather(*(halo.get_result_page(*page) for page in pages))
-    return sum(len(page.rows) for page in fetched)
+    """Fetch every page at once with ``get_result_page``; returns the row count.
+
+    Each page is let go as soon as it is counted, as a consumer does once it has used the
+    rows: freeing them costs the loop too, a page at a time, in every mode alike.
+    """
+
+    async def rows_of(page: PageRef) -> int:
+        return len((await halo.get_result_page(*page)).rows)
+
+    return sum(await asyncio.gather(*(rows_of(page) for page in pages)))
+
+
+async def fetch_bodies(halo: HaloClient, pages: Sequence[PageRef]) -> int:
+    """Fetch every page at once, reading the bodies without decoding them; returns the
+    number of body bytes."""
+    fetched = await asyncio.gather(*(halo._fetch_result_page(*page) for page in pages))
+    return sum(len(answer.response.body) for answer in fetched)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +178,7 @@ class Round:
     wall: float
     cpu: float
     rows: int
+    """Rows decoded (body bytes read, for ``fetch_only``)."""
 
 
 async def timed_round(
@@ -197,12 +221,19 @@ async def run_stall(
             async def fetch() -> int:
                 return await fetch_all(halo, refs)
 
+            async def fetch_only() -> int:
+                return await fetch_bodies(halo, refs)
+
             expected = await fetch()  # untimed: warm connections and code paths
+            size_bytes = await fetch_only()
             for _ in range(repeat):
                 for mode in MODES:
-                    done = await timed_round(mode, fetch, pool)
-                    if done.rows != expected:
-                        raise RuntimeError(f"{mode}: {done.rows} rows, expected {expected}")
+                    done = await timed_round(
+                        mode, fetch_only if mode == "fetch_only" else fetch, pool
+                    )
+                    want = size_bytes if mode == "fetch_only" else expected
+                    if done.rows != want:
+                        raise RuntimeError(f"{mode}: {done.rows} rows (bytes), expected {want}")
                     rounds.append(done)
 
     def lag(mode: str) -> float | None:
@@ -214,6 +245,7 @@ async def run_stall(
     inline, thread, process = lag("inline"), lag("thread"), lag("process")
     figures = [
         Figure("off-loop / inline max loop lag", _ratio(thread, inline), target=Target("<=", 0.25)),
+        Figure("max loop lag, fetch only (no decode)", _ms(lag("fetch_only")), unit="ms"),
         Figure("max loop lag, inline decode", _ms(inline), unit="ms"),
         Figure("max loop lag, off-loop decode (thread)", _ms(thread), unit="ms"),
         Figure("max loop lag, process pool decode", _ms(process), unit="ms"),
@@ -229,14 +261,15 @@ async def run_stall(
             "pages": len(refs),
             "page_size": size.page_size,
             "rows": expected,
+            "body_bytes": size_bytes,
             "sql": sql,
             "heartbeat_s": HEARTBEAT_S,
             "threshold_bytes": C.DECODE_OFF_LOOP_MIN_BYTES,
             "rounds": [dataclasses.asdict(r) for r in rounds],
         },
         summary=[
-            f"{len(refs)} pages of ~{size.page_size / 1e6:.0f} MB ({size.sites} queries x "
-            f"{size.pages}), fetched all at once with get_result_page over loopback; a "
+            f"{len(refs)} pages of ~{size.page_size / 1e6:.0f} MB of rows ({size.sites} "
+            "queries), fetched all at once with get_result_page over loopback; a "
             f"heartbeat asks for a wake-up every {HEARTBEAT_S * 1e3:g} ms; median over "
             f"{repeat} round(s) of each round's worst lateness",
             "wall time per round: " + ", ".join(f"{mode} {_fmt_s(wall(mode))}" for mode in MODES),

@@ -94,13 +94,14 @@ USER_AGENT: Final = "halo-async"
 
 LOGGER_NAME: Final = "halo_async"
 
-# -- Decoding (our choice; measured with `python -m benchmarks.run --only decode,stall`) ------
-# Result page bodies this large or larger are decoded in a worker thread. Inline, the
-# decode holds the event loop for about 3 ms per MB of body with pybase64 (about 6 ms
-# without): a 1 MB page (a ~1.3 MB body, the usual page) costs a 4 ms stall, below which a
-# thread hop (~0.1 ms, and a wait of up to one GIL switch interval, 5 ms, to get the
-# result back) buys nothing; an 8 MB page (~11 MB body) would stall it for 40 ms or more.
+# -- Decoding (our choice; measured with `python -m benchmarks.run --only decode --only stall`)
+# Result page bodies this large or larger are decoded in a worker thread. Inline, a usual
+# 1 MB page (a ~1.3 MB body) holds the event loop for ~3 ms, and the same body sent to the
+# thread costs ~0.5-2 ms more CPU (the hop, the slicing) for little gain; an 8 MB page (a
+# ~11 MB body) holds it for 40-70 ms, and a few arriving together for hundreds of ms. 2 MiB
+# keeps the usual pages inline and sends everything from ~1.5 MB of rows up off the loop.
 DECODE_OFF_LOOP_MIN_BYTES: Final = 2 * 1024 * 1024
-# Off the loop, rows are parsed this many bytes of JSON at a time (about 1 ms of orjson
-# each): the loop's thread waits for the GIL at most one switch interval plus one slice.
-DECODE_SLICE_BYTES: Final = 256 * 1024
+# Off the loop, rows are parsed this many bytes of JSON at a time (~0.3 ms of orjson each):
+# orjson holds the GIL for a whole call, so the loop's thread waits for it at most one
+# switch interval (5 ms) plus one slice. Smaller slices cost no measurable CPU down to 32 KiB.
+DECODE_SLICE_BYTES: Final = 64 * 1024
