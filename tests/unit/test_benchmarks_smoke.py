@@ -226,10 +226,12 @@ async def test_the_stall_harness_times_each_mode_over_the_same_pages(
         async def fetch() -> int:
             return await stall.fetch_all(halo, refs)
 
+        floor = await stall.timed_round("fetch_only", lambda: stall.fetch_bodies(halo, refs))
         inline = await stall.timed_round("inline", fetch)
         assert C.DECODE_OFF_LOOP_MIN_BYTES == 1  # restored after the inline round
         threaded = await stall.timed_round("thread", fetch)
     assert (inline.rows, threaded.rows) == (51, 51)
+    assert floor.rows == cached.size  # the bodies' bytes, read and not decoded
     assert (inline.mode, threaded.mode) == ("inline", "thread")
     assert inline.beats >= 0
     assert threaded.max_lag >= 0.0
