@@ -93,3 +93,9 @@ FANOUT_PAGE_PREFETCH: Final = 2
 USER_AGENT: Final = "halo-async"
 
 LOGGER_NAME: Final = "halo_async"
+
+# Error answers: the message quotes at most this much of the body (an HTML 502 page from a
+# gateway can be megabytes, and messages end up in logs), and the error keeps at most this
+# much of the body itself for the caller to inspect.
+ERROR_MESSAGE_MAX_CHARS: Final = 500
+ERROR_BODY_KEPT_BYTES: Final = 65_536

@@ -324,14 +324,14 @@ def error_from_response(
     Parse order (REFERENCE §8): ``error`` -> ``errorDetails`` or ``executionFailed`` ->
     FHIR ``resourceType`` -> gateway ``statusCode`` -> bare ``status``/``message`` -> text.
     """
-    text = payload.decode("utf-8", errors="replace")
+    text = payload[: C.ERROR_BODY_KEPT_BYTES].decode("utf-8", errors="replace")
     try:
         envelope: Any = orjson.loads(payload) if payload else None
     except orjson.JSONDecodeError:
         envelope = None
     if isinstance(envelope, dict) and is_query_failure(envelope):
         return query_failure(envelope, site_id=site_id, http_status=status)
-    message = _message_of(envelope) or text.strip() or _reason(status)
+    message = _capped(_message_of(envelope) or text.strip() or _reason(status), len(payload))
     cls = api_error_class(status, message)
     kwargs: dict[str, Any] = {
         "status": status,
@@ -344,6 +344,13 @@ def error_from_response(
     if issubclass(cls, RateLimitedError | ServerError):
         kwargs["retry_after"] = parse_retry_after(headers.get("Retry-After"))
     return cls(message, **kwargs)
+
+
+def _capped(message: str, body_size: int) -> str:
+    """A message short enough to log: a gateway's HTML error page can run to megabytes."""
+    if len(message) <= C.ERROR_MESSAGE_MAX_CHARS:
+        return message
+    return f"{message[: C.ERROR_MESSAGE_MAX_CHARS]}... ({body_size} bytes)"
 
 
 def is_query_failure(envelope: Mapping[str, Any]) -> bool:

@@ -90,7 +90,15 @@ __all__ = [
 
 
 class HaloError(Exception):
-    """The base of every error halo-async raises."""
+    """The base of every error halo-async raises.
+
+    Every one pickles with its attributes (process pools, Celery and arq carry errors
+    between processes), although most take keyword-only arguments that pickle's default
+    ``cls(*args)`` could not pass.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.args, self.__dict__))
 
 
 class ValidationError(HaloError, ValueError):
@@ -385,6 +393,14 @@ class WebhookReplayError(WebhookError):
     def __init__(self, message: str, *, event: WebhookEvent) -> None:
         super().__init__(message)
         self.event = event
+
+
+def _rebuild(cls: type[HaloError], args: tuple[Any, ...], state: dict[str, Any]) -> HaloError:
+    """An unpickled error: its message arguments and attributes, without ``__init__``."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 def _str_or_none(value: object) -> str | None:
