@@ -99,3 +99,7 @@ LOGGER_NAME: Final = "halo_async"
 # much of the body itself for the caller to inspect.
 ERROR_MESSAGE_MAX_CHARS: Final = 500
 ERROR_BODY_KEPT_BYTES: Final = 65_536
+
+# Redirects: Halo's API does not redirect, but a proxy in front of it may. Same-origin ones
+# are followed for requests that change nothing, up to this many in a row.
+MAX_REDIRECTS: Final = 5

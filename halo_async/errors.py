@@ -23,6 +23,7 @@
     │   ├── ResultExpiredError 410        resubmit the query
     │   ├── ResultTooLargeError 413       narrow it, or run it async
     │   ├── RateLimitedError 429          retry_after seconds
+    │   ├── RedirectRefusedError 3xx      a redirect off-origin, or of a create: not followed
     │   └── ServerError 5xx: BadGatewayError 502, SiteUnavailableError 503,
     │                        GatewayTimeoutError 504
     └── QueryFailedError           a query that ran (or was meant to) and failed
@@ -68,6 +69,7 @@ __all__ = [
     "QueryExpiredInQueueError",
     "QueryFailedError",
     "RateLimitedError",
+    "RedirectRefusedError",
     "ResultExpiredError",
     "ResultTooLargeError",
     "ResultTransferError",
@@ -234,6 +236,17 @@ class APIError(HaloError):
         self.envelope = envelope
         self.body = body
         self.headers: Mapping[str, str] = dict(headers or {})
+
+
+class RedirectRefusedError(APIError):
+    """Halo (or something in front of it) answered with a redirect that was not followed:
+    to another origin (the API key never leaves for one), for a query-creating POST (it is
+    never redirected), or one too many. ``location`` is where it pointed."""
+
+    @property
+    def location(self) -> str | None:
+        """The redirect's ``Location`` header."""
+        return self.headers.get("Location")
 
 
 class BadRequestError(APIError):
