@@ -10,6 +10,7 @@
     ├── DecodeError                an answer not in the documented shape (body, rows)
     ├── HaloConnectionError        no answer after the retries (connection, timeout)
     ├── SubmissionOutcomeUnknownError  a query-creating POST whose fate is unknown
+    ├── IncompleteResultError      a successful result's pages and counts do not add up
     ├── RowTypeError               a result row does not fit the type asked for
     ├── PollTimeoutError           a job's poll deadline passed; resume it later
     ├── FanOutDeadlineError        the fan-out's deadline passed before this site finished
@@ -61,6 +62,7 @@ __all__ = [
     "HaloConnectionError",
     "HaloError",
     "HaloLinkError",
+    "IncompleteResultError",
     "InitialisationFailedError",
     "NotAuthoritativeError",
     "NotFoundError",
@@ -163,6 +165,21 @@ class SubmissionOutcomeUnknownError(HaloError):
         self.path = path
         self.body = body
         self.cause = cause
+
+
+class IncompleteResultError(HaloError):
+    """A successful query's result does not add up: a listed page is missing (a gap in the
+    page numbers), a page holds a different number of rows than the server counts, or the
+    pages' counts miss the result's total. Rows are never dropped silently; ``page_number``
+    names the page at fault (None for the total). Resubmit, or report it to Halo."""
+
+    def __init__(
+        self, message: str, *, site_id: str, query_id: str, page_number: int | None
+    ) -> None:
+        super().__init__(message)
+        self.site_id = site_id
+        self.query_id = query_id
+        self.page_number = page_number
 
 
 class RowTypeError(HaloError, ValueError):
