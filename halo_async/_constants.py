@@ -94,6 +94,16 @@ USER_AGENT: Final = "halo-async"
 
 LOGGER_NAME: Final = "halo_async"
 
+# Error answers: the message quotes at most this much of the body (an HTML 502 page from a
+# gateway can be megabytes, and messages end up in logs), and the error keeps at most this
+# much of the body itself for the caller to inspect.
+ERROR_MESSAGE_MAX_CHARS: Final = 500
+ERROR_BODY_KEPT_BYTES: Final = 65_536
+
+# Redirects: Halo's API does not redirect, but a proxy in front of it may. Same-origin ones
+# are followed for requests that change nothing, up to this many in a row.
+MAX_REDIRECTS: Final = 5
+
 # -- Decoding (our choice; measured with `python -m benchmarks.run --only decode --only stall`)
 # Result page bodies this large or larger are decoded in a worker thread. Inline, a usual
 # 1 MB page (a ~1.3 MB body) holds the event loop for ~3 ms, and the same body sent to the

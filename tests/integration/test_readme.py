@@ -77,6 +77,7 @@ async def test_readme_snippet_runs(
         "site_ids": [site.id for site in emulator.sites],
         "sql": "SELECT TOP 5 SURNAME FROM PATIENTS",
         "handle": handled.append,
+        "handled": handled,
         "save": saved.__setitem__,
     }
     # The README's snippets poll at the library's pace; the test need not wait for it.
@@ -96,6 +97,10 @@ async def test_readme_snippet_runs(
         assert lines, "the FastAPI snippet's route streamed no rows"
     if "job.rows()" in code:
         assert handled, "no row reached handle()"
+    if "halo.resume(" in code:
+        ids = [row["InternalID"] for row in handled]
+        assert len(ids) > 3, "the resumed job delivered nothing"
+        assert ids == sorted(set(ids)), "a row was lost or repeated across the resume"
     if "fan_out(" in code:
         assert sorted(saved) == sorted(namespace["site_ids"])
         assert all(isinstance(rows, list) and rows for rows in saved.values())
