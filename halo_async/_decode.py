@@ -15,6 +15,7 @@ import asyncio
 import binascii
 import dataclasses
 import functools
+import os
 import re
 import threading
 from collections.abc import Callable, Mapping
@@ -80,7 +81,7 @@ async def decode_result_body(body: bytes, *, any_shape: bool = False) -> Decoded
     """Decode a result page body: the ``{"data": ..., "parameters": [...]}`` envelope.
 
     ``any_shape`` also reads what the ``/stream`` endpoint may send instead (its format is
-    unspecified): a JSON string, the base64 data itself, or the rows themselves.
+    unspecified): a JSON string holding the base64 data, or the rows themselves.
 
     A body of :data:`~halo_async._constants.DECODE_OFF_LOOP_MIN_BYTES` or more is decoded
     in a worker thread, in slices that each hold the GIL briefly, so that other tasks run
@@ -271,6 +272,16 @@ def _decode_pool() -> ThreadPoolExecutor:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="halo-async-decode")
         return _pool
+
+
+def _forget_pool() -> None:
+    # A forked child inherits the pool but not its thread: work sent there would never run.
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 def first_value(value: Any) -> Any:

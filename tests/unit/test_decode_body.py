@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import subprocess
 import sys
 import threading
@@ -317,3 +318,26 @@ async def test_a_shut_down_pool_still_decodes_the_body_it_was_given(
 
     assert decoded.rows == ROWS
     assert off_loop == [threading.current_thread().name]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_decodes_off_the_loop_in_a_thread_of_its_own() -> None:
+    # The parent's decoding thread exists (the pool is made); the child must make its own.
+    script = (
+        "import asyncio, base64, os, orjson\n"
+        "from halo_async import _decode, _constants as C\n"
+        "C.DECODE_OFF_LOOP_MIN_BYTES = 0\n"
+        "body = orjson.dumps({'data': base64.b64encode(b'[{\"N\":1}]').decode()})\n"
+        "asyncio.run(_decode.decode_result_body(body))\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    rows = asyncio.run(asyncio.wait_for(_decode.decode_result_body(body), 30)).rows\n"
+        "    os._exit(0 if rows == [{'N': 1}] else 1)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "print(os.waitstatus_to_exitcode(status))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0"
