@@ -9,9 +9,9 @@ site, no web handler of the application embedding the client.
 The same fetches run four ways, alternating round by round:
 
 * **fetch only**: the same requests, bodies read and not decoded: the floor, the lag that
-  reading ~100 MB over loopback (and the machine's other processes) cause by themselves;
-* **inline**: every body decoded on the loop, as before halo-async 0.1 moved large bodies
-  off it (forced by raising the threshold, ``DECODE_OFF_LOOP_MIN_BYTES``, out of reach);
+  reading ~130 MB over loopback (and the machine's other processes) cause by themselves;
+* **inline**: every body decoded on the loop, as before large bodies moved off it (forced
+  by raising the threshold, ``DECODE_OFF_LOOP_MIN_BYTES``, out of reach for the round);
 * **thread**: as shipped: bodies over the threshold decoded in the decoding thread, rows
   parsed in slices so that the GIL changes hands between them;
 * **process**: for comparison, the whole decode in a worker process
