@@ -112,6 +112,7 @@ MAX_REDIRECTS: Final = 5
 # keeps the usual pages inline and sends everything from ~1.5 MB of rows up off the loop.
 DECODE_OFF_LOOP_MIN_BYTES: Final = 2 * 1024 * 1024
 # Off the loop, rows are parsed this many bytes of JSON at a time (~0.3 ms of orjson each):
-# orjson holds the GIL for a whole call, so the loop's thread waits for it at most one
-# switch interval (5 ms) plus one slice. Smaller slices cost no measurable CPU down to 32 KiB.
+# orjson holds the GIL for a whole call, so the loop's thread waits for it about one slice
+# (the decoding thread offers the GIL between slices). Smaller slices cost no measurable
+# CPU down to 32 KiB.
 DECODE_SLICE_BYTES: Final = 64 * 1024
