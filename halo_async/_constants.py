@@ -89,6 +89,10 @@ FANOUT_MAX_IN_FLIGHT: Final = 64
 FANOUT_PER_SITE: Final = 1
 # Fewer pages ahead per site than a lone job: many sites share the memory.
 FANOUT_PAGE_PREFETCH: Final = 2
+# Streamed pages (fan_out(stream=True)) fetched but not yet taken by the consumer, at most:
+# with ~1 MB pages this bounds the fan-out's buffer near 16 MB of JSON (a few times that
+# decoded) however many sites finish at once; prefetch windows add theirs on top.
+FANOUT_BUFFERED_PAGES: Final = 16
 
 USER_AGENT: Final = "halo-async"
 

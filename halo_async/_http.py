@@ -199,7 +199,14 @@ class HttpTransport:
             attempt.count += 1
             try:
                 return await self._send(attempt)
+            except RuntimeError as exc:
+                # aiohttp's "Session is closed": the client was closed under this request.
+                if not attempt.session.closed:
+                    raise
+                raise self._closed_under(attempt) from exc
             except (APIError, aiohttp.ClientError, TimeoutError) as exc:
+                if self._closed:
+                    raise self._closed_under(attempt) from exc
                 delay = self._retry_delay(attempt, exc, retryable, started)
                 if delay is None:
                     error = self._final_error(attempt, safety, json, exc)
@@ -211,6 +218,19 @@ class HttpTransport:
                     method, path, attempt.count, _describe(exc), delay,
                 )  # fmt: skip
                 await self.retry.sleep(delay)
+                if self._closed:
+                    raise self._closed_under(attempt) from exc
+
+    def _closed_under(self, attempt: _Attempt) -> ClientClosedError:
+        unsure = (
+            "; the query may or may not have been created"
+            if attempt.safety is Safety.CREATES_QUERY
+            else ""
+        )
+        return ClientClosedError(
+            f"{attempt.method} {attempt.path}: the HaloClient was closed while this request "
+            f"was in progress{unsure}"
+        )
 
     def _retry_delay(
         self,
