@@ -64,7 +64,10 @@ CONNECTION_LIMIT: Final = 100
 RETRY_MAX_ATTEMPTS: Final = 5
 RETRY_INITIAL_DELAY_S: Final = 0.5
 RETRY_MAX_DELAY_S: Final = 30.0
-RETRY_DEADLINE_S: Final = 120.0
+# The deadline bounds every attempt too (an attempt is cut to the time left), so it must
+# leave room for the longest single one: an immediate query that waits its full 60 s queue
+# time gets 125 s; 180 s also leaves room for a retry of a shorter request or two.
+RETRY_DEADLINE_S: Final = 180.0
 RETRY_AFTER_CAP_S: Final = 120.0
 
 # -- Polling and streaming (our choice; REFERENCE §9: no polling interval is published) ---
