@@ -8,7 +8,7 @@ import uuid
 import warnings
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, Unpack, overload
 
 import aiohttp
 
@@ -34,7 +34,14 @@ from halo_async.models import Checkpoint
 if TYPE_CHECKING:
     # Jobs and fan-out depend on the operations they call (``_api.QueryApi``), not on this
     # module; it imports them when a job or fan-out is asked for.
-    from halo_async.fanout import FanOutEvent, FanOutLimits, SiteOutcome, SitePage
+    from halo_async.fanout import (
+        FanOutEvent,
+        FanOutLimits,
+        SiteFailure,
+        SiteOutcome,
+        SitePage,
+        SiteSuccess,
+    )
     from halo_async.jobs import QueryJob
     from halo_async.webhooks import JobRegistry
 
@@ -453,6 +460,54 @@ class HaloClient:
         async for row in job.rows():
             yield row
 
+    @overload
+    def fan_out(
+        self,
+        command: SqlOrCommand,
+        site_ids: Sequence[str | uuid.UUID],
+        *,
+        limits: FanOutLimits | None = None,
+        deadline: float | None = None,
+        poll: PollPolicy | None = None,
+        stream: Literal[False] = False,
+        coalesce_status: bool = True,
+        on_event: Callable[[FanOutEvent], None] | None = None,
+        jobs: JobRegistry | None = None,
+        **options: Unpack[QueryOptions],
+    ) -> AsyncGenerator[SiteSuccess[list[dict[str, Any]]] | SiteFailure, None]: ...
+
+    @overload
+    def fan_out(
+        self,
+        command: SqlOrCommand,
+        site_ids: Sequence[str | uuid.UUID],
+        *,
+        limits: FanOutLimits | None = None,
+        deadline: float | None = None,
+        poll: PollPolicy | None = None,
+        stream: Literal[True],
+        coalesce_status: bool = True,
+        on_event: Callable[[FanOutEvent], None] | None = None,
+        jobs: JobRegistry | None = None,
+        **options: Unpack[QueryOptions],
+    ) -> AsyncGenerator[SitePage | SiteSuccess[None] | SiteFailure, None]: ...
+
+    @overload
+    def fan_out(
+        self,
+        command: SqlOrCommand,
+        site_ids: Sequence[str | uuid.UUID],
+        *,
+        limits: FanOutLimits | None = None,
+        deadline: float | None = None,
+        poll: PollPolicy | None = None,
+        stream: bool,
+        coalesce_status: bool = True,
+        on_event: Callable[[FanOutEvent], None] | None = None,
+        jobs: JobRegistry | None = None,
+        **options: Unpack[QueryOptions],
+    ) -> AsyncGenerator[SitePage | SiteOutcome, None]: ...
+
     def fan_out(
         self,
         command: SqlOrCommand,
@@ -466,7 +521,7 @@ class HaloClient:
         on_event: Callable[[FanOutEvent], None] | None = None,
         jobs: JobRegistry | None = None,
         **options: Unpack[QueryOptions],
-    ) -> AsyncGenerator[SiteOutcome | SitePage, None]:
+    ) -> AsyncGenerator[SitePage | SiteOutcome, None]:
         """Run one async query on every site; yield a :class:`~halo_async.SiteOutcome` per
         entry as each completes (in completion order)::
 
