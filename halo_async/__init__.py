@@ -8,7 +8,15 @@ from halo_async._constants import PRODUCTION_BASE_URL, STAGE_BASE_URL
 from halo_async._retry import PollPolicy, RetryPolicy
 from halo_async._validate import QueryOptions
 from halo_async.client import HaloClient
-from halo_async.fanout import FanOutEvent, FanOutLimits, FanOutProgress, SiteOutcome, SitePage
+from halo_async.fanout import (
+    FanOutEvent,
+    FanOutLimits,
+    FanOutProgress,
+    SiteFailure,
+    SiteOutcome,
+    SitePage,
+    SiteSuccess,
+)
 from halo_async.jobs import QueryJob
 from halo_async.models import Checkpoint, Command, ExecutionMode, Parameter, QueryStatus
 
@@ -28,8 +36,10 @@ __all__ = [
     "QueryOptions",
     "QueryStatus",
     "RetryPolicy",
+    "SiteFailure",
     "SiteOutcome",
     "SitePage",
+    "SiteSuccess",
 ]
 
 __version__ = "0.1.0.dev0"

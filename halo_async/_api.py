@@ -22,13 +22,15 @@ class FetchedPage(NamedTuple):
 class QueryApi(Protocol):
     """What a :class:`~halo_async.jobs.QueryJob` and a fan-out need of a client."""
 
-    async def _create_async_query(self, site_id: str, body: dict[str, Any]) -> models.AsyncQuery:
+    async def _create_async_query(
+        self, site_id: str, body: dict[str, Any], timeout: float | None = None
+    ) -> models.AsyncQuery:
         """Create an async query from a request body already validated (a fan-out checks
         its arguments once, not once per site)."""
         ...
 
     async def get_query(
-        self, site_id: str, query_id: str
+        self, site_id: str, query_id: str, *, timeout: float | None = None
     ) -> models.AsyncQuery | models.ImmediateQuery:
         """A query's current state."""
         ...

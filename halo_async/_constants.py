@@ -64,7 +64,10 @@ CONNECTION_LIMIT: Final = 100
 RETRY_MAX_ATTEMPTS: Final = 5
 RETRY_INITIAL_DELAY_S: Final = 0.5
 RETRY_MAX_DELAY_S: Final = 30.0
-RETRY_DEADLINE_S: Final = 120.0
+# The deadline bounds every attempt too (an attempt is cut to the time left), so it must
+# leave room for the longest single one: an immediate query that waits its full 60 s queue
+# time gets 125 s; 180 s also leaves room for a retry of a shorter request or two.
+RETRY_DEADLINE_S: Final = 180.0
 RETRY_AFTER_CAP_S: Final = 120.0
 
 # -- Polling and streaming (our choice; REFERENCE §9: no polling interval is published) ---
@@ -89,6 +92,10 @@ FANOUT_MAX_IN_FLIGHT: Final = 64
 FANOUT_PER_SITE: Final = 1
 # Fewer pages ahead per site than a lone job: many sites share the memory.
 FANOUT_PAGE_PREFETCH: Final = 2
+# Streamed pages (fan_out(stream=True)) fetched but not yet taken by the consumer, at most:
+# with ~1 MB pages this bounds the fan-out's buffer near 16 MB of JSON (a few times that
+# decoded) however many sites finish at once; prefetch windows add theirs on top.
+FANOUT_BUFFERED_PAGES: Final = 16
 
 USER_AGENT: Final = "halo-async"
 

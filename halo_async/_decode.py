@@ -14,13 +14,16 @@ from __future__ import annotations
 import asyncio
 import binascii
 import dataclasses
+import datetime as dt
 import functools
 import os
 import re
 import threading
 import time
+import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from decimal import Decimal
 from typing import Any, NamedTuple
 
 import attrs
@@ -301,7 +304,84 @@ def first_value(value: Any) -> Any:
 
 # -- typed rows: row dicts structured into a user's attrs class or dataclass ------------------
 
-_row_converter = cattrs.Converter(forbid_extra_keys=False)
+
+def _to_datetime(value: Any, _: type) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value
+    # Practice databases store naive local times (the practice's zone): kept naive, as the
+    # database had them; an offset, where the server sends one, is kept too.
+    return dt.datetime.fromisoformat(_six_digit_fraction(_text(value, "date-time")))
+
+
+def _to_date(value: Any, _: type) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    text = _text(value, "date")
+    # A SQL Server date often travels as a datetime at midnight.
+    return dt.date.fromisoformat(text[:10]) if len(text) > 10 else dt.date.fromisoformat(text)
+
+
+def _to_time(value: Any, _: type) -> dt.time:
+    if isinstance(value, dt.time):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 86_400:
+        # Best Practice keeps appointment times as seconds from midnight.
+        return dt.time(value // 3600, value // 60 % 60, value % 60)
+    text = _six_digit_fraction(_text(value, "time"))
+    return dt.datetime.fromisoformat(text).time() if "T" in text else dt.time.fromisoformat(text)
+
+
+def _to_decimal(value: Any, _: type) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+        raise TypeError(f"expected a number, got {value!r}")
+    # Through str, so that 12.1 becomes Decimal("12.1"), not its binary float.
+    return Decimal(str(value))
+
+
+def _to_bool(value: Any, _: type) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in (0, 1):  # SQL Server bit columns arrive as 0/1
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _BOOL_TEXT:
+        return _BOOL_TEXT[value.strip().lower()]
+    raise TypeError(f"expected a bit (true/false, 1/0), got {value!r}")
+
+
+_BOOL_TEXT = {"1": True, "0": False, "true": True, "false": False}
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected an ISO {what} string, got {value!r}")
+    return value.strip()
+
+
+def _six_digit_fraction(text: str) -> str:
+    """SQL Server's datetime2/time carry 7 fraction digits; Python takes at most 6."""
+    head, dot, rest = text.partition(".")
+    if not dot:
+        return text
+    digits = len(rest) - len(rest.lstrip("0123456789"))
+    return f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}" if digits > 6 else text
+
+
+def _row_converter_with_sql_types() -> cattrs.Converter:
+    """Typed rows: what result columns carry (ISO strings, numbers, 0/1 bits) into the
+    Python types a user's class declares."""
+    converter = cattrs.Converter(forbid_extra_keys=False)
+    converter.register_structure_hook(dt.datetime, _to_datetime)
+    converter.register_structure_hook(dt.date, _to_date)
+    converter.register_structure_hook(dt.time, _to_time)
+    converter.register_structure_hook(Decimal, _to_decimal)
+    converter.register_structure_hook(bool, _to_bool)
+    converter.register_structure_hook(uuid.UUID, lambda value, _: uuid.UUID(_text(value, "UUID")))
+    return converter
+
+
+_row_converter = _row_converter_with_sql_types()
 
 
 def _fold(name: str) -> str:

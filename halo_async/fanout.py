@@ -22,7 +22,7 @@ import enum
 import time
 from collections import defaultdict
 from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar
 
 import attrs
 
@@ -40,8 +40,10 @@ __all__ = [
     "FanOutEventKind",
     "FanOutLimits",
     "FanOutProgress",
+    "SiteFailure",
     "SiteOutcome",
     "SitePage",
+    "SiteSuccess",
 ]
 
 
@@ -60,45 +62,87 @@ class FanOutLimits:
 
     ``max_in_flight`` queries across the whole fan-out; ``per_site`` on any one site (Halo
     Link runs one query at a time per site: more only queue there); ``prefetch`` result
-    pages fetched ahead per query. The client's ``connection_limit`` bounds the HTTP
-    requests in flight on top of these.
+    pages fetched ahead per query; ``buffered_pages`` streamed pages fetched but not yet
+    taken by the consumer (a slow consumer holds the queries back instead of buffering
+    their rows). Memory in streaming mode is about ``max_in_flight * (prefetch + 1) +
+    buffered_pages`` pages. The client's ``connection_limit`` bounds the HTTP requests in
+    flight on top of these.
     """
 
     max_in_flight: int = attrs.field(default=C.FANOUT_MAX_IN_FLIGHT, validator=_at_least_one)
     per_site: int = attrs.field(default=C.FANOUT_PER_SITE, validator=_at_least_one)
     prefetch: int = attrs.field(default=C.FANOUT_PAGE_PREFETCH, validator=_at_least_one)
+    buffered_pages: int = attrs.field(default=C.FANOUT_BUFFERED_PAGES, validator=_at_least_one)
 
 
 DEFAULT_FANOUT_LIMITS = FanOutLimits()
 
 
-@attrs.frozen
-class SiteOutcome:
-    """How one site's query ended.
+Rows = list[dict[str, Any]]
+R = TypeVar("R", bound=Rows | None)
 
-    ``rows`` holds the site's rows (None in streaming mode, where they came as
-    :class:`SitePage` items, and on failure). ``error`` is the typed error of a failed site.
-    ``row_count`` and ``page_count`` are what was delivered for the site: the rows in
-    ``rows``, or those of the :class:`SitePage` items yielded before this outcome.
-    ``waited`` is the time spent waiting for a free slot, ``elapsed`` the time from
-    submission to the end.
+
+@attrs.frozen
+class SiteSuccess(Generic[R]):
+    """A site whose query succeeded and all of whose rows were delivered.
+
+    ``rows`` holds the site's rows; in streaming mode they came as :class:`SitePage` items
+    before this outcome, and ``rows`` is None (``SiteSuccess[None]``). ``row_count`` and
+    ``page_count`` are what was delivered. ``waited`` is the time spent waiting for a free
+    slot, ``elapsed`` the time from submission to the end; ``index`` the position of this
+    run in the ``site_ids`` given to ``fan_out``.
     """
 
     site_id: str
-    query_id: str | None
-    rows: list[dict[str, Any]] | None
-    error: BaseException | None
+    query_id: str
+    rows: R
     row_count: int
     page_count: int
     waited: float
     elapsed: float
     index: int = 0
-    """The position of this run in the ``site_ids`` given to ``fan_out``."""
+    error: None = None
+    """None: a success has no error (so that ``outcome.error`` reads on any outcome)."""
 
     @property
-    def ok(self) -> bool:
-        """True when the site's query succeeded and all its rows were delivered."""
-        return self.error is None
+    def ok(self) -> Literal[True]:
+        """True: after ``if outcome.ok:`` a type checker knows ``rows`` and ``query_id``."""
+        return True
+
+
+@attrs.frozen
+class SiteFailure:
+    """A site whose query failed, timed out or could not be delivered in full.
+
+    ``error`` is its typed error (a :class:`~halo_async.errors.HaloError`, e.g.
+    :class:`~halo_async.errors.FanOutDeadlineError` with a checkpoint). ``query_id`` is None
+    when the query was never created. ``row_count`` and ``page_count`` count the rows
+    delivered as :class:`SitePage` items before this outcome (streaming mode; 0 otherwise).
+    """
+
+    site_id: str
+    query_id: str | None
+    error: BaseException
+    row_count: int
+    page_count: int
+    waited: float
+    elapsed: float
+    index: int = 0
+    rows: None = None
+    """None: a failure's rows, if any were delivered, came as SitePage items."""
+
+    @property
+    def ok(self) -> Literal[False]:
+        """False: after ``if not outcome.ok:`` a type checker knows ``error``."""
+        return False
+
+
+if TYPE_CHECKING:
+    SiteOutcome: TypeAlias = SiteSuccess[Any] | SiteFailure
+else:  # unsubscripted, so that isinstance(item, SiteOutcome) works
+    SiteOutcome = SiteSuccess | SiteFailure
+"""How one site's query ended: a :class:`SiteSuccess` or a :class:`SiteFailure` (usable in
+``isinstance`` and in annotations; ``outcome.ok`` tells them apart, for type checkers too)."""
 
 
 @attrs.frozen
@@ -205,10 +249,14 @@ class _FanOut:
         self.coalesces = coalesce_status
         self._runs = [_Run(index, site) for index, site in enumerate(site_ids)]
         self._progress = FanOutProgress(total=len(self._runs))
-        # Bounded, so that a slow consumer holds the producers back instead of buffering rows.
-        self._queue: asyncio.Queue[SiteOutcome | SitePage] = asyncio.Queue(
-            maxsize=max(16, 2 * limits.max_in_flight)
-        )
+        self._queue: asyncio.Queue[SiteOutcome | SitePage] = asyncio.Queue()
+        # The queue's pages are bounded: a slow consumer holds the producers back instead
+        # of buffering rows. (Outcomes are small and one per entry.)
+        self._page_room = asyncio.Semaphore(limits.buffered_pages)
+        # Set while the consumer waits for an item. A query is created only then: a
+        # consumer that broke out of the loop but still holds the generator (so it was
+        # not closed) must not go on paying for queries nobody will read.
+        self._asked = asyncio.Event()
         self._global_slots = asyncio.Semaphore(limits.max_in_flight)
         self._site_slots: defaultdict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(limits.per_site)
@@ -255,16 +303,25 @@ class _FanOut:
         What was queued before the deadline is delivered after it too: those rows were
         fetched, and a site's outcome comes only after its pages.
         """
-        if not self._queue.empty():
-            return self._queue.get_nowait()
-        if self._expired:
-            return None
+        self._asked.set()  # wakes every producer waiting to create its query
         try:
-            async with asyncio.timeout_at(ends_at):
-                return await self._queue.get()
-        except TimeoutError:
-            self._expire()
-            return self._queue.get_nowait() if not self._queue.empty() else None
+            if not self._queue.empty():
+                return self._taken(self._queue.get_nowait())
+            if self._expired:
+                return None
+            try:
+                async with asyncio.timeout_at(ends_at):
+                    return self._taken(await self._queue.get())
+            except TimeoutError:
+                self._expire()
+                return self._taken(self._queue.get_nowait()) if not self._queue.empty() else None
+        finally:
+            self._asked.clear()
+
+    def _taken(self, item: SiteOutcome | SitePage) -> SiteOutcome | SitePage:
+        if isinstance(item, SitePage):
+            self._page_room.release()
+        return item
 
     def _expire(self) -> None:
         """The deadline: stop every query still running (their queued items stay)."""
@@ -309,9 +366,15 @@ class _FanOut:
             self._count(completed=1)
             self._emit(FanOutEventKind.COMPLETED, run.site_id, query_id=_query_id(run))
             outcome = self._outcome(run, None, rows=None if self._stream else run.rows)
-        await self._queue.put(outcome)
+        self._put(outcome)
+
+    def _put(self, item: SiteOutcome | SitePage) -> None:
+        self._queue.put_nowait(item)
+        # The waiting consumer has its item: no more queries until it asks again.
+        self._asked.clear()
 
     async def _stream_site(self, run: _Run) -> None:
+        await self._asked.wait()
         query = await self._api._create_async_query(run.site_id, self._body)
         self._count(submitted=1)
         self._emit(FanOutEventKind.SUBMITTED, run.site_id, query_id=query.id)
@@ -337,15 +400,14 @@ class _FanOut:
                     page_number=page.page_number,
                 )
                 if self._stream:
-                    await self._queue.put(
+                    await self._page_room.acquire()
+                    self._put(
                         SitePage(run.site_id, query.id, page.page_number, page.rows, run.index)
                     )
                 else:
                     run.rows.extend(page.rows)
 
-    def _outcome(
-        self, run: _Run, error: BaseException | None, *, rows: list[dict[str, Any]] | None
-    ) -> SiteOutcome:
+    def _outcome(self, run: _Run, error: BaseException | None, *, rows: Rows | None) -> SiteOutcome:
         """A producer's outcome. Its counts are what reaches the consumer with it or before
         it: in streaming mode every fetched page was queued ahead of it."""
         delivered = self._stream or rows is not None
@@ -362,22 +424,21 @@ class _FanOut:
         run: _Run,
         error: BaseException | None,
         *,
-        rows: list[dict[str, Any]] | None,
+        rows: Rows | None,
         row_count: int,
         page_count: int,
     ) -> SiteOutcome:
         now = time.perf_counter()
         started = run.started if run.started is not None else now
-        return SiteOutcome(
-            site_id=run.site_id,
-            query_id=_query_id(run),
-            rows=rows,
-            error=error,
-            row_count=row_count,
-            page_count=page_count,
-            waited=started - run.queued_at,
-            elapsed=now - started,
-            index=run.index,
+        query_id = _query_id(run)
+        waited, elapsed = started - run.queued_at, now - started
+        if error is None:
+            assert query_id is not None, "a site succeeded without its query"
+            return SiteSuccess(
+                run.site_id, query_id, rows, row_count, page_count, waited, elapsed, run.index
+            )
+        return SiteFailure(
+            run.site_id, query_id, error, row_count, page_count, waited, elapsed, run.index
         )
 
     # -- progress ------------------------------------------------------------------------

@@ -92,6 +92,7 @@ class QueryJob:
         self._query = query
         self._runner = _runner
         self._wake = asyncio.Event()
+        self._poll_ends_at: float | None = None  # on the poll policy's clock, while polling
         self.status_polls = 0
         # Delivery state. ``_held`` is the fetched page being delivered (None between
         # pages) and ``_offset`` the next row in it; with no page held, ``_offset`` is the
@@ -141,12 +142,20 @@ class QueryJob:
         if self._runner is not None and self._runner.coalesces:
             query = await self._runner.status(self, 0.0, 0.0)
         else:
-            fetched = await self._api.get_query(self.site_id, self.query_id)
+            fetched = await self._api.get_query(
+                self.site_id, self.query_id, timeout=self._poll_time_left()
+            )
             if not isinstance(fetched, models.AsyncQuery):
                 raise HaloError(f"query {self.query_id} is not an async query")
             query = fetched
         self._query = query
         return query
+
+    def _poll_time_left(self) -> float | None:
+        """What is left of the poll deadline: a status request may not outlast it."""
+        if self._poll_ends_at is None:
+            return None
+        return max(self._poll_ends_at - self.poll.now(), 0.001)
 
     async def wait(self) -> models.AsyncQuery:
         """Poll until the query ends; return it if successful, raise its typed error if not."""
@@ -166,34 +175,38 @@ class QueryJob:
         policy = self.poll
         started = policy.now()
         deadline = policy.deadline_for(self._query.max_time_in_queue if self._query else None)
+        self._poll_ends_at = started + deadline
         interval = policy.initial_interval
         seen: tuple[Any, ...] | None = None
         # A job that knows its status (it was just created, or polled before) waits one
         # interval before asking again: a query answered "initialising" a moment ago has
         # not finished since.
-        query = self._query if self._query is not None else await self.refresh()
-        while True:
-            if query.is_failed:
-                raise error_for_query(query)
-            progress = (query.status, len(query.fetchable_pages))
-            if progress != seen:
-                seen = progress
-                interval = policy.initial_interval
-                if self._runner is not None:
-                    self._runner.status_changed(self, query)
-                yield query
-            else:
-                interval = policy.next_interval(interval)
-            if until(query):
-                return
-            if policy.now() - started > deadline:
-                raise PollTimeoutError(
-                    f"query {self.query_id} on site {self.site_id} still {query.status} "
-                    f"after {deadline:.0f} s; resume it later with its checkpoint",
-                    site_id=self.site_id,
-                    query_id=self.query_id,
-                )
-            query = await self._poll_after(interval)
+        try:
+            query = self._query if self._query is not None else await self.refresh()
+            while True:
+                if query.is_failed:
+                    raise error_for_query(query)
+                progress = (query.status, len(query.fetchable_pages))
+                if progress != seen:
+                    seen = progress
+                    interval = policy.initial_interval
+                    if self._runner is not None:
+                        self._runner.status_changed(self, query)
+                    yield query
+                else:
+                    interval = policy.next_interval(interval)
+                if until(query):
+                    return
+                if policy.now() - started > deadline:
+                    raise PollTimeoutError(
+                        f"query {self.query_id} on site {self.site_id} still {query.status} "
+                        f"after {deadline:.0f} s; resume it later with its checkpoint",
+                        site_id=self.site_id,
+                        query_id=self.query_id,
+                    )
+                query = await self._poll_after(interval)
+        finally:
+            self._poll_ends_at = None
 
     async def _poll_after(self, interval: float) -> models.AsyncQuery:
         """The status about ``interval`` seconds from now, or at once if woken."""
