@@ -61,6 +61,7 @@ __all__ = [
     "HaloError",
     "HaloLinkError",
     "InitialisationFailedError",
+    "InvalidArgumentError",
     "NotAuthoritativeError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -93,13 +94,18 @@ class HaloError(Exception):
     """The base of every error halo-async raises."""
 
 
-class ValidationError(HaloError, ValueError):
+class InvalidArgumentError(HaloError, ValueError):
     """An argument is wrong; nothing was sent. ``field`` and ``value`` name it."""
 
     def __init__(self, message: str, *, field: str, value: Any) -> None:
         super().__init__(message)
         self.field = field
         self.value = value
+
+
+# The name before 0.1: kept importable, but not at the top level, where it would shadow
+# pydantic's ValidationError in FastAPI apps.
+ValidationError = InvalidArgumentError
 
 
 class ConfigurationError(HaloError, ValueError):

@@ -16,7 +16,7 @@ T = TypeVar("T")
 
 # Most specific class first: the first match gives the advice.
 _HINTS: tuple[tuple[type[BaseException], str], ...] = (
-    (errors.ValidationError, "fix the argument and run it again"),
+    (errors.InvalidArgumentError, "fix the argument and run it again"),
     (errors.ConfigurationError, "pass --api-key/--base-url or set HALO_API_KEY/HALO_BASE_URL"),
     (errors.SiteNotFoundError, "check the PMS site id and --pms, and that the site is paired"),
     (
