@@ -39,7 +39,15 @@ from halo_async.fanout import SiteOutcome
 if TYPE_CHECKING:
     from halo_async.emulator import Emulator, SiteSpec
 
-__all__ = ["DemoReport", "DemoSettings", "SiteResult", "demo_command", "print_report", "run_demo"]
+__all__ = [
+    "DemoReport",
+    "DemoSettings",
+    "SiteResult",
+    "demo_command",
+    "demo_console",
+    "print_report",
+    "run_demo",
+]
 
 PMS_NAMES = {"BestPractice": "Best Practice", "Zedmed": "Zedmed"}
 
@@ -459,6 +467,11 @@ def _configure_demo_logging(console: Console, *, faults: bool, debug: bool) -> N
 _DEFAULTS = DemoSettings()
 
 
+def demo_console(**options: Any) -> Console:
+    """The demo's console: lines wrap between words at its width, never inside one."""
+    return Console(**{"highlight": False, "soft_wrap": False, **options})
+
+
 @click.command("demo")
 @click.option(
     "--sites",
@@ -500,7 +513,7 @@ def demo_command(
     ran, even when some sites failed (with --faults they are meant to).
     """
     settings = DemoSettings(sites, seed, latency, faults, max_in_flight)
-    console = Console(highlight=False, soft_wrap=True)
+    console = demo_console()
     _configure_demo_logging(console, faults=faults, debug=debug)
     report = run_async(run_demo(settings, console))
     print_report(console, report)
