@@ -17,7 +17,14 @@ import click
 from halo_async import _constants as C
 from halo_async import errors
 
-__all__ = ["CommandFailed", "ErrorContext", "describe", "hint_for", "run_async"]
+__all__ = [
+    "CommandFailed",
+    "ErrorContext",
+    "describe",
+    "hint_for",
+    "run_async",
+    "without_site",
+]
 
 T = TypeVar("T")
 
@@ -139,7 +146,7 @@ def _with_full_url(exc: BaseException, message: str, context: ErrorContext) -> s
     return message.replace(f"{method} {path}", f"{method} {context.base_url}{path}", 1)
 
 
-def _without_site(message: str, site_id: str) -> str:
+def without_site(message: str, site_id: str) -> str:
     """The message without its mentions of ``site_id``, for a line that already names it."""
     for mention, replacement in (
         (f"site {site_id}: ", ""),
@@ -169,7 +176,7 @@ def describe(
     message = " ".join(str(exc).split()) or type(exc).__name__
     message = _with_full_url(exc, _in_user_terms(exc, message, context), context)
     if site_named is not None:
-        message = _without_site(message, site_named)
+        message = without_site(message, site_named)
     return _joined(message, hint_for(exc, context))
 
 

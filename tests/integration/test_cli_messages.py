@@ -202,10 +202,12 @@ async def test_the_demo_at_120_columns_wraps_no_word_and_keeps_each_table_row_on
     )
     print_report(console, report)
 
-    output = buffer.getvalue()
+    # The live bar's cursor controls are not text a terminal wraps.
+    output = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buffer.getvalue())
     assert report.failed, "the seed is chosen so that some sites fail"
     lines = output.splitlines()
-    assert max(len(line) for line in lines) <= 120, "a line the terminal would wrap"
+    too_long = [line for line in lines if len(line) > 120]
+    assert not too_long, "a line the terminal would wrap"
     assert "…" not in output, "a cell was cut mid-word"
     table = [line for line in lines if re.search(r"[0-9a-f]{8}-[0-9a-f-]{27}", line)]
     assert len(table) == len(report.results), "a table row took more than one line"
