@@ -32,6 +32,7 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Coroutine,
     Mapping,
     Sequence,
 )
@@ -41,7 +42,7 @@ from typing import Annotated, Any, Final
 import attrs
 import orjson
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from halo_async import errors
@@ -364,7 +365,10 @@ async def halo_error_response(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers=headers)
 
 
-def exception_handlers() -> dict[type[Exception], Callable[[Request, Exception], Awaitable[Any]]]:
+ExceptionHandler = Callable[[Request, Any], Coroutine[Any, Any, Response]]
+
+
+def exception_handlers() -> dict[int | type[Exception], ExceptionHandler]:
     """The handlers as a mapping, for ``FastAPI(exception_handlers=exception_handlers())``."""
     return {errors.HaloError: halo_error_response}
 
