@@ -86,8 +86,17 @@ def parameter_value_to_wire(value: models.ParameterValue) -> str | None:
     return str(value)
 
 
+def _structure_str(value: Any, _: type) -> str:
+    # cattrs' default is str(value): a null id would become the id "None", and an object
+    # its repr. The API's strings are strings; anything else is an answer out of shape.
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"expected a string, got {type(value).__name__} {value!r:.60}")
+
+
 def _build_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
+    conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(dt.datetime, _structure_datetime)
     conv.register_unstructure_hook(dt.datetime, lambda value: value.isoformat())
     conv.register_structure_hook_factory(

@@ -18,7 +18,8 @@ from typing import Any
 import aiohttp
 import attrs
 import orjson
-from multidict import CIMultiDictProxy
+import yarl
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from halo_async import _constants as C
 from halo_async import _convert, models
@@ -34,6 +35,7 @@ from halo_async.errors import (
     HaloConnectionError,
     QueryFailedError,
     RateLimitedError,
+    RedirectRefusedError,
     ServerError,
     SubmissionOutcomeUnknownError,
     api_error_class,
@@ -92,6 +94,7 @@ class _Attempt:
     body: bytes | None
     read_timeout: float | None
     site_id: str | None
+    safety: Safety
     count: int = 0
 
 
@@ -188,6 +191,7 @@ class HttpTransport:
             body=orjson.dumps(json) if json is not None else None,
             read_timeout=read_timeout,
             site_id=site_id,
+            safety=safety,
         )
         retryable = retryable_for_read if safety is Safety.IDEMPOTENT else retryable_for_create
         started = self.retry.now()
@@ -195,7 +199,14 @@ class HttpTransport:
             attempt.count += 1
             try:
                 return await self._send(attempt)
+            except RuntimeError as exc:
+                # aiohttp's "Session is closed": the client was closed under this request.
+                if not attempt.session.closed:
+                    raise
+                raise self._closed_under(attempt) from exc
             except (APIError, aiohttp.ClientError, TimeoutError) as exc:
+                if self._closed:
+                    raise self._closed_under(attempt) from exc
                 delay = self._retry_delay(attempt, exc, retryable, started)
                 if delay is None:
                     error = self._final_error(attempt, safety, json, exc)
@@ -207,6 +218,19 @@ class HttpTransport:
                     method, path, attempt.count, _describe(exc), delay,
                 )  # fmt: skip
                 await self.retry.sleep(delay)
+                if self._closed:
+                    raise self._closed_under(attempt) from exc
+
+    def _closed_under(self, attempt: _Attempt) -> ClientClosedError:
+        unsure = (
+            "; the query may or may not have been created"
+            if attempt.safety is Safety.CREATES_QUERY
+            else ""
+        )
+        return ClientClosedError(
+            f"{attempt.method} {attempt.path}: the HaloClient was closed while this request "
+            f"was in progress{unsure}"
+        )
 
     def _retry_delay(
         self,
@@ -265,39 +289,134 @@ class HttpTransport:
         )
 
     async def _send(self, attempt: _Attempt) -> Response:
-        method, path, site_id = attempt.method, attempt.path, attempt.site_id
+        try:
+            status, resp_headers, payload = await self._exchange(attempt)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # aiohttp's frames hold the request's headers (the key) as locals, which
+            # Sentry's local capture, ``pytest -l`` or rich's show_locals would ship: the
+            # error travels on without them (its own message and type are kept).
+            _drop_frames(exc)
+            raise
+        if status >= 400:
+            raise error_from_response(
+                status,
+                self._scrub(payload),
+                resp_headers,
+                method=attempt.method,
+                path=attempt.path,
+                site_id=attempt.site_id,
+            )
+        return Response(status=status, headers=resp_headers, body=payload)
+
+    async def _exchange(self, attempt: _Attempt) -> tuple[int, CIMultiDictProxy[str], bytes]:
+        """One request, and the same-origin redirects of a read; the status, headers, body."""
+        url = yarl.URL(self.base_url + attempt.path)
+        params = attempt.params
+        for _ in range(C.MAX_REDIRECTS + 1):
+            started = time.perf_counter()
+            async with attempt.session.request(
+                attempt.method,
+                url,
+                params=params,
+                data=attempt.body,
+                headers=self._headers(attempt),
+                timeout=self._timeout(attempt),
+                allow_redirects=False,
+            ) as resp:
+                payload = await resp.read()
+                status, headers = resp.status, resp.headers
+            logger.debug(
+                "%s %s -> %d (attempt %d, %.3f s)",
+                attempt.method, attempt.path, status, attempt.count,
+                time.perf_counter() - started,
+            )  # fmt: skip
+            if status not in _REDIRECTS:
+                return status, headers, payload
+            url, params = self._redirect_target(attempt, url, status, headers), None
+        raise self._refused(attempt, status, headers, f"more than {C.MAX_REDIRECTS} redirects")
+
+    def _redirect_target(
+        self, attempt: _Attempt, url: yarl.URL, status: int, headers: CIMultiDictProxy[str]
+    ) -> yarl.URL:
+        """Where a redirect may be followed to; raises when it may not."""
+        location = headers.get("Location")
+        if location is None:
+            raise self._refused(attempt, status, headers, "a redirect without a Location")
+        if attempt.safety is Safety.CREATES_QUERY:
+            raise self._refused(
+                attempt, status, headers, "a query-creating POST is never redirected"
+            )
+        if attempt.method != "GET" and status not in (307, 308):
+            # 301/302/303 turn the request into a GET: not the request that was asked for.
+            raise self._refused(attempt, status, headers, "the redirect would change the method")
+        target = url.join(yarl.URL(location))
+        if target.origin() != url.origin():
+            raise self._refused(
+                attempt, status, headers, f"it points to another origin ({target.origin()})"
+            )
+        return target
+
+    def _refused(
+        self, attempt: _Attempt, status: int, headers: CIMultiDictProxy[str], why: str
+    ) -> RedirectRefusedError:
+        return RedirectRefusedError(
+            f"{attempt.method} {attempt.path}: HTTP {status} redirect not followed: {why}",
+            status=status,
+            method=attempt.method,
+            path=attempt.path,
+            headers=headers,
+        )
+
+    def _headers(self, attempt: _Attempt) -> dict[str, str]:
         headers = {C.API_KEY_HEADER: self._key.reveal(), "Accept": "application/json"}
         if attempt.body is not None:
             headers["Content-Type"] = "application/json"
-        client_timeout = aiohttp.ClientTimeout(
-            total=attempt.read_timeout or self.request_timeout,
-            connect=self._connect_timeout,
+        return headers
+
+    def _timeout(self, attempt: _Attempt) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=attempt.read_timeout or self.request_timeout, connect=self._connect_timeout
         )
-        started = time.perf_counter()
-        async with attempt.session.request(
-            method,
-            self.base_url + path,
-            params=attempt.params,
-            data=attempt.body,
-            headers=headers,
-            timeout=client_timeout,
-        ) as resp:
-            payload = await resp.read()
-            status, resp_headers = resp.status, resp.headers
-        elapsed = time.perf_counter() - started
-        logger.debug(
-            "%s %s -> %d (attempt %d, %.3f s)", method, path, status, attempt.count, elapsed
-        )
-        if status >= 400:
-            # Errors keep the body for the caller; should a server ever echo the key back
-            # (a gateway quoting the rejected key, say), it must not travel any further.
-            key = self._key.reveal().encode()
-            if key in payload:
-                payload = payload.replace(key, b"***")
-            raise error_from_response(
-                status, payload, resp_headers, method=method, path=path, site_id=site_id
+
+    def _scrub(self, payload: bytes) -> bytes:
+        """The body without the API key, should a server echo it back (a gateway quoting the
+        rejected key, say), raw or JSON-escaped: it must not travel any further."""
+        key = self._key.reveal()
+        for form in _key_forms(key):
+            if form in payload:
+                payload = payload.replace(form, b"***")
+        return payload
+
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _key_forms(key: str) -> set[bytes]:
+    """The key as it could appear in a body: raw, JSON-escaped, or every character escaped."""
+    return {
+        key.encode(),
+        orjson.dumps(key)[1:-1],
+        key.replace("/", "\\/").encode(),
+        "".join(f"\\u{ord(char):04x}" for char in key).encode(),
+        "".join(f"\\u{ord(char):04X}" for char in key).encode(),
+    }
+
+
+def _drop_frames(exc: BaseException) -> None:
+    """Clear the tracebacks of an error and of the errors it chains (their frames' locals
+    may hold the request headers), and the headers an aiohttp error carries itself."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        if isinstance(current, aiohttp.ClientResponseError):
+            info = current.request_info
+            current.request_info = aiohttp.RequestInfo(
+                info.url, info.method, CIMultiDictProxy(CIMultiDict()), info.real_url
             )
-        return Response(status=status, headers=resp_headers, body=payload)
+            current.history = ()
+        current = current.__cause__ or current.__context__
 
 
 def _describe(exc: BaseException) -> str:
@@ -324,14 +443,14 @@ def error_from_response(
     Parse order (REFERENCE §8): ``error`` -> ``errorDetails`` or ``executionFailed`` ->
     FHIR ``resourceType`` -> gateway ``statusCode`` -> bare ``status``/``message`` -> text.
     """
-    text = payload.decode("utf-8", errors="replace")
+    text = payload[: C.ERROR_BODY_KEPT_BYTES].decode("utf-8", errors="replace")
     try:
         envelope: Any = orjson.loads(payload) if payload else None
     except orjson.JSONDecodeError:
         envelope = None
     if isinstance(envelope, dict) and is_query_failure(envelope):
         return query_failure(envelope, site_id=site_id, http_status=status)
-    message = _message_of(envelope) or text.strip() or _reason(status)
+    message = _capped(_message_of(envelope) or text.strip() or _reason(status), len(payload))
     cls = api_error_class(status, message)
     kwargs: dict[str, Any] = {
         "status": status,
@@ -344,6 +463,13 @@ def error_from_response(
     if issubclass(cls, RateLimitedError | ServerError):
         kwargs["retry_after"] = parse_retry_after(headers.get("Retry-After"))
     return cls(message, **kwargs)
+
+
+def _capped(message: str, body_size: int) -> str:
+    """A message short enough to log: a gateway's HTML error page can run to megabytes."""
+    if len(message) <= C.ERROR_MESSAGE_MAX_CHARS:
+        return message
+    return f"{message[: C.ERROR_MESSAGE_MAX_CHARS]}... ({body_size} bytes)"
 
 
 def is_query_failure(envelope: Mapping[str, Any]) -> bool:

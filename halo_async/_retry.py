@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import random
 from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
@@ -36,8 +37,10 @@ __all__ = [
 
 
 def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    """The one validator of both policies' durations and factors."""
-    if value < 0:
+    """The one validator of both policies' durations and factors: a real number, not NaN
+    (every comparison with NaN is false, so it would pass any bound), >= 0."""
+    real = isinstance(value, int | float) and not isinstance(value, bool)
+    if not real or math.isnan(value) or value < 0:
         raise ValidationError(
             f"{type(instance).__name__}.{attribute.name} must be >= 0, got {value!r}",
             field=attribute.name,
@@ -70,7 +73,8 @@ class RetryPolicy:
     rng: random.Random = attrs.field(factory=random.Random, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
-        if self.max_attempts < 1:
+        attempts = self.max_attempts
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
             raise ValidationError(
                 f"RetryPolicy.max_attempts must be >= 1, got {self.max_attempts!r}",
                 field="max_attempts",

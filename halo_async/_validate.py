@@ -6,9 +6,14 @@ was expected.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
+import math
+import re
+import reprlib
 import uuid
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
@@ -92,6 +97,42 @@ def site_and_query(site_id: str | uuid.UUID, query_id: str | uuid.UUID) -> tuple
     return uuid_str("site_id", site_id), uuid_str("query_id", query_id)
 
 
+def seconds(field: str, value: Any, *, allow_zero: bool = False) -> float:
+    """A duration in seconds: a real number, not NaN, > 0 (or >= 0 with ``allow_zero``)."""
+    real = isinstance(value, int | float) and not isinstance(value, bool)
+    if real and not math.isnan(value) and (value > 0 or (allow_zero and value == 0)):
+        return float(value)
+    bound = ">= 0" if allow_zero else "> 0"
+    raise ValidationError(
+        f"{field} must be a number of seconds {bound}, got {value!r}", field=field, value=value
+    )
+
+
+def instance_or_none(field: str, value: Any, cls: type[Any]) -> None:
+    """``value`` is None or a ``cls`` (a PollPolicy, FanOutLimits...), or the error says so."""
+    if value is not None and not isinstance(value, cls):
+        raise ValidationError(
+            f"{field} must be a {cls.__name__} (or None for the default), got {value!r}",
+            field=field,
+            value=value,
+        )
+
+
+def api_key(value: Any) -> str:
+    """The API key, fit to travel in a header (a CR or LF would inject another one)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(
+            f"the API key must be a non-empty string, got {type(value).__name__}"
+        )
+    if "\r" in value or "\n" in value or value != value.strip():
+        # The key itself is never quoted: not even a bad one goes into a message.
+        raise ConfigurationError(
+            "the API key has a line break or surrounding white space: copy it again from the "
+            "Halo Integrator Portal"
+        )
+    return value
+
+
 def int_in_range(field: str, value: Any, low: int, high: int | None, unit: str) -> int:
     ok = isinstance(value, int) and not isinstance(value, bool)
     if ok and value >= low and (high is None or value <= high):
@@ -170,6 +211,12 @@ def command_from(
     )
 
 
+# A T-SQL / Firebird parameter name: @ and an identifier (the @ is optional).
+_PARAMETER_NAME = re.compile(r"@?[A-Za-z_][A-Za-z0-9_]*")
+# What a value can be and still travel as the plain string Halo converts.
+_SENDABLE = (str, int, float, Decimal, dt.date, dt.datetime, dt.time)
+
+
 def _check_parameter(param: Any) -> None:
     if not isinstance(param, models.Parameter):
         raise ValidationError(
@@ -177,6 +224,13 @@ def _check_parameter(param: Any) -> None:
             field="parameters",
             value=param,
         )
+    if not isinstance(param.name, str) or not _PARAMETER_NAME.fullmatch(param.name):
+        raise ValidationError(
+            f"parameter name {param.name!r} is not @ and an identifier (e.g. '@surname')",
+            field="parameters[].name",
+            value=param.name,
+        )
+    _check_value(param)
     if param.type is not None and param.type not in C.PARAMETER_TYPES:
         raise ValidationError(
             f"parameter {param.name!r}: type {param.type!r} is not one of the API's "
@@ -186,6 +240,26 @@ def _check_parameter(param: Any) -> None:
         )
     if param.direction is not None:
         _check_enum(f"parameter {param.name!r} direction", param.direction, models.Direction)
+
+
+def _check_value(param: models.Parameter) -> None:
+    value = param.value
+    if value is None:
+        return
+    if not isinstance(value, _SENDABLE):
+        # bytes, lists, dicts, objects: str() of them is not what the caller meant to send.
+        raise ValidationError(
+            f"parameter {param.name}: {reprlib.repr(value)} ({type(value).__name__}) cannot be "
+            "sent; pass a str, int, float, Decimal, date, datetime, time or bool",
+            field="parameters[].value",
+            value=value,
+        )
+    if isinstance(value, float | Decimal) and not math.isfinite(value):
+        raise ValidationError(
+            f"parameter {param.name}: {value!r} has no SQL value; pass a finite number or None",
+            field="parameters[].value",
+            value=value,
+        )
 
 
 def check_options(options: Mapping[str, Any]) -> None:

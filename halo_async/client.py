@@ -84,28 +84,17 @@ class HaloClient:
             )
         url = base_url or os.environ.get(C.BASE_URL_ENV) or C.PRODUCTION_BASE_URL
         _validate.check_base_url(url)
-        for name, value in (
-            ("connect_timeout", connect_timeout),
-            ("request_timeout", request_timeout),
-        ):
-            if value <= 0:
-                raise ValidationError(
-                    f"{name} must be > 0 seconds, got {value!r}", field=name, value=value
-                )
-        if connection_limit < 1:
-            raise ValidationError(
-                f"connection_limit must be >= 1, got {connection_limit!r}",
-                field="connection_limit",
-                value=connection_limit,
-            )
+        _validate.instance_or_none("retry", retry, RetryPolicy)
         self._http = HttpTransport(
-            api_key=key,
+            api_key=_validate.api_key(key),
             base_url=url,
             session=session,
             retry=retry or RetryPolicy(),
-            connect_timeout=connect_timeout,
-            request_timeout=request_timeout,
-            connection_limit=connection_limit,
+            connect_timeout=_validate.seconds("connect_timeout", connect_timeout),
+            request_timeout=_validate.seconds("request_timeout", request_timeout),
+            connection_limit=_validate.int_in_range(
+                "connection_limit", connection_limit, 1, None, "connections"
+            ),
         )
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -143,9 +132,7 @@ class HaloClient:
 
     @api_key.setter
     def api_key(self, value: str) -> None:
-        if not value:
-            raise ConfigurationError("the API key cannot be empty")
-        self._http.api_key = value
+        self._http.api_key = _validate.api_key(value)
 
     @property
     def retry(self) -> RetryPolicy:
@@ -331,6 +318,7 @@ class HaloClient:
         site = _validate.uuid_str("site_id", site_id)
         body = _async_body(command, options)
         _validate.int_in_range("prefetch", prefetch, 1, None, "pages")
+        _validate.instance_or_none("poll", poll, PollPolicy)
         query = await self._create_async_query(site, body)
         return QueryJob(self, query.site_id, query.id, query=query, poll=poll, prefetch=prefetch)
 
@@ -347,6 +335,7 @@ class HaloClient:
         site, query = _validate.site_and_query(checkpoint.site_id, checkpoint.query_id)
         next_page = _validate.int_in_range("next_page", checkpoint.next_page, 1, None, "page")
         next_row = _validate.int_in_range("next_row", checkpoint.next_row, 0, None, "row")
+        _validate.instance_or_none("poll", poll, PollPolicy)
         return QueryJob(
             self,
             site,
@@ -374,6 +363,7 @@ class HaloClient:
         ``nonQuery`` commands are refused with it.
         """
         command_obj = _validate.command_of(command, options)
+        _validate.instance_or_none("poll", poll, PollPolicy)
         if fallback_to_async and command_obj.execution_mode == models.ExecutionMode.NON_QUERY:
             raise ValidationError(
                 "fallback_to_async runs the command a second time; it is refused for "
@@ -445,14 +435,20 @@ class HaloClient:
         status endpoint. Breaking out of the loop or cancelling it stops every query's
         polling at once (the queries themselves cannot be cancelled on Halo's side).
         """
-        from halo_async.fanout import DEFAULT_FANOUT_LIMITS, _FanOut
+        from halo_async.fanout import DEFAULT_FANOUT_LIMITS, FanOutLimits, _FanOut
 
         body = _async_body(command, options)
-        sites = [_validate.uuid_str("site_ids[]", site) for site in site_ids]
-        if deadline is not None and not (isinstance(deadline, int | float) and deadline > 0):
+        if isinstance(site_ids, str):
             raise ValidationError(
-                f"deadline must be > 0 seconds, got {deadline!r}", field="deadline", value=deadline
+                f"site_ids must be a sequence of Halo GUIDs, got the string {site_ids!r}",
+                field="site_ids",
+                value=site_ids,
             )
+        sites = [_validate.uuid_str("site_ids[]", site) for site in site_ids]
+        if deadline is not None:
+            _validate.seconds("deadline", deadline)
+        _validate.instance_or_none("limits", limits, FanOutLimits)
+        _validate.instance_or_none("poll", poll, PollPolicy)
         run = _FanOut(
             self,
             body,

@@ -10,6 +10,7 @@
     ├── DecodeError                an answer not in the documented shape (body, rows)
     ├── HaloConnectionError        no answer after the retries (connection, timeout)
     ├── SubmissionOutcomeUnknownError  a query-creating POST whose fate is unknown
+    ├── IncompleteResultError      a successful result's pages and counts do not add up
     ├── RowTypeError               a result row does not fit the type asked for
     ├── PollTimeoutError           a job's poll deadline passed; resume it later
     ├── FanOutDeadlineError        the fan-out's deadline passed before this site finished
@@ -23,6 +24,7 @@
     │   ├── ResultExpiredError 410        resubmit the query
     │   ├── ResultTooLargeError 413       narrow it, or run it async
     │   ├── RateLimitedError 429          retry_after seconds
+    │   ├── RedirectRefusedError 3xx      a redirect off-origin, or of a create: not followed
     │   └── ServerError 5xx: BadGatewayError 502, SiteUnavailableError 503,
     │                        GatewayTimeoutError 504
     └── QueryFailedError           a query that ran (or was meant to) and failed
@@ -60,6 +62,7 @@ __all__ = [
     "HaloConnectionError",
     "HaloError",
     "HaloLinkError",
+    "IncompleteResultError",
     "InitialisationFailedError",
     "InvalidArgumentError",
     "NotAuthoritativeError",
@@ -69,6 +72,7 @@ __all__ = [
     "QueryExpiredInQueueError",
     "QueryFailedError",
     "RateLimitedError",
+    "RedirectRefusedError",
     "ResultExpiredError",
     "ResultTooLargeError",
     "ResultTransferError",
@@ -91,7 +95,15 @@ __all__ = [
 
 
 class HaloError(Exception):
-    """The base of every error halo-async raises."""
+    """The base of every error halo-async raises.
+
+    Every one pickles with its attributes (process pools, Celery and arq carry errors
+    between processes), although most take keyword-only arguments that pickle's default
+    ``cls(*args)`` could not pass.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.args, self.__dict__))
 
 
 class InvalidArgumentError(HaloError, ValueError):
@@ -159,6 +171,21 @@ class SubmissionOutcomeUnknownError(HaloError):
         self.path = path
         self.body = body
         self.cause = cause
+
+
+class IncompleteResultError(HaloError):
+    """A successful query's result does not add up: a listed page is missing (a gap in the
+    page numbers), a page holds a different number of rows than the server counts, or the
+    pages' counts miss the result's total. Rows are never dropped silently; ``page_number``
+    names the page at fault (None for the total). Resubmit, or report it to Halo."""
+
+    def __init__(
+        self, message: str, *, site_id: str, query_id: str, page_number: int | None
+    ) -> None:
+        super().__init__(message)
+        self.site_id = site_id
+        self.query_id = query_id
+        self.page_number = page_number
 
 
 class RowTypeError(HaloError, ValueError):
@@ -232,6 +259,17 @@ class APIError(HaloError):
         self.envelope = envelope
         self.body = body
         self.headers: Mapping[str, str] = dict(headers or {})
+
+
+class RedirectRefusedError(APIError):
+    """Halo (or something in front of it) answered with a redirect that was not followed:
+    to another origin (the API key never leaves for one), for a query-creating POST (it is
+    never redirected), or one too many. ``location`` is where it pointed."""
+
+    @property
+    def location(self) -> str | None:
+        """The redirect's ``Location`` header."""
+        return self.headers.get("Location")
 
 
 class BadRequestError(APIError):
@@ -391,6 +429,14 @@ class WebhookReplayError(WebhookError):
     def __init__(self, message: str, *, event: WebhookEvent) -> None:
         super().__init__(message)
         self.event = event
+
+
+def _rebuild(cls: type[HaloError], args: tuple[Any, ...], state: dict[str, Any]) -> HaloError:
+    """An unpickled error: its message arguments and attributes, without ``__init__``."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 def _str_or_none(value: object) -> str | None:

@@ -60,13 +60,17 @@ class FanOutLimits:
 
     ``max_in_flight`` queries across the whole fan-out; ``per_site`` on any one site (Halo
     Link runs one query at a time per site: more only queue there); ``prefetch`` result
-    pages fetched ahead per query. The client's ``connection_limit`` bounds the HTTP
-    requests in flight on top of these.
+    pages fetched ahead per query; ``buffered_pages`` streamed pages fetched but not yet
+    taken by the consumer (a slow consumer holds the queries back instead of buffering
+    their rows). Memory in streaming mode is about ``max_in_flight * (prefetch + 1) +
+    buffered_pages`` pages. The client's ``connection_limit`` bounds the HTTP requests in
+    flight on top of these.
     """
 
     max_in_flight: int = attrs.field(default=C.FANOUT_MAX_IN_FLIGHT, validator=_at_least_one)
     per_site: int = attrs.field(default=C.FANOUT_PER_SITE, validator=_at_least_one)
     prefetch: int = attrs.field(default=C.FANOUT_PAGE_PREFETCH, validator=_at_least_one)
+    buffered_pages: int = attrs.field(default=C.FANOUT_BUFFERED_PAGES, validator=_at_least_one)
 
 
 DEFAULT_FANOUT_LIMITS = FanOutLimits()
@@ -205,10 +209,14 @@ class _FanOut:
         self.coalesces = coalesce_status
         self._runs = [_Run(index, site) for index, site in enumerate(site_ids)]
         self._progress = FanOutProgress(total=len(self._runs))
-        # Bounded, so that a slow consumer holds the producers back instead of buffering rows.
-        self._queue: asyncio.Queue[SiteOutcome | SitePage] = asyncio.Queue(
-            maxsize=max(16, 2 * limits.max_in_flight)
-        )
+        self._queue: asyncio.Queue[SiteOutcome | SitePage] = asyncio.Queue()
+        # The queue's pages are bounded: a slow consumer holds the producers back instead
+        # of buffering rows. (Outcomes are small and one per entry.)
+        self._page_room = asyncio.Semaphore(limits.buffered_pages)
+        # Set while the consumer waits for an item. A query is created only then: a
+        # consumer that broke out of the loop but still holds the generator (so it was
+        # not closed) must not go on paying for queries nobody will read.
+        self._asked = asyncio.Event()
         self._global_slots = asyncio.Semaphore(limits.max_in_flight)
         self._site_slots: defaultdict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(limits.per_site)
@@ -255,16 +263,25 @@ class _FanOut:
         What was queued before the deadline is delivered after it too: those rows were
         fetched, and a site's outcome comes only after its pages.
         """
-        if not self._queue.empty():
-            return self._queue.get_nowait()
-        if self._expired:
-            return None
+        self._asked.set()  # wakes every producer waiting to create its query
         try:
-            async with asyncio.timeout_at(ends_at):
-                return await self._queue.get()
-        except TimeoutError:
-            self._expire()
-            return self._queue.get_nowait() if not self._queue.empty() else None
+            if not self._queue.empty():
+                return self._taken(self._queue.get_nowait())
+            if self._expired:
+                return None
+            try:
+                async with asyncio.timeout_at(ends_at):
+                    return self._taken(await self._queue.get())
+            except TimeoutError:
+                self._expire()
+                return self._taken(self._queue.get_nowait()) if not self._queue.empty() else None
+        finally:
+            self._asked.clear()
+
+    def _taken(self, item: SiteOutcome | SitePage) -> SiteOutcome | SitePage:
+        if isinstance(item, SitePage):
+            self._page_room.release()
+        return item
 
     def _expire(self) -> None:
         """The deadline: stop every query still running (their queued items stay)."""
@@ -309,9 +326,15 @@ class _FanOut:
             self._count(completed=1)
             self._emit(FanOutEventKind.COMPLETED, run.site_id, query_id=_query_id(run))
             outcome = self._outcome(run, None, rows=None if self._stream else run.rows)
-        await self._queue.put(outcome)
+        self._put(outcome)
+
+    def _put(self, item: SiteOutcome | SitePage) -> None:
+        self._queue.put_nowait(item)
+        # The waiting consumer has its item: no more queries until it asks again.
+        self._asked.clear()
 
     async def _stream_site(self, run: _Run) -> None:
+        await self._asked.wait()
         query = await self._api._create_async_query(run.site_id, self._body)
         self._count(submitted=1)
         self._emit(FanOutEventKind.SUBMITTED, run.site_id, query_id=query.id)
@@ -337,7 +360,8 @@ class _FanOut:
                     page_number=page.page_number,
                 )
                 if self._stream:
-                    await self._queue.put(
+                    await self._page_room.acquire()
+                    self._put(
                         SitePage(run.site_id, query.id, page.page_number, page.rows, run.index)
                     )
                 else:

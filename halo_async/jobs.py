@@ -22,7 +22,13 @@ from halo_async import _constants as C
 from halo_async import _decode, _validate, models
 from halo_async._api import QueryApi
 from halo_async._retry import PollPolicy
-from halo_async.errors import HaloError, PollTimeoutError, RowTypeError, error_for_query
+from halo_async.errors import (
+    HaloError,
+    IncompleteResultError,
+    PollTimeoutError,
+    RowTypeError,
+    error_for_query,
+)
 from halo_async.models import Checkpoint
 
 __all__ = ["Checkpoint", "PollPolicy", "PollTimeoutError", "QueryJob", "RowTypeError"]
@@ -299,6 +305,8 @@ class QueryJob:
                     async with contextlib.aclosing(self._drain(query, window)) as pages:
                         async for page in pages:
                             yield page
+            assert self._query is not None
+            self._check_complete(self._query)
         finally:
             await _cancel_all(window)
 
@@ -317,8 +325,50 @@ class QueryJob:
                     )
             page = await window[self._next_page]
             del window[self._next_page]
+            self._check_page(page, query)
             self._next_page += 1
             yield page
+
+    def _incomplete(self, message: str, page_number: int | None) -> IncompleteResultError:
+        return IncompleteResultError(
+            f"query {self.query_id} on site {self.site_id}: {message}",
+            site_id=self.site_id,
+            query_id=self.query_id,
+            page_number=page_number,
+        )
+
+    def _check_page(self, page: models.ResultPage, query: models.AsyncQuery) -> None:
+        """The page holds the rows the server counts for it (the listing's count, which
+        REFERENCE §11 #5 says to trust, else the page's ``Rows-Count``)."""
+        listed = next((p for p in query.pages if p.page_number == page.page_number), None)
+        counted = listed.rows.count if listed is not None and listed.rows is not None else None
+        expected = counted if counted is not None else page.rows_count
+        if expected is not None and expected != len(page.rows):
+            raise self._incomplete(
+                f"page {page.page_number} holds {len(page.rows)} rows where the server counts "
+                f"{expected}",
+                page.page_number,
+            )
+
+    def _check_complete(self, query: models.AsyncQuery) -> None:
+        """After the last page: no listed page was skipped, and the pages' counts make the
+        result's total."""
+        numbers = sorted(page.page_number for page in query.pages)
+        if numbers and self._next_page <= numbers[-1]:
+            raise self._incomplete(
+                f"page {self._next_page} is missing from the listed pages {numbers}",
+                self._next_page,
+            )
+        counts = [
+            page.rows.count
+            for page in query.pages
+            if page.rows is not None and page.rows.count is not None
+        ]
+        total = query.result.rows if query.result is not None else None
+        if total is not None and len(counts) == len(query.pages) and sum(counts) != total:
+            raise self._incomplete(
+                f"its pages hold {sum(counts)} rows where the result counts {total}", None
+            )
 
 
 def _rows_from(page: models.ResultPage, offset: int) -> models.ResultPage:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -18,9 +19,15 @@ from halo_async import (
     SitePage,
 )
 from halo_async.emulator import Emulator
-from halo_async.errors import FanOutDeadlineError, HaloError, QueryFailedError, RateLimitedError
+from halo_async.errors import (
+    ClientClosedError,
+    FanOutDeadlineError,
+    HaloError,
+    QueryFailedError,
+    RateLimitedError,
+)
 from halo_async.webhooks import JobRegistry
-from tests.support import FAST_POLL, bp_sites, client_tasks, expected_counts
+from tests.support import FAST_POLL, FAST_RETRY, bp_sites, client_tasks, expected_counts
 
 ORDERED_PATIENTS = "SELECT INTERNALID, SURNAME FROM PATIENTS ORDER BY INTERNALID"
 
@@ -256,3 +263,83 @@ async def test_a_rate_limited_site_slows_only_itself(
     assert all(outcomes[site].ok for site in others)
     # The others finished while the slow site was still waiting out its Retry-After.
     assert max(outcomes[site].elapsed for site in others) < outcomes[slow].elapsed / 2
+
+
+@pytest.mark.halo_emulator(sites=bp_sites(12, patients=30))
+async def test_a_held_generator_stops_creating_queries(
+    halo_emulator: Emulator, halo_client: HaloClient
+) -> None:
+    site_ids = [site.id for site in halo_emulator.sites]
+    results = halo_client.fan_out(
+        ORDERED_PATIENTS, site_ids, limits=FanOutLimits(max_in_flight=2), poll=FAST_POLL
+    )
+    first = await anext(results)  # then the consumer breaks out but keeps the generator
+    created = halo_emulator.stats.requests["createAsyncQuery"]
+    for _ in range(40):  # long enough for the queries in flight to finish several times
+        await asyncio.sleep(0.01)
+    held = halo_emulator.stats.requests["createAsyncQuery"]
+    await results.aclose()
+
+    assert isinstance(first, SiteOutcome)
+    assert held == created <= 3, f"{held - created} queries created after the consumer left"
+
+
+@pytest.mark.halo_emulator(sites=bp_sites(6, patients=300), page_size=1_500)
+async def test_streamed_pages_waiting_for_a_slow_consumer_are_bounded(
+    halo_emulator: Emulator, halo_client: HaloClient
+) -> None:
+    site_ids = [site.id for site in halo_emulator.sites]
+    limits = FanOutLimits(max_in_flight=6, prefetch=1, buffered_pages=3)
+    fetched = 0
+
+    def count(event: FanOutEvent) -> None:
+        nonlocal fetched
+        fetched += event.kind == "page_fetched"
+
+    results = halo_client.fan_out(
+        ORDERED_PATIENTS, site_ids, limits=limits, stream=True, poll=FAST_POLL, on_event=count
+    )
+    async with contextlib.aclosing(results):
+        taken = [await anext(results)]
+        for _ in range(40):  # the consumer stalls; the sites have pages to spare
+            await asyncio.sleep(0.01)
+        stalled_at = fetched
+        taken += [item async for item in results]
+
+    pages = sum(isinstance(item, SitePage) for item in taken)
+    assert pages > 30, "the sites should have many pages each"
+    # One taken, three waiting, and one more in each site's hands (fetched, waiting for room):
+    # the rest wait on the server, not in memory.
+    assert stalled_at <= 1 + 3 + 6, stalled_at
+
+
+@pytest.mark.halo_emulator(sites=bp_sites(8, patients=200), page_size=1_500)
+async def test_closing_the_client_under_a_fan_out_gives_client_closed_errors(
+    halo_emulator: Emulator,
+) -> None:
+    site_ids = [site.id for site in halo_emulator.sites]
+    # Requests being retried when the client closes: their next attempt finds it closed.
+    halo_emulator.faults.set("getResultPage", server_errors=0.5)
+    halo_emulator.faults.set("getQueryStatusBatch", server_errors=0.5)
+    halo = HaloClient(halo_emulator.api_key, base_url=halo_emulator.base_url, retry=FAST_RETRY)
+    outcomes: list[SiteOutcome] = []
+    async with contextlib.aclosing(
+        halo.fan_out(ORDERED_PATIENTS, site_ids, stream=True, poll=FAST_POLL)
+    ) as results:
+        async for item in results:
+            if isinstance(item, SitePage) and not halo.closed:
+                await halo.close()  # mid-stream: every site is still fetching pages
+            elif isinstance(item, SiteOutcome):
+                outcomes.append(item)
+    job_error: BaseException | None = None
+    try:
+        await halo.submit(site_ids[0], ORDERED_PATIENTS)
+    except Exception as exc:
+        job_error = exc
+
+    failed = [o for o in outcomes if not o.ok]
+    assert len(outcomes) == len(site_ids)
+    assert failed, "closing the client should stop the sites still running"
+    for outcome in failed:
+        assert isinstance(outcome.error, ClientClosedError), repr(outcome.error)
+    assert isinstance(job_error, ClientClosedError)
