@@ -3,7 +3,7 @@
 ::
 
     HaloError
-    ├── ValidationError            bad input, caught before anything is sent
+    ├── InvalidArgumentError       bad input, caught before anything is sent (alias ValidationError)
     ├── ConfigurationError         no API key, a base URL we refuse
     ├── ClientClosedError          the client was used after close()
     ├── SiteNotFoundError          no site for a PMS site id
