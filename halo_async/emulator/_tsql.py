@@ -37,6 +37,7 @@ __all__ = [
     "Batch",
     "Declare",
     "Execute",
+    "If",
     "Query",
     "SqlDialect",
     "Step",
@@ -59,6 +60,27 @@ FUNCTIONS = (
     "halo_try_cast",
     "halo_div",
     "halo_add",
+    "halo_sub",
+    "halo_fb_add",
+    "halo_fb_sub",
+    "halo_charindex",
+    "halo_concat",
+    "halo_concat_ws",
+    "halo_datefromparts",
+    "halo_datename",
+    "halo_db_name",
+    "halo_eomonth",
+    "halo_left",
+    "halo_len",
+    "halo_newid",
+    "halo_replicate",
+    "halo_right",
+    "halo_stuff",
+    "halo_substring",
+    "halo_like",
+    "halo_fb_like",
+    "halo_starting",
+    "halo_containing",
 )
 
 
@@ -118,7 +140,16 @@ class Execute:
     return_variable: str | None
 
 
-Step = Query | Declare | Assign | Execute
+@dataclasses.dataclass(frozen=True)
+class If:
+    """``IF cond stmt [ELSE stmt]``: ``condition`` answers 1 (run ``then``) or 0."""
+
+    condition: Query
+    then: tuple[Step, ...]
+    otherwise: tuple[Step, ...]
+
+
+Step = Query | Declare | Assign | Execute | If
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,8 +165,145 @@ class Batch:
 # Dialects
 
 
+def _halo(name: str) -> Callable[[list[exp.Expr]], exp.Expr]:
+    """A parser builder: the function becomes a call to the database's ``name``."""
+
+    def build(args: list[exp.Expr]) -> exp.Expr:
+        return _call(name, *args)
+
+    return build
+
+
+def _unknown(name: str) -> Callable[[list[exp.Expr]], exp.Expr]:
+    """A function the other dialect has: left for the database to report as unknown."""
+
+    def build(args: list[exp.Expr]) -> exp.Expr:
+        return exp.Anonymous(this=name, expressions=args)
+
+    return build
+
+
+def _datename(args: list[exp.Expr]) -> exp.Expr:
+    return _call("halo_datename", _unit(args[0] if args else None), *args[1:])
+
+
+class _TSQLParser(TSQLParser):
+    """T-SQL's parser with SQL Server's string and date functions routed to the database's
+    implementations (SQLite's namesakes count, trim and match differently)."""
+
+    FUNCTIONS: ClassVar[dict[str, Callable[..., Any]]] = {
+        **TSQLParser.FUNCTIONS,
+        "CHARINDEX": _halo("halo_charindex"),
+        "CONCAT": _halo("halo_concat"),
+        "CONCAT_WS": _halo("halo_concat_ws"),
+        "DATEFROMPARTS": _halo("halo_datefromparts"),
+        "DATENAME": _datename,
+        "DB_NAME": _halo("halo_db_name"),
+        "EOMONTH": _halo("halo_eomonth"),
+        "LEFT": _halo("halo_left"),
+        "LEN": _halo("halo_len"),
+        "NEWID": _halo("halo_newid"),
+        "REPLICATE": _halo("halo_replicate"),
+        "RIGHT": _halo("halo_right"),
+        "SPACE": lambda args: _call("halo_replicate", exp.Literal.string(" "), *args),
+        "STUFF": _halo("halo_stuff"),
+        # Firebird's and standard SQL's names SQL Server does not have.
+        "CHAR_LENGTH": _unknown("CHAR_LENGTH"),
+        "CHARACTER_LENGTH": _unknown("CHARACTER_LENGTH"),
+        "LIST": _unknown("LIST"),
+    }
+
+    # sqlglot spells it UNCOMITTED; READ UNCOMMITTED is what Bp reporting queries send.
+    TRANSACTION_CHARACTERISTICS: ClassVar[dict[str, Any]] = {
+        "ISOLATION": (
+            ("LEVEL", "REPEATABLE", "READ"),
+            ("LEVEL", "READ", "COMMITTED"),
+            ("LEVEL", "READ", "UNCOMMITTED"),
+            ("LEVEL", "SERIALIZABLE"),
+            ("LEVEL", "SNAPSHOT"),
+        ),
+    }
+
+    def _parse_if(self) -> exp.Expr | None:
+        """``IF cond stmt [ELSE stmt]``, each branch one statement or ``BEGIN ... END``."""
+        condition = self._parse_assignment()
+        true = self._parse_if_branch()
+        false = self._parse_if_branch() if self._match(TokenType.ELSE) else None
+        return self.expression(exp.IfBlock(this=condition, true=true, false=false))
+
+    def _parse_if_branch(self) -> exp.Block:
+        after = self._next.text.upper() if self._next is not None else ""
+        if self._curr is None or self._curr.token_type != TokenType.BEGIN or after in (
+            "TRAN", "TRANSACTION"
+        ):  # fmt: skip
+            return exp.Block(expressions=[self._parse_statement()])
+        self._advance()
+        statements = []
+        while not self._match(TokenType.END):
+            index = self._index
+            if self._curr is not None:
+                statements.append(self._parse_statement())
+            if self._index == index:  # the end of the text, or a token no statement starts
+                self.raise_error("Expected END")
+                break
+        return exp.Block(expressions=statements)
+
+
+class _TSQLDialect(TSQL):
+    """SQL Server, as Best Practice and D4W run it."""
+
+    class Tokenizer(TSQL.Tokenizer):
+        # END closes an IF's BEGIN block here, rather than swallowing the rest as a command.
+        COMMANDS: ClassVar[set[TokenType]] = TSQL.Tokenizer.COMMANDS - {TokenType.END}
+
+    Parser = _TSQLParser
+
+
+#: Firebird's date units, as DATEADD(n unit TO d) and DATEDIFF(unit FROM a TO b) write them.
+_FIREBIRD_UNITS = ("YEAR", "MONTH", "WEEK", "DAY", "HOUR", "MINUTE", "SECOND", "MILLISECOND")
+#: SQL Server functions Firebird does not have: "Function unknown" there, as on a real site.
+_NOT_FIREBIRD = (
+    "GETDATE", "GETUTCDATE", "SYSDATETIME", "SYSUTCDATETIME", "ISNULL", "LEN", "CHARINDEX",
+    "DATENAME", "NEWID", "EOMONTH", "DATEFROMPARTS", "DB_NAME", "REPLICATE", "STUFF", "FORMAT",
+    "CONCAT", "STRING_AGG", "SPACE", "SCOPE_IDENTITY",
+)  # fmt: skip
+
+
+def _firebird_list(args: list[exp.Expr]) -> exp.Expr:
+    separator = args[1] if len(args) > 1 else exp.Literal.string(",")
+    if isinstance(args[0], exp.Distinct):
+        # SQLite's group_concat(DISTINCT x) takes no separator; Firebird's default is ','.
+        return exp.GroupConcat(this=args[0])
+    return exp.GroupConcat(this=args[0], separator=separator)
+
+
 class _FirebirdParser(TSQLParser):
-    """T-SQL's parser (``@name`` parameters, ``||``) taught Firebird's ``FIRST n SKIP m``."""
+    """T-SQL's parser (``@name`` parameters, ``||``) taught Firebird: ``FIRST n SKIP m``,
+    ``ROWS m TO n``, ``STARTING WITH``, ``CONTAINING``, ``LIST``, ``DATEADD(n DAY TO d)``;
+    and untaught ``TOP`` and SQL Server's functions."""
+
+    FUNCTIONS: ClassVar[dict[str, Callable[..., Any]]] = {
+        **TSQLParser.FUNCTIONS,
+        **{name: _unknown(name) for name in _NOT_FIREBIRD},
+        "LIST": _firebird_list,
+    }
+    FUNCTION_PARSERS: ClassVar[dict[str, Callable[..., Any]]] = {
+        **TSQLParser.FUNCTION_PARSERS,
+        "DATEADD": lambda self: self._parse_firebird_dateadd(),
+        "DATEDIFF": lambda self: self._parse_firebird_datediff(),
+    }
+    RANGE_PARSERS: ClassVar[dict[TokenType, Callable[..., Any]]] = {
+        **TSQLParser.RANGE_PARSERS,
+        # The tokenizer spells STARTING [WITH] and CONTAINING with these otherwise unused types.
+        TokenType.GLOB: lambda self, this: _call("halo_starting", this, self._parse_bitwise()),
+        TokenType.IRLIKE: lambda self, this: _call("halo_containing", this, self._parse_bitwise()),
+    }
+    QUERY_MODIFIER_PARSERS: ClassVar[dict[TokenType, Callable[..., Any]]] = {
+        **{k: v for k, v in TSQLParser.QUERY_MODIFIER_PARSERS.items() if k != TokenType.LIMIT},
+        TokenType.ROWS: lambda self: ("limit", self._parse_firebird_rows()),
+    }
+    QUERY_MODIFIER_TOKENS: ClassVar[set[TokenType]] = set(QUERY_MODIFIER_PARSERS)
+    TABLE_ALIAS_TOKENS = TSQLParser.TABLE_ALIAS_TOKENS - {TokenType.ROWS}
 
     def _parse_limit(
         self,
@@ -153,6 +321,7 @@ class _FirebirdParser(TSQLParser):
                 if skip is not None:
                     limit.meta["skip"] = skip
                 return limit
+            return None  # Firebird has no TOP: the word is left to fail as a token.
         limit_or_top: exp.Expr | None = super()._parse_limit(
             this, top=top, skip_limit_token=skip_limit_token
         )
@@ -162,9 +331,73 @@ class _FirebirdParser(TSQLParser):
         count: exp.Expr | None = self._parse_placeholder() or self._parse_primary()
         return count
 
+    def _parse_firebird_rows(self) -> exp.Expr | None:
+        """``ROWS n``: the first n rows; ``ROWS m TO n``: rows m..n, counted from 1."""
+        self._match(TokenType.ROWS)
+        start = self._parse_term()
+        if start is None:
+            self.raise_error("Expected a row count after ROWS")
+            return None
+        if not self._match_text_seq("TO"):
+            return exp.Limit(expression=start)
+        end = self._parse_term()
+        if end is None:
+            self.raise_error("Expected a row number after TO")
+            return None
+        one = exp.Literal.number(1)
+        count = exp.Add(this=exp.Sub(this=end, expression=start.copy()), expression=one)
+        skip = exp.Paren(this=exp.Sub(this=start, expression=one.copy()))
+        return exp.Limit(expression=exp.Paren(this=count), offset=skip)
+
+    def _parse_firebird_dateadd(self) -> exp.Expr:
+        """``DATEADD(7 DAY TO d)``, or the comma form ``DATEADD(DAY, 7, d)``."""
+        index = self._index
+        amount = self._parse_bitwise()
+        if amount is not None and self._curr is not None and self._curr.text.upper() in (
+            _FIREBIRD_UNITS
+        ) and self._next is not None and self._next.text.upper() == "TO":  # fmt: skip
+            unit = self._curr.text
+            self._advance(2)
+            target = self._parse_bitwise()
+            return exp.DateAdd(this=target, expression=amount, unit=exp.var(unit))
+        self._retreat(index)
+        unit_node, amount, target = [*self._parse_csv(self._parse_bitwise), None, None][:3]
+        return exp.DateAdd(this=target, expression=amount, unit=_as_unit(unit_node))
+
+    def _parse_firebird_datediff(self) -> exp.Expr:
+        """``DATEDIFF(DAY FROM a TO b)``, or the comma form ``DATEDIFF(DAY, a, b)``."""
+        if self._curr is not None and self._curr.text.upper() in _FIREBIRD_UNITS and (
+            self._next is not None and self._next.token_type == TokenType.FROM
+        ):  # fmt: skip
+            unit = self._curr.text
+            self._advance(2)
+            start = self._parse_bitwise()
+            if not self._match_text_seq("TO"):
+                self.raise_error("Expected TO")
+            end = self._parse_bitwise()
+            return exp.DateDiff(this=end, expression=start, unit=exp.var(unit))
+        unit_node, start, end = [*self._parse_csv(self._parse_bitwise), None, None][:3]
+        return exp.DateDiff(this=end, expression=start, unit=_as_unit(unit_node))
+
+
+def _as_unit(node: exp.Expr | None) -> exp.Expr | None:
+    return exp.var(node.name) if node is not None else None
+
 
 class _Firebird(TSQL):
-    """Zedmed's dialect, as far as the emulator needs it."""
+    """Zedmed's dialect, as far as the emulator needs it: double-quoted identifiers only (no
+    brackets), ``TIMESTAMP`` a date type (not SQL Server's rowversion), Firebird's keywords."""
+
+    class Tokenizer(TSQL.Tokenizer):
+        IDENTIFIERS: ClassVar[list[str | tuple[str, str]]] = ['"']
+        QUOTES: ClassVar[list[str | tuple[str, str]]] = ["'"]
+        KEYWORDS: ClassVar[dict[str, TokenType]] = {
+            **{k: v for k, v in TSQL.Tokenizer.KEYWORDS.items() if k != "TOP"},
+            "TIMESTAMP": TokenType.TIMESTAMP,
+            "STARTING WITH": TokenType.GLOB,
+            "STARTING": TokenType.GLOB,
+            "CONTAINING": TokenType.IRLIKE,
+        }
 
     Parser = _FirebirdParser
 
@@ -177,7 +410,7 @@ class _SQLiteOut(SQLite):
         IDENTIFIERS: ClassVar[list[str | tuple[str, str]]] = ["`"]
 
 
-_READERS: dict[str, type[sqlglot.Dialect]] = {"tsql": TSQL, "firebird": _Firebird}
+_READERS: dict[str, type[sqlglot.Dialect]] = {"tsql": _TSQLDialect, "firebird": _Firebird}
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,11 +466,9 @@ def translate(text: str, dialect: SqlDialect) -> Batch:
         raise TranslationError("unterminated", _unterminated_string(text)) from error
     except ParseError as error:
         raise TranslationError("syntax", _near_token(error, text)) from error
-    object_names: dict[str, str] = {}
-    steps = tuple(
-        _step(statement, object_names) for statement in statements if statement is not None
-    )
-    return Batch(steps=tuple(s for s in steps if s is not None), object_names=object_names)
+    ctx = _Context(object_names={}, dialect=dialect)
+    steps = _steps([statement for statement in statements if statement is not None], ctx)
+    return Batch(steps=steps, object_names=ctx.object_names)
 
 
 def _near_token(error: ParseError, text: str) -> str:
@@ -254,23 +485,102 @@ def _unterminated_string(text: str) -> str:
     return text[quote + 1 :] if quote >= 0 else text
 
 
-def _step(statement: exp.Expr, object_names: dict[str, str]) -> Step | None:
+@dataclasses.dataclass(frozen=True)
+class _Context:
+    """What translating one batch needs besides the statement: the dialect, and where to note
+    object names as written."""
+
+    object_names: dict[str, str]
+    dialect: SqlDialect
+
+
+def _steps(statements: list[exp.Expr], ctx: _Context) -> tuple[Step, ...]:
+    steps = (_step(statement, ctx) for statement in statements)
+    return tuple(step for step in steps if step is not None)
+
+
+def _step(statement: exp.Expr, ctx: _Context) -> Step | None:
     if isinstance(statement, exp.Declare):
-        return _declare(statement, object_names)
+        return _declare(statement, ctx)
+    if _is_session_option(statement, ctx):
+        return None  # SET NOCOUNT ON and the like change nothing a result shows.
     if isinstance(statement, exp.Set):
-        return _set(statement, object_names)
+        return _set(statement, ctx)
     if isinstance(statement, exp.Execute):
-        return _execute(statement, object_names)
+        return _execute(statement, ctx)
     if isinstance(statement, exp.Use):
         return None  # The command's catalogue already chose the database.
     if isinstance(statement, exp.Select) and _is_assignment_select(statement):
-        return _assignment_select(statement, object_names)
+        return _assignment_select(statement, ctx)
     if isinstance(statement, _RUNNABLE):
-        return _query(statement, object_names, name_columns=True)
-    # Control flow (IF, WHILE, BEGIN...END), PRINT, transactions: valid T-SQL we do not run.
+        return _query(statement, ctx, name_columns=True)
+    if ctx.dialect == "tsql":
+        if isinstance(statement, exp.IfBlock):
+            return _if(statement, ctx)
+        transaction = _transaction(statement)
+        if transaction is not None:
+            return transaction
+    # WHILE, PRINT, cursors, Firebird's PSQL: valid SQL we do not run, refused as such.
     words = statement.sql(dialect="tsql").split()
     first = statement.args.get("this") if isinstance(statement, exp.Command) else None
     raise TranslationError("unsupported", str(first or (words[0] if words else "?")))
+
+
+#: SET options that change nothing an integrator's result shows: accepted and ignored.
+#: DATEFORMAT, DATEFIRST, LANGUAGE, ROWCOUNT and the like change answers, so are refused.
+_SESSION_OPTIONS = {
+    "NOCOUNT": ("ON", "OFF"), "XACT_ABORT": ("ON", "OFF"), "ANSI_NULLS": ("ON",),
+    "ANSI_WARNINGS": ("ON",), "ANSI_PADDING": ("ON",), "ARITHABORT": ("ON", "OFF"),
+    "QUOTED_IDENTIFIER": ("ON",), "CONCAT_NULL_YIELDS_NULL": ("ON",),
+    "NUMERIC_ROUNDABORT": ("OFF",), "DEADLOCK_PRIORITY": ("LOW", "NORMAL", "HIGH"),
+}  # fmt: skip
+
+
+def _is_session_option(statement: exp.Expr, ctx: _Context) -> bool:
+    if ctx.dialect != "tsql":
+        return False
+    if not isinstance(statement, exp.Set):
+        return False
+    items = statement.expressions
+    for item in items:
+        if isinstance(item, exp.SetItem) and item.args.get("kind") == "TRANSACTION":
+            continue  # ISOLATION LEVEL: one connection at a time, nothing to isolate from.
+        equality = item.this if isinstance(item, exp.SetItem) else item
+        if not isinstance(equality, exp.EQ) or not isinstance(equality.this, exp.Column):
+            return False
+        allowed = _SESSION_OPTIONS.get(equality.this.name.upper(), ())
+        if equality.expression.name.upper() not in allowed:
+            return False
+    return bool(items)
+
+
+#: Transaction control as SQLite savepoints: they nest as T-SQL's BEGIN TRAN does, the
+#: outermost RELEASE commits, and ROLLBACK undoes every level, as T-SQL's does.
+_SAVEPOINT = "halo_transaction"
+
+
+def _transaction(statement: exp.Expr) -> Query | None:
+    if isinstance(statement, exp.Transaction):
+        return Query(sql=f"SAVEPOINT {_SAVEPOINT}", variables=())
+    if isinstance(statement, exp.Commit):
+        return Query(sql=f"RELEASE {_SAVEPOINT}", variables=())
+    if isinstance(statement, exp.Rollback):
+        if statement.args.get("savepoint"):
+            raise TranslationError("unsupported", "ROLLBACK")
+        return Query(sql="ROLLBACK", variables=())
+    return None
+
+
+def _if(statement: exp.IfBlock, ctx: _Context) -> If:
+    """``IF cond stmt [ELSE stmt]``: the condition becomes a query answering 1 or 0."""
+    condition = exp.Case(ifs=[exp.If(this=statement.this.copy(), true=exp.Literal.number(1))])
+    condition.set("default", exp.Literal.number(0))
+    branches = []
+    for key in ("true", "false"):
+        block = statement.args.get(key)
+        body = block.expressions if isinstance(block, exp.Block) else []
+        branches.append(_steps([s for s in body if s is not None], ctx))
+    return If(_expression_query(condition, ctx), branches[0], branches[1])
 
 
 _RUNNABLE = (exp.Query, exp.Insert, exp.Update, exp.Delete, exp.Create, exp.Drop, exp.Alter)
@@ -280,22 +590,20 @@ def _variable_name(node: exp.Expr) -> str:
     return node.name.lower()
 
 
-def _declare(statement: exp.Declare, object_names: dict[str, str]) -> Declare:
+def _declare(statement: exp.Declare, ctx: _Context) -> Declare:
     variables = []
     for item in statement.expressions:
         kind = item.args.get("kind")
         api_type = api_type_for_sql_type(kind.this.name) if isinstance(kind, exp.DataType) else None
         default = item.args.get("default")
-        default_query = (
-            _expression_query(default, object_names) if isinstance(default, exp.Expr) else None
-        )
+        default_query = _expression_query(default, ctx) if isinstance(default, exp.Expr) else None
         targets = item.this if isinstance(item.this, list) else [item.this]
         for target in targets:
             variables.append((_variable_name(target), api_type, default_query))
     return Declare(variables=tuple(variables))
 
 
-def _set(statement: exp.Set, object_names: dict[str, str]) -> Assign:
+def _set(statement: exp.Set, ctx: _Context) -> Assign:
     targets = []
     values = []
     for item in statement.expressions:
@@ -305,7 +613,7 @@ def _set(statement: exp.Set, object_names: dict[str, str]) -> Assign:
         targets.append(_variable_name(equality.this))
         values.append(equality.expression)
     select = exp.Select(expressions=values)
-    return Assign(targets=tuple(targets), query=_query(select, object_names, name_columns=False))
+    return Assign(targets=tuple(targets), query=_query(select, ctx, name_columns=False))
 
 
 def _is_assignment_select(select: exp.Select) -> bool:
@@ -314,18 +622,18 @@ def _is_assignment_select(select: exp.Select) -> bool:
     )
 
 
-def _assignment_select(select: exp.Select, object_names: dict[str, str]) -> Assign:
+def _assignment_select(select: exp.Select, ctx: _Context) -> Assign:
     targets = tuple(_variable_name(p.this) for p in select.expressions)
     select = select.copy()
     select.set("expressions", [p.expression for p in select.expressions])
-    return Assign(targets=targets, query=_query(select, object_names, name_columns=False))
+    return Assign(targets=targets, query=_query(select, ctx, name_columns=False))
 
 
-def _expression_query(node: exp.Expr, object_names: dict[str, str]) -> Query:
-    return _query(exp.Select(expressions=[node.copy()]), object_names, name_columns=False)
+def _expression_query(node: exp.Expr, ctx: _Context) -> Query:
+    return _query(exp.Select(expressions=[node.copy()]), ctx, name_columns=False)
 
 
-def _execute(statement: exp.Execute, object_names: dict[str, str]) -> Execute:
+def _execute(statement: exp.Execute, ctx: _Context) -> Execute:
     target = statement.this
     procedure = target.name if isinstance(target, exp.Table | exp.Column) else target.sql()
     arguments = []
@@ -339,7 +647,7 @@ def _execute(statement: exp.Execute, object_names: dict[str, str]) -> Execute:
         if isinstance(node, exp.Parameter) and not isinstance(node.this, exp.Parameter):
             arguments.append(Argument(name, _variable_name(node), None, output))
         else:
-            arguments.append(Argument(name, None, _expression_query(node, object_names), output))
+            arguments.append(Argument(name, None, _expression_query(node, ctx), output))
     status = statement.args.get("return_status")
     return Execute(
         procedure=procedure,
@@ -352,14 +660,14 @@ def _execute(statement: exp.Execute, object_names: dict[str, str]) -> Execute:
 # Rewriting one statement
 
 
-def _query(statement: exp.Expr, object_names: dict[str, str], *, name_columns: bool) -> Query:
+def _query(statement: exp.Expr, ctx: _Context, *, name_columns: bool) -> Query:
     tree = statement.copy()
     _apply_firebird_skip(tree)
-    _strip_qualifiers(tree, object_names)
+    _strip_qualifiers(tree, ctx)
     variables: list[str] = []
     # Children before parents (reversed breadth-first order), so that rewrites compose.
     for node in reversed(list(tree.walk(bfs=True))):
-        replacement = _rewrite(node, variables)
+        replacement = _rewrite(node, variables, ctx.dialect)
         if replacement is not None and replacement is not node:
             if node is tree:
                 tree = replacement
@@ -379,13 +687,16 @@ def _apply_firebird_skip(tree: exp.Expr) -> None:
             select.set("offset", exp.Offset(expression=limit.meta.pop("skip")))
 
 
-def _strip_qualifiers(tree: exp.Expr, object_names: dict[str, str]) -> None:
-    """``BPSPatients.dbo.PATIENTS`` and ``dbo.PATIENTS`` both mean ``PATIENTS`` here."""
+def _strip_qualifiers(tree: exp.Expr, ctx: _Context) -> None:
+    """``BPSPatients.dbo.PATIENTS`` and ``dbo.PATIENTS`` both mean ``PATIENTS`` here;
+    ``INFORMATION_SCHEMA.TABLES`` is the table of that (dotted) name the database holds."""
     for table in tree.find_all(exp.Table):
         if not table.name:
             continue
         written = ".".join(part.name for part in table.parts)
-        object_names.setdefault(table.name.lower(), written)
+        if ctx.dialect == "tsql" and table.db.upper() == "INFORMATION_SCHEMA":
+            table.set("this", exp.to_identifier(f"INFORMATION_SCHEMA.{table.name.upper()}"))
+        ctx.object_names.setdefault(table.name.lower(), written)
         table.set("catalog", None)
         table.set("db", None)
     for column in tree.find_all(exp.Column):
@@ -411,7 +722,7 @@ _UNITS = {
     "wk": "week", "ww": "week", "weekday": "weekday", "dw": "weekday", "dayofweek": "weekday",
     "hour": "hour", "hh": "hour", "minute": "minute", "mi": "minute", "n": "minute",
     "second": "second", "ss": "second", "s": "second", "millisecond": "millisecond",
-    "ms": "millisecond",
+    "ms": "millisecond", "yearday": "dayofyear",
 }  # fmt: skip
 
 
@@ -424,17 +735,34 @@ def _call(name: str, *args: exp.Expr) -> exp.Anonymous:
     return exp.Anonymous(this=name, expressions=list(args))
 
 
+_TEXT_FUNCTIONS = ("halo_concat", "halo_concat_ws", "halo_left", "halo_right", "halo_substring",
+                   "halo_replicate", "halo_stuff", "halo_datename")  # fmt: skip
+
+
 def _is_text(node: exp.Expr) -> bool:
     if isinstance(node, exp.Literal):
         return bool(node.is_string)
-    if isinstance(node, exp.DPipe | exp.Concat):
+    if isinstance(node, exp.DPipe | exp.Concat | exp.National):
         return True
-    if isinstance(node, exp.Anonymous) and node.name == "halo_add":
+    if isinstance(node, exp.Anonymous) and node.name in ("halo_add", "halo_fb_add"):
+        return any(_is_text(arg) for arg in node.expressions)
+    if isinstance(node, exp.Anonymous) and node.name in _TEXT_FUNCTIONS:
         return True
     if isinstance(node, exp.Anonymous) and node.name == "halo_cast":
         kind = node.expressions[1]
         return isinstance(kind, exp.Literal) and kind.this == "text"
     return False
+
+
+def _is_number(node: exp.Expr) -> bool:
+    """Certainly a number: then ``+`` and ``-`` are SQLite's own, with no call per row."""
+    if isinstance(node, exp.Literal):
+        return not node.is_string
+    if isinstance(node, exp.Neg | exp.Paren):
+        return _is_number(node.this)
+    if isinstance(node, exp.Add | exp.Sub | exp.Mul | exp.Mod):
+        return _is_number(node.this) and _is_number(node.expression)
+    return isinstance(node, exp.Count | exp.Length)
 
 
 def _unwrap(node: exp.Expr) -> exp.Expr:
@@ -443,26 +771,43 @@ def _unwrap(node: exp.Expr) -> exp.Expr:
     return node
 
 
-_REWRITERS: dict[type[exp.Expr], Callable[[Any], exp.Expr | None]] = {}
+_Rewriter = Callable[[Any, SqlDialect], exp.Expr | None]
+_REWRITERS: dict[type[exp.Expr], _Rewriter] = {}
 
 
-def _rewrites(kind: type[exp.Expr]) -> Callable[[Callable[[Any], exp.Expr | None]], Any]:
-    def register(function: Callable[[Any], exp.Expr | None]) -> Any:
+def _rewrites(kind: type[exp.Expr]) -> Callable[[_Rewriter], Any]:
+    def register(function: _Rewriter) -> Any:
         _REWRITERS[kind] = function
         return function
 
     return register
 
 
-def _rewrite(node: exp.Expr, variables: list[str]) -> exp.Expr | None:
+def _rewrite(node: exp.Expr, variables: list[str], dialect: SqlDialect) -> exp.Expr | None:
     if isinstance(node, exp.Parameter):
         return _rewrite_parameter(node, variables)
     rewriter = _REWRITERS.get(type(node))
     if rewriter is not None:
-        return rewriter(node)
+        return rewriter(node, dialect)
     if isinstance(node, _COMPARISONS):
         _normalise_date_literals(node)
     return None
+
+
+#: What SQL Server answers for the global variables integrators' health checks read.
+_GLOBALS = {
+    "VERSION": (
+        "Microsoft SQL Server 2019 (RTM-CU22) (KB5027702) - 15.0.4322.2 (X64) \n"
+        "\tJul 27 2023 18:11:00 \n\tCopyright (C) 2019 Microsoft Corporation\n"
+        "\tExpress Edition (64-bit) on Windows Server 2019 Standard 10.0 <X64> "
+        "(Build 17763: ) (Hypervisor)\n"
+    ),
+    "SERVERNAME": "BPSSERVER\\BPSINSTANCE",
+    "SERVICENAME": "BPSINSTANCE",
+    "LANGUAGE": "us_english",
+    "DATEFIRST": 7,
+    "MAX_PRECISION": 38,
+}
 
 
 def _rewrite_parameter(node: exp.Parameter, variables: list[str]) -> exp.Expr | None:
@@ -472,6 +817,11 @@ def _rewrite_parameter(node: exp.Parameter, variables: list[str]) -> exp.Expr | 
             return _call("last_insert_rowid")
         if system == "ROWCOUNT":
             return _call("changes")
+        value = _GLOBALS.get(system)
+        if isinstance(value, str):
+            return exp.Literal.string(value)
+        if isinstance(value, int):
+            return exp.Literal.number(value)
         return None
     if isinstance(node.parent, exp.Parameter):
         return None
@@ -495,17 +845,19 @@ def _normalise_date_literals(node: exp.Expr) -> None:
 
 
 @_rewrites(exp.CurrentTimestamp)
-def _current_timestamp(_node: exp.CurrentTimestamp) -> exp.Expr:
+def _current_timestamp(_node: exp.CurrentTimestamp, _dialect: SqlDialect) -> exp.Expr:
     return _call("halo_getdate")
 
 
 @_rewrites(exp.CurrentDate)
-def _current_date(_node: exp.CurrentDate) -> exp.Expr:
+def _current_date(_node: exp.CurrentDate, _dialect: SqlDialect) -> exp.Expr:
     return _call("halo_today")
 
 
 @_rewrites(exp.Anonymous)
-def _anonymous(node: exp.Anonymous) -> exp.Expr | None:
+def _anonymous(node: exp.Anonymous, dialect: SqlDialect) -> exp.Expr | None:
+    if dialect != "tsql":
+        return None
     name = node.name.upper()
     if name in ("GETUTCDATE", "SYSUTCDATETIME"):
         return _call("halo_getutcdate")
@@ -517,18 +869,18 @@ def _anonymous(node: exp.Anonymous) -> exp.Expr | None:
 
 
 @_rewrites(exp.DateAdd)
-def _date_add(node: exp.DateAdd) -> exp.Expr:
+def _date_add(node: exp.DateAdd, _dialect: SqlDialect) -> exp.Expr:
     return _call("halo_dateadd", _unit(node.args.get("unit")), node.expression, _unwrap(node.this))
 
 
 @_rewrites(exp.DateDiff)
-def _date_diff(node: exp.DateDiff) -> exp.Expr:
+def _date_diff(node: exp.DateDiff, _dialect: SqlDialect) -> exp.Expr:
     start, end = _unwrap(node.expression), _unwrap(node.this)
     return _call("halo_datediff", _unit(node.args.get("unit")), start, end)
 
 
-def _date_part(unit: str) -> Callable[[exp.Func], exp.Expr]:
-    def rewrite(node: exp.Func) -> exp.Expr:
+def _date_part(unit: str) -> _Rewriter:
+    def rewrite(node: exp.Func, _dialect: SqlDialect) -> exp.Expr:
         return _call("halo_datepart", exp.Literal.string(unit), _unwrap(node.this))
 
     return rewrite
@@ -540,17 +892,44 @@ _rewrites(exp.Day)(_date_part("day"))
 
 
 @_rewrites(exp.Extract)
-def _extract(node: exp.Extract) -> exp.Expr:
-    return _call("halo_datepart", _unit(node.this), _unwrap(node.expression))
+def _extract(node: exp.Extract, dialect: SqlDialect) -> exp.Expr:
+    unit = _unit(node.this)
+    part = _call("halo_datepart", unit, _unwrap(node.expression))
+    if dialect == "firebird" and unit.this in ("weekday", "dayofyear"):
+        # Firebird counts WEEKDAY from Sunday = 0 and YEARDAY from 1 January = 0.
+        return exp.Sub(this=part, expression=exp.Literal.number(1))
+    return part
 
 
 @_rewrites(exp.TsOrDsToDate)
-def _to_date(node: exp.TsOrDsToDate) -> exp.Expr:
+def _to_date(node: exp.TsOrDsToDate, _dialect: SqlDialect) -> exp.Expr:
     return _call("halo_cast", node.this, exp.Literal.string("date"))
 
 
-def _cast_call(value: exp.Expr, to: exp.DataType, style: exp.Expr | None, safe: bool) -> exp.Expr:
+#: Firebird's date words: CAST('TODAY' AS DATE), TIMESTAMP 'NOW'. (SQL Server knows none.)
+_FIREBIRD_MOMENTS = {"NOW": 0, "TODAY": 0, "TOMORROW": 1, "YESTERDAY": -1}
+
+
+def _firebird_moment(value: exp.Expr, kind: str | None) -> exp.Expr | None:
+    if not (isinstance(value, exp.Literal) and value.is_string) or kind not in ("date", "datetime"):
+        return None
+    word = value.this.strip().upper()
+    if word not in _FIREBIRD_MOMENTS:
+        return None
+    if word == "NOW":
+        now = _call("halo_getdate")
+        return _call("halo_cast", now, exp.Literal.string("date")) if kind == "date" else now
+    days = exp.Literal.number(_FIREBIRD_MOMENTS[word])
+    return _call("halo_dateadd", exp.Literal.string("day"), days, _call("halo_today"))
+
+
+def _cast_call(
+    value: exp.Expr, to: exp.DataType, style: exp.Expr | None, safe: bool, dialect: SqlDialect
+) -> exp.Expr:
     kind = _cast_kind(to)
+    moment = _firebird_moment(value, kind) if dialect == "firebird" else None
+    if moment is not None:
+        return moment
     if kind is None:
         return exp.Cast(this=value, to=to)
     args: list[exp.Expr] = [_unwrap(value), exp.Literal.string(kind)]
@@ -558,42 +937,103 @@ def _cast_call(value: exp.Expr, to: exp.DataType, style: exp.Expr | None, safe: 
         size = to.expressions[0].this if to.expressions else None
         length = int(size.this) if isinstance(size, exp.Literal) and size.is_int else 0
         args.append(exp.Literal.number(length))
-        args.append(style if style is not None else exp.Null())
+        # Style 0 ('May 27 2025 10:30AM') is SQL Server's default for datetimes as text.
+        default = exp.Literal.number(0) if dialect == "tsql" else exp.Null()
+        args.append(style if style is not None else default)
+    elif style is not None:
+        args.extend((exp.Literal.number(0), style))
     return _call("halo_try_cast" if safe else "halo_cast", *args)
 
 
 @_rewrites(exp.Cast)
-def _cast(node: exp.Cast) -> exp.Expr:
-    return _cast_call(node.this, node.to, None, safe=False)
+def _cast(node: exp.Cast, dialect: SqlDialect) -> exp.Expr:
+    return _cast_call(node.this, node.to, None, safe=False, dialect=dialect)
 
 
 @_rewrites(exp.TryCast)
-def _try_cast(node: exp.TryCast) -> exp.Expr:
-    return _cast_call(node.this, node.to, None, safe=True)
+def _try_cast(node: exp.TryCast, dialect: SqlDialect) -> exp.Expr:
+    return _cast_call(node.this, node.to, None, safe=True, dialect=dialect)
 
 
 @_rewrites(exp.Convert)
-def _convert(node: exp.Convert) -> exp.Expr:
+def _convert(node: exp.Convert, dialect: SqlDialect) -> exp.Expr:
     target = node.this
     if not isinstance(target, exp.DataType):
         return node
-    return _cast_call(
-        node.expression, target, node.args.get("style"), safe=bool(node.args.get("safe"))
-    )
+    safe = bool(node.args.get("safe"))
+    return _cast_call(node.expression, target, node.args.get("style"), safe, dialect)
 
 
 @_rewrites(exp.Div)
-def _div(node: exp.Div) -> exp.Expr:
+def _div(node: exp.Div, _dialect: SqlDialect) -> exp.Expr:
     return _call("halo_div", node.this, node.expression)
 
 
 @_rewrites(exp.Add)
-def _add(node: exp.Add) -> exp.Expr | None:
-    # T-SQL's + concatenates text but adds a number to text that looks numeric; SQLite's +
-    # would give 0 for 'Dr' + ' ' + 'Who'. Only the types at run time can tell which.
-    if _is_text(node.this) or _is_text(node.expression):
-        return _call("halo_add", node.this, node.expression)
+def _add(node: exp.Add, dialect: SqlDialect) -> exp.Expr | None:
+    # T-SQL's + concatenates text, adds days to a datetime, and adds a number to text that
+    # looks numeric; SQLite's + would give 0 for 'Dr' + 'Who' and 2032 for a date + 7. Only
+    # the values at run time can tell which, so every + not between two numbers is a call.
+    if _is_number(node.this) and _is_number(node.expression):
+        return None
+    name = "halo_add" if dialect == "tsql" else "halo_fb_add"
+    return _call(name, node.this, node.expression)
+
+
+@_rewrites(exp.Sub)
+def _sub(node: exp.Sub, dialect: SqlDialect) -> exp.Expr | None:
+    # GETDATE() - 7 is a week ago in both dialects; SQLite would subtract 7 from the year.
+    if _is_number(node.this) and _is_number(node.expression):
+        return None
+    name = "halo_sub" if dialect == "tsql" else "halo_fb_sub"
+    return _call(name, node.this, node.expression)
+
+
+@_rewrites(exp.National)
+def _national(node: exp.National, _dialect: SqlDialect) -> exp.Expr:
+    return exp.Literal.string(node.this)  # N'...': every SQLite string is Unicode already.
+
+
+@_rewrites(exp.Substring)
+def _substring(node: exp.Substring, dialect: SqlDialect) -> exp.Expr | None:
+    if dialect != "tsql":
+        return None  # Firebird's SUBSTRING(s FROM i FOR n) is SQLite's substr.
+    length = node.args.get("length")
+    if length is None:
+        raise TranslationError("syntax", ")")  # T-SQL's SUBSTRING takes three arguments.
+    return _call("halo_substring", node.this, node.args["start"], length)
+
+
+@_rewrites(exp.DPipe)
+def _dpipe(node: exp.DPipe, dialect: SqlDialect) -> exp.Expr | None:
+    if dialect == "tsql":
+        raise TranslationError("syntax", "|")  # SQL Server (before 2025) has no ||.
     return None
+
+
+@_rewrites(exp.Array)
+def _array(_node: exp.Array, dialect: SqlDialect) -> exp.Expr | None:
+    if dialect == "firebird":
+        raise TranslationError("syntax", "[")  # Firebird quotes names "so", never [so].
+    return None
+
+
+@_rewrites(exp.Like)
+def _like(node: exp.Like, dialect: SqlDialect) -> exp.Expr | None:
+    # SQLite's LIKE knows neither T-SQL's [A-C] classes nor Firebird's case sensitivity.
+    pattern = node.expression
+    escape = node.parent.expression if isinstance(node.parent, exp.Escape) else exp.Null()
+    if dialect == "firebird":
+        return _call("halo_fb_like", node.this, pattern, escape)
+    if isinstance(pattern, exp.Literal) and pattern.is_string and "[" not in pattern.this:
+        return None  # SQLite's own LIKE is exact here, and can use an index.
+    return _call("halo_like", node.this, pattern, escape)
+
+
+@_rewrites(exp.Escape)
+def _escape(node: exp.Escape, _dialect: SqlDialect) -> exp.Expr | None:
+    # The LIKE below was rewritten with this escape character already, if it had to be.
+    return node.this if isinstance(node.this, exp.Anonymous) else None
 
 
 def _name_result_columns(tree: exp.Expr) -> None:
