@@ -213,6 +213,12 @@ class _TSQLParser(TSQLParser):
         "LIST": _unknown("LIST"),
     }
 
+    # SQL Server has TOP and OFFSET ... FETCH, never LIMIT.
+    QUERY_MODIFIER_PARSERS: ClassVar[dict[TokenType, Callable[..., Any]]] = {
+        k: v for k, v in TSQLParser.QUERY_MODIFIER_PARSERS.items() if k != TokenType.LIMIT
+    }
+    QUERY_MODIFIER_TOKENS: ClassVar[set[TokenType]] = set(QUERY_MODIFIER_PARSERS)
+
     # sqlglot spells it UNCOMITTED; READ UNCOMMITTED is what Bp reporting queries send.
     TRANSACTION_CHARACTERISTICS: ClassVar[dict[str, Any]] = {
         "ISOLATION": (
@@ -664,6 +670,8 @@ def _query(statement: exp.Expr, ctx: _Context, *, name_columns: bool) -> Query:
     tree = statement.copy()
     _apply_firebird_skip(tree)
     _strip_qualifiers(tree, ctx)
+    for select in list(tree.find_all(exp.Select)):
+        _rewrite_apply(select)
     variables: list[str] = []
     # Children before parents (reversed breadth-first order), so that rewrites compose.
     for node in reversed(list(tree.walk(bfs=True))):
@@ -705,6 +713,56 @@ def _strip_qualifiers(tree: exp.Expr, ctx: _Context) -> None:
         # OUTPUT INSERTED.ID becomes SQLite's RETURNING ID.
         if _inside(column, exp.Returning) and column.table.upper() in ("INSERTED", "DELETED"):
             column.set("table", None)
+
+
+def _rewrite_apply(select: exp.Select) -> None:
+    """``OUTER APPLY (SELECT TOP 1 a, b ...) x``, which SQLite lacks, as one correlated scalar
+    subquery per column used (``x.a``); ``CROSS APPLY`` also keeps only rows where it has one.
+
+    Only single-row applies (``TOP 1``, or aggregates without GROUP BY) mean the same thing
+    this way; any other APPLY is refused rather than answered wrongly.
+    """
+    for join in list(select.args.get("joins") or []):
+        lateral = join.this
+        if not isinstance(lateral, exp.Lateral) or lateral.args.get("cross_apply") is None:
+            continue
+        inner = lateral.this.this if isinstance(lateral.this, exp.Subquery) else None
+        if not isinstance(inner, exp.Select) or not lateral.alias or not _single_row(inner):
+            raise TranslationError("unsupported", "APPLY")
+        outputs = {}
+        for projection in inner.expressions:
+            if isinstance(projection, exp.Star) or not projection.alias_or_name:
+                raise TranslationError("unsupported", "APPLY")
+            outputs[projection.alias_or_name.lower()] = projection.unalias()
+        join.pop()
+        alias = lateral.alias.lower()
+        for column in list(select.find_all(exp.Column)):
+            name = column.name.lower()
+            qualified = column.table.lower() == alias
+            direct = not column.table and column.find_ancestor(exp.Select) is select
+            if name in outputs and (qualified or direct):
+                value = inner.copy()
+                value.set("expressions", [outputs[name].copy()])
+                replacement: exp.Expr = exp.Subquery(this=value)
+                if column.parent is select:  # a result column keeps its name, as written
+                    name_as_written = exp.to_identifier(column.name, quoted=True)
+                    replacement = exp.Alias(this=replacement, alias=name_as_written)
+                column.replace(replacement)
+        if lateral.args.get("cross_apply"):
+            exists = inner.copy()
+            exists.set("expressions", [exp.Literal.number(1)])
+            select.where(exp.Exists(this=exists), copy=False)
+
+
+def _single_row(select: exp.Select) -> bool:
+    limit = select.args.get("limit")
+    count = limit.expression if isinstance(limit, exp.Limit) else None
+    if isinstance(count, exp.Paren):
+        count = count.this
+    if isinstance(count, exp.Literal) and count.this == "1" and not select.args.get("offset"):
+        return True
+    aggregate = all(p.find(exp.AggFunc) is not None for p in select.expressions)
+    return aggregate and not select.args.get("group") and not select.args.get("having")
 
 
 def _inside(node: exp.Expr, kind: type[exp.Expr]) -> bool:

@@ -1233,6 +1233,30 @@ def _update_appointment(ctx: _ProcContext, args: dict[str, Any]) -> _ProcOutcome
     return _ProcOutcome(rows_affected=1)
 
 
+@_procedure("BP_GetInvestigationSummary", _p("internalid"))
+def _get_investigation_summary(ctx: _ProcContext, args: dict[str, Any]) -> _ProcOutcome:
+    # Newest first; results still with the laboratory (no Reported date) come first of all.
+    return ctx.query(
+        "SELECT ReportID, InternalID, TestName, Laboratory, Requested, Collected, Reported,"
+        " Checked, CheckedBy, Notation, Action, Comment FROM BPS_Investigations"
+        " WHERE InternalID = ? ORDER BY Reported IS NOT NULL, Reported DESC, ReportID DESC",
+        (args["internalid"],),
+    )
+
+
+@_procedure("BP_AddMessage", _p("userid"), _p("subject", "text"), _p("message", "text"))
+def _add_message(ctx: _ProcContext, args: dict[str, Any]) -> _ProcOutcome:
+    """A message to a user's Bp inbox; the user must be an active user of the practice."""
+    user_id = args["userid"]
+    if not ctx.value("SELECT COUNT(*) FROM BPS_Users WHERE UserID = ?", (user_id,)):
+        _raise(f"User {user_id} does not exist.")
+    cursor = ctx.conn.execute(
+        "INSERT INTO MESSAGES (USERID, SUBJECT, MESSAGE, CREATED) VALUES (?, ?, ?, ?)",
+        (user_id, args["subject"], args["message"], _iso(ctx.now())),
+    )
+    return _ProcOutcome(rows_affected=1, return_value=int(cursor.lastrowid or 0))
+
+
 _ADD_PATIENT_TEXT = (
     "middlename", "preferredname", "address1", "address2", "city", "postcode", "postaladdress",
     "postalcity", "postalpostcode", "homephone", "workphone", "mobilephone", "medicareno",

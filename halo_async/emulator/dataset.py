@@ -956,11 +956,12 @@ def _fill_bp_practice(conn: sqlite3.Connection, spec: DatasetSpec) -> None:
     suburb = name.split(" Medical Centre")[0]
     postcode, state = next((p, st) for s, st, p in _SUBURBS if s == suburb)
     domain = _EMAIL_DOMAINS[int(rng.random() * len(_EMAIL_DOMAINS))]
-    abn = f"{int(rng.random() * 90) + 10} {int(rng.random() * 1_000_000_000):09d}"
+    abn = f"{int(rng.random() * 90) + 10}{int(rng.random() * 1_000_000_000):09d}"
     conn.execute(
         "INSERT INTO PRACTICE VALUES (1, ?, ?, '', ?, ?, ?, ?, ?, ?)",
         (name, people.street_address(), suburb.upper(), postcode, people.landline(state),
-         people.landline(state), f"reception@{domain}", f"{abn[:5]} {abn[5:8]} {abn[8:]}"),
+         people.landline(state), f"reception@{domain}",
+         f"{abn[:2]} {abn[2:5]} {abn[5:8]} {abn[8:]}"),
     )  # fmt: skip
 
 
@@ -986,8 +987,13 @@ def _fill_bp_visits(conn: sqlite3.Connection, spec: DatasetSpec) -> list[tuple[A
 
 
 def _days_after(stamp: str, days: int) -> str:
-    moment = datetime.datetime.fromisoformat(stamp) + datetime.timedelta(days=days)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S")
+    return _day_after(stamp[:10], days) + stamp[10:]
+
+
+@functools.lru_cache(maxsize=4096)
+def _day_after(day: str, days: int) -> str:
+    # Cached: investigations fall on the few days of the appointment window.
+    return (datetime.date.fromisoformat(day) + datetime.timedelta(days=days)).isoformat()
 
 
 def _fill_bp_investigations(
