@@ -729,20 +729,22 @@ def _rewrite_apply(select: exp.Select) -> None:
         inner = lateral.this.this if isinstance(lateral.this, exp.Subquery) else None
         if not isinstance(inner, exp.Select) or not lateral.alias or not _single_row(inner):
             raise TranslationError("unsupported", "APPLY")
-        outputs = {}
+        outputs: dict[str, tuple[str, exp.Expr]] = {}
         for projection in inner.expressions:
             if isinstance(projection, exp.Star) or not projection.alias_or_name:
                 raise TranslationError("unsupported", "APPLY")
-            outputs[projection.alias_or_name.lower()] = projection.unalias()
+            name = projection.alias_or_name
+            outputs[name.lower()] = (name, projection.unalias())
         join.pop()
         alias = lateral.alias.lower()
+        _expand_apply_star(select, alias, outputs)
         for column in list(select.find_all(exp.Column)):
             name = column.name.lower()
             qualified = column.table.lower() == alias
             direct = not column.table and column.find_ancestor(exp.Select) is select
             if name in outputs and (qualified or direct):
                 value = inner.copy()
-                value.set("expressions", [outputs[name].copy()])
+                value.set("expressions", [outputs[name][1].copy()])
                 replacement: exp.Expr = exp.Subquery(this=value)
                 if column.parent is select:  # a result column keeps its name, as written
                     name_as_written = exp.to_identifier(column.name, quoted=True)
@@ -752,6 +754,23 @@ def _rewrite_apply(select: exp.Select) -> None:
             exists = inner.copy()
             exists.set("expressions", [exp.Literal.number(1)])
             select.where(exp.Exists(this=exists), copy=False)
+
+
+def _expand_apply_star(
+    select: exp.Select, alias: str, outputs: dict[str, tuple[str, exp.Expr]]
+) -> None:
+    """``x.*`` of an APPLY: one result column per column the APPLY gives, by name."""
+    projections: list[exp.Expr] = []
+    for projection in select.expressions:
+        if (
+            isinstance(projection, exp.Column)
+            and isinstance(projection.this, exp.Star)
+            and projection.table.lower() == alias
+        ):
+            projections.extend(exp.column(name, table=alias) for name, _ in outputs.values())
+        else:
+            projections.append(projection)
+    select.set("expressions", projections)
 
 
 def _single_row(select: exp.Select) -> bool:
@@ -989,6 +1008,8 @@ def _cast_call(
     if moment is not None:
         return moment
     if kind is None:
+        if to.this == exp.DType.ROWVERSION:
+            raise TranslationError("unsupported", "timestamp")  # T-SQL's rowversion, binary
         return exp.Cast(this=value, to=to)
     args: list[exp.Expr] = [_unwrap(value), exp.Literal.string(kind)]
     if kind == "text":

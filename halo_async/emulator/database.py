@@ -957,6 +957,45 @@ def _containing(value: Any, part: Any) -> int | None:
     return int(str(part).lower() in str(value).lower())
 
 
+def _try_cast(value: Any, kind: str, length: Any = 0, style: Any = None) -> Any:
+    try:
+        return _cast(value, kind, length, style)
+    except _Failure:
+        return None
+
+
+#: The translated SQL's functions that need no clock or connection: name -> (arity, function).
+_VALUE_FUNCTIONS: dict[str, tuple[int, Callable[..., Any]]] = {
+    "halo_dateadd": (3, _date_add),
+    "halo_datediff": (3, _date_diff),
+    "halo_datepart": (2, _date_part),
+    "halo_cast": (-1, _cast),
+    "halo_try_cast": (-1, _try_cast),
+    "halo_div": (2, _divide),
+    "halo_add": (2, _add),
+    "halo_sub": (2, _sub),
+    "halo_fb_add": (2, _fb_add),
+    "halo_fb_sub": (2, _fb_sub),
+    "halo_charindex": (-1, _charindex),
+    "halo_concat": (-1, _concat),
+    "halo_concat_ws": (-1, _concat_ws),
+    "halo_datefromparts": (3, _date_from_parts),
+    "halo_datename": (2, _date_name),
+    "halo_eomonth": (-1, _end_of_month),
+    "halo_left": (2, _left),
+    "halo_len": (1, _len),
+    "halo_newid": (0, _new_id),
+    "halo_replicate": (2, _replicate),
+    "halo_right": (2, _right),
+    "halo_stuff": (4, _stuff),
+    "halo_substring": (3, _substring),
+    "halo_like": (3, _like),
+    "halo_fb_like": (3, _fb_like),
+    "halo_starting": (2, _starting),
+    "halo_containing": (2, _containing),
+}
+
+
 # --------------------------------------------------------------------------------------------
 # Best Practice stored procedures
 
@@ -1717,44 +1756,12 @@ class PracticeDatabase:
                     return _DATABASE_NAMES.get(name, name)
             return _DATABASE_NAMES.get(self._catalogues[0].name, self._catalogues[0].name)
 
-        def try_cast(value: Any, kind: str, length: Any = 0, style: Any = None) -> Any:
-            try:
-                return _cast(value, kind, length, style)
-            except _Failure:
-                return None
-
         functions: dict[str, tuple[int, Callable[..., Any]]] = {
+            **_VALUE_FUNCTIONS,
             "halo_getdate": (0, lambda: _iso(self._clock())),
             "halo_getutcdate": (0, utc_now),
             "halo_today": (0, lambda: _to_datetime_text(_iso(self._clock()), date_only=True)),
-            "halo_dateadd": (3, _date_add),
-            "halo_datediff": (3, _date_diff),
-            "halo_datepart": (2, _date_part),
-            "halo_cast": (-1, _cast),
-            "halo_try_cast": (-1, try_cast),
-            "halo_div": (2, _divide),
-            "halo_add": (2, _add),
-            "halo_sub": (2, _sub),
-            "halo_fb_add": (2, _fb_add),
-            "halo_fb_sub": (2, _fb_sub),
-            "halo_charindex": (-1, _charindex),
-            "halo_concat": (-1, _concat),
-            "halo_concat_ws": (-1, _concat_ws),
-            "halo_datefromparts": (3, _date_from_parts),
-            "halo_datename": (2, _date_name),
             "halo_db_name": (0, database_name),
-            "halo_eomonth": (-1, _end_of_month),
-            "halo_left": (2, _left),
-            "halo_len": (1, _len),
-            "halo_newid": (0, _new_id),
-            "halo_replicate": (2, _replicate),
-            "halo_right": (2, _right),
-            "halo_stuff": (4, _stuff),
-            "halo_substring": (3, _substring),
-            "halo_like": (3, _like),
-            "halo_fb_like": (3, _fb_like),
-            "halo_starting": (2, _starting),
-            "halo_containing": (2, _containing),
         }
         if set(functions) != set(_tsql.FUNCTIONS):
             raise RuntimeError("the translator and the database disagree on functions")

@@ -775,3 +775,31 @@ def test_firebird_syntax_on_a_best_practice_site_fails_as_sql_server_would(
     error = sql_error(bp, sql)
     assert (error.error_type, error.error_code) == ("mssql", 102)
     assert error.message.startswith("Incorrect syntax near")
+
+
+def test_outer_apply_star_and_aggregates(bp: PracticeDatabase) -> None:
+    (row,) = rows(
+        bp,
+        "SELECT p.INTERNALID, x.*, n.Visits FROM PATIENTS p "
+        "OUTER APPLY (SELECT TOP 1 a.RECORDID, a.APPOINTMENTDATE AS Latest FROM APPOINTMENTS a "
+        "WHERE a.INTERNALID = p.INTERNALID ORDER BY a.APPOINTMENTDATE DESC, a.RECORDID DESC) x "
+        "OUTER APPLY (SELECT COUNT(*) AS Visits FROM BPS_Visits v "
+        "WHERE v.InternalID = p.INTERNALID) n WHERE p.INTERNALID = 7",
+    )
+    latest = rows(
+        bp,
+        "SELECT TOP 1 RECORDID, APPOINTMENTDATE FROM APPOINTMENTS WHERE INTERNALID = 7 "
+        "ORDER BY APPOINTMENTDATE DESC, RECORDID DESC",
+    )
+    visits = one(bp, "SELECT COUNT(*) AS N FROM BPS_Visits WHERE InternalID = 7")["N"]
+    assert row == {
+        "INTERNALID": 7,
+        "RECORDID": latest[0]["RECORDID"] if latest else None,
+        "Latest": latest[0]["APPOINTMENTDATE"] if latest else None,
+        "Visits": visits,
+    }
+
+
+def test_t_sql_timestamp_is_rowversion_and_refused(bp: PracticeDatabase) -> None:
+    error = sql_error(bp, "SELECT CAST('NOW' AS TIMESTAMP)")
+    assert (error.error_type, error.error_code) == ("mssql", 102)
