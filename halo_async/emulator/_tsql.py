@@ -187,6 +187,29 @@ def _datename(args: list[exp.Expr]) -> exp.Expr:
     return _call("halo_datename", _unit(args[0] if args else None), *args[1:])
 
 
+#: Tokens that end a statement without a semicolon: the start of the next one, or the end
+#: of an IF branch.
+_STATEMENT_BOUNDARIES = {
+    TokenType.SEMICOLON,
+    TokenType.SELECT,
+    TokenType.SET,
+    TokenType.DECLARE,
+    TokenType.ELSE,
+    TokenType.BEGIN,
+    TokenType.END,
+    TokenType.INSERT,
+    TokenType.UPDATE,
+    TokenType.DELETE,
+    TokenType.EXECUTE,
+    TokenType.WITH,
+    TokenType.COMMIT,
+    TokenType.ROLLBACK,
+    TokenType.USE,
+    TokenType.MERGE,
+    TokenType.COMMAND,
+}
+
+
 class _TSQLParser(TSQLParser):
     """T-SQL's parser with SQL Server's string and date functions routed to the database's
     implementations (SQLite's namesakes count, trim and match differently)."""
@@ -230,6 +253,69 @@ class _TSQLParser(TSQLParser):
         ),
     }
 
+    def _parse(
+        self,
+        parse_method: Callable[[Any], exp.Expr | None],
+        raw_tokens: list[Any],
+        sql: str | None = None,
+    ) -> list[exp.Expr | None]:
+        """A T-SQL batch needs no semicolons between statements (``SET NOCOUNT ON SELECT
+        ...``), and an IF's ``BEGIN ... END`` may hold some: the whole text is one chunk and
+        the statements are told apart as they are parsed."""
+        self.reset()
+        self.sql = sql or ""
+        self._chunks = [list(raw_tokens)]
+        self._advance_chunk()
+        statements: list[exp.Expr | None] = []
+        while self._index < self._tokens_size:  # (_curr is a sentinel token at the end)
+            if self._match(TokenType.SEMICOLON):
+                continue
+            index = self._index
+            statements.append(parse_method(self))
+            if self._index == index:
+                self.raise_error("Invalid expression / Unexpected token")
+                break
+            self.check_errors()
+        self.check_errors()
+        return statements
+
+    def _at_statement_end(self) -> bool:
+        return (
+            self._index >= self._tokens_size
+            or self._curr.token_type in _STATEMENT_BOUNDARIES
+            or self._curr.text.upper() in ("IF", "WHILE")  # words, not tokens, to sqlglot
+        )
+
+    def _parse_set(self, unset: bool = False, tag: bool = False) -> exp.Set | exp.Command:
+        index = self._index
+        items = self._parse_csv(self._parse_set_item)
+        if not self._at_statement_end():
+            self._retreat(index)
+            return self._parse_as_command(self._prev)
+        return self.expression(exp.Set(expressions=items, unset=unset, tag=tag))
+
+    def _parse_declare(self) -> exp.Declare | exp.Command:
+        start = self._prev
+        expressions = self._try_parse(lambda: self._parse_csv(self._parse_declareitem))
+        if not expressions or not self._at_statement_end():
+            return self._parse_as_command(start)
+        return self.expression(exp.Declare(expressions=expressions))
+
+    def _parse_transaction(self) -> exp.Transaction | exp.Command:
+        # BEGIN TRAN [name]: with no semicolon, the next statement is not the name.
+        if not self._match_texts(("TRAN", "TRANSACTION")):
+            return self._parse_as_command(self._prev)
+        name = None if self._at_statement_end() else self._parse_id_var()
+        return self.expression(exp.Transaction(this=name))
+
+    def _parse_commit_or_rollback(self) -> exp.Commit | exp.Rollback:
+        rollback = self._prev.token_type == TokenType.ROLLBACK
+        self._match_texts(("TRAN", "TRANSACTION", "WORK"))
+        name = None if self._at_statement_end() else self._parse_id_var()
+        if rollback:
+            return self.expression(exp.Rollback(this=name))
+        return self.expression(exp.Commit(this=name))
+
     def _parse_if(self) -> exp.Expr | None:
         """``IF cond stmt [ELSE stmt]``, each branch one statement or ``BEGIN ... END``."""
         condition = self._parse_assignment()
@@ -238,8 +324,8 @@ class _TSQLParser(TSQLParser):
         return self.expression(exp.IfBlock(this=condition, true=true, false=false))
 
     def _parse_if_branch(self) -> exp.Block:
-        after = self._next.text.upper() if self._next is not None else ""
-        if self._curr is None or self._curr.token_type != TokenType.BEGIN or after in (
+        after = self._next.text.upper()
+        if self._curr.token_type != TokenType.BEGIN or after in (
             "TRAN", "TRANSACTION"
         ):  # fmt: skip
             return exp.Block(expressions=[self._parse_statement()])
@@ -247,7 +333,9 @@ class _TSQLParser(TSQLParser):
         statements = []
         while not self._match(TokenType.END):
             index = self._index
-            if self._curr is not None:
+            if self._match(TokenType.SEMICOLON):
+                continue
+            if self._index < self._tokens_size:
                 statements.append(self._parse_statement())
             if self._index == index:  # the end of the text, or a token no statement starts
                 self.raise_error("Expected END")
@@ -571,8 +659,7 @@ def _transaction(statement: exp.Expr) -> Query | None:
     if isinstance(statement, exp.Commit):
         return Query(sql=f"RELEASE {_SAVEPOINT}", variables=())
     if isinstance(statement, exp.Rollback):
-        if statement.args.get("savepoint"):
-            raise TranslationError("unsupported", "ROLLBACK")
+        # A name can only be the transaction's (SAVE TRAN is refused): all of it is undone.
         return Query(sql="ROLLBACK", variables=())
     return None
 

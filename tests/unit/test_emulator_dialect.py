@@ -310,6 +310,29 @@ def test_rollback_and_an_unfinished_transaction_change_nothing(fresh: PracticeDa
     assert sql_error(fresh, "ROLLBACK").error_code == 3903
 
 
+def test_statements_need_no_semicolons(fresh: PracticeDatabase) -> None:
+    assert rows(fresh, "SET NOCOUNT ON\nSELECT COUNT(*) AS N FROM PATIENTS") == [{"N": PATIENTS}]
+    assert rows(fresh, "DECLARE @x INT = 40\nSET @x = @x + 2\nSELECT @x AS X") == [{"X": 42}]
+    assert rows(
+        fresh,
+        "IF EXISTS (SELECT 1 FROM PATIENTS) BEGIN\n  SELECT 1 AS A;\nEND\n"
+        "ELSE BEGIN\n  SELECT 2 AS B;\nEND",
+    ) == [{"A": 1}]
+    changed = fresh.execute(
+        "BEGIN TRAN\nUPDATE PATIENTS SET FIRSTNAME = 'Zed' WHERE INTERNALID = 1\nCOMMIT TRAN\n"
+        "SELECT FIRSTNAME FROM PATIENTS WHERE INTERNALID = 1"
+    )
+    assert changed.rows == [{"FIRSTNAME": "Zed"}]
+
+
+@pytest.mark.parametrize(
+    "sql", ["PRINT 'x'; SELECT 1", "WHILE 1 = 0 SELECT 1", "SAVE TRAN x", "GO"]
+)
+def test_statements_the_emulator_does_not_run_are_refused(bp: PracticeDatabase, sql: str) -> None:
+    error = sql_error(bp, sql)
+    assert (error.error_type, error.error_code) == ("mssql", 102)
+
+
 # -- T-SQL syntax -------------------------------------------------------------------------------
 
 
