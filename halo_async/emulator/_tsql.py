@@ -31,6 +31,7 @@ from sqlglot.errors import ErrorLevel, ParseError, TokenError
 from sqlglot.parsers.tsql import TSQLParser
 
 __all__ = [
+    "AGGREGATES",
     "FUNCTIONS",
     "Argument",
     "Assign",
@@ -47,6 +48,9 @@ __all__ = [
 ]
 
 SqlDialect = Literal["tsql", "firebird"]
+
+#: Aggregates the translated SQL calls; the database must register every one.
+AGGREGATES = ("halo_avg",)
 
 #: SQLite functions the translated SQL calls; the database must register every one.
 FUNCTIONS = (
@@ -955,7 +959,28 @@ def _rewrite(node: exp.Expr, variables: list[str], dialect: SqlDialect) -> exp.E
         return rewriter(node, dialect)
     if isinstance(node, _COMPARISONS):
         _normalise_date_literals(node)
+        if dialect == "tsql":
+            _compare_case_insensitively(node)
     return None
+
+
+_ORDERINGS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+
+
+def _compare_case_insensitively(node: exp.Expr) -> None:
+    """``LTRIM(SURNAME) = 'smith'`` is true in SQL Server (its default collation ignores case
+    and trailing spaces); SQLite compares two non-columns byte for byte. Columns carry the
+    schema's collation already, so only comparisons between other things get it."""
+    if not isinstance(node, _ORDERINGS):
+        return
+    left, right = node.this, node.expression
+    if any(isinstance(o, exp.Column | exp.Null) or _is_number(o) for o in (left, right)):
+        return
+    node.set("expression", exp.Collate(this=right, expression=exp.var(_CI_COLLATION)))
+
+
+#: The collation the SQL Server-like catalogues register (dataset.CASE_INSENSITIVE_COLLATION).
+_CI_COLLATION = "HALO_CI"
 
 
 #: What SQL Server answers for the global variables integrators' health checks read.
@@ -994,6 +1019,10 @@ def _rewrite_parameter(node: exp.Parameter, variables: list[str]) -> exp.Expr | 
     return exp.Parameter(this=exp.Var(this=name))
 
 
+#: 03/02/1980: 2 March or 3 February, as the login's language has it. Never guessed.
+_AMBIGUOUS_DATE = re.compile(r"^\s*\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\s*$")
+
+
 def _normalise_date_literals(node: exp.Expr) -> None:
     """``DOB = '1980-02-03'``: SQL Server converts the literal to a datetime; so do we."""
     operands = [node.this, *(node.args.get(k) for k in ("expression", "low", "high"))]
@@ -1001,6 +1030,8 @@ def _normalise_date_literals(node: exp.Expr) -> None:
         return
     for operand in operands:
         if isinstance(operand, exp.Literal) and operand.is_string:
+            if _AMBIGUOUS_DATE.match(operand.this):
+                raise TranslationError("unsupported", operand.this)
             match = _DATE_LITERAL.match(operand.this)
             if match:
                 year, month, day, hour, minute, second, _ = match.groups()
@@ -1108,6 +1139,9 @@ def _cast_call(
         args.append(style if style is not None else default)
     elif style is not None:
         args.extend((exp.Literal.number(0), style))
+    elif kind in ("int", "float") and dialect == "tsql":
+        # SQL Server converts a datetime to its day number; the database needs telling.
+        args.extend((exp.Literal.number(0), exp.Literal.string("tsql")))
     return _call("halo_try_cast" if safe else "halo_cast", *args)
 
 
@@ -1128,6 +1162,14 @@ def _convert(node: exp.Convert, dialect: SqlDialect) -> exp.Expr:
         return node
     safe = bool(node.args.get("safe"))
     return _cast_call(node.expression, target, node.args.get("style"), safe, dialect)
+
+
+@_rewrites(exp.Avg)
+def _avg(node: exp.Avg, _dialect: SqlDialect) -> exp.Expr | None:
+    # An average of integers is an integer in SQL Server and Firebird; SQLite's is a float.
+    if isinstance(node.parent, exp.Window):
+        return None  # (a window's AVG stays SQLite's: a known difference)
+    return _call("halo_avg", node.this)
 
 
 @_rewrites(exp.Div)

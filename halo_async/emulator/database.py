@@ -25,7 +25,7 @@ import threading
 import uuid
 import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, cast
 
 from halo_async.emulator import _tsql, dataset
 
@@ -632,6 +632,11 @@ def _from_styled_text(value: Any, style: Any, date_only: bool) -> str:
 def _cast(value: Any, kind: str, length: Any = 0, style: Any = None) -> Any:
     if value is None:
         return None
+    if style == _SQL_SERVER_NUMBER and _is_moment(value) and kind in ("int", "float"):
+        # SQL Server's datetime as a number: days since 1900-01-01, the time as a fraction
+        # (CAST(FLOOR(CAST(GETDATE() AS float)) AS datetime) is an old way to drop the time).
+        days = (datetime.datetime.fromisoformat(value) - _DAY_ZERO).total_seconds() / 86400
+        return int(days + 0.5) if kind == "int" else days
     if kind == "int":
         return _to_int(value)
     if kind == "float":
@@ -641,6 +646,11 @@ def _cast(value: Any, kind: str, length: Any = 0, style: Any = None) -> Any:
     if kind == "text":
         return _to_text(value, int(length or 0), style)
     return value
+
+
+#: The style argument T-SQL's numeric casts pass: datetimes convert to day numbers there
+#: (in Firebird they do not convert at all).
+_SQL_SERVER_NUMBER = "tsql"
 
 
 def _is_moment(value: Any) -> bool:
@@ -955,6 +965,33 @@ def _containing(value: Any, part: Any) -> int | None:
     if value is None or part is None:
         return None
     return int(str(part).lower() in str(value).lower())
+
+
+class _Average:
+    """AVG as SQL Server and Firebird compute it: of integers an integer, truncated towards
+    zero; of anything else a float. Text is not averaged."""
+
+    def __init__(self) -> None:
+        self.total: int | float = 0
+        self.count = 0
+        self.exact = True
+
+    def step(self, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, str | bytes):
+            raise _Failure("operand", ("varchar", "avg"))
+        self.total += value
+        self.count += 1
+        self.exact = self.exact and isinstance(value, int)
+
+    def finalize(self) -> int | float | None:
+        if not self.count:
+            return None
+        if not self.exact:
+            return self.total / self.count
+        quotient = abs(int(self.total)) // self.count
+        return quotient if self.total >= 0 else -quotient
 
 
 def _try_cast(value: Any, kind: str, length: Any = 0, style: Any = None) -> Any:
@@ -1763,8 +1800,20 @@ class PracticeDatabase:
             "halo_today": (0, lambda: _to_datetime_text(_iso(self._clock()), date_only=True)),
             "halo_db_name": (0, database_name),
         }
-        if set(functions) != set(_tsql.FUNCTIONS):
+        if set(functions) != set(_tsql.FUNCTIONS) or _tsql.AGGREGATES != ("halo_avg",):
             raise RuntimeError("the translator and the database disagree on functions")
+        database = self
+
+        class Average(_Average):
+            def step(self, value: Any) -> None:
+                try:
+                    super().step(value)
+                except _Failure as failure:
+                    database._pending = failure  # as guarded() keeps it, below
+                    raise
+
+        # (typeshed's aggregate protocol wants int-only values; SQLite passes any value.)
+        conn.create_aggregate("halo_avg", 1, cast(Any, Average))
         for name, (arity, function) in functions.items():
             # GETDATE() must not be folded into a constant across a statement's rows, nor
             # NEWID() (ORDER BY NEWID() shuffles).

@@ -826,3 +826,64 @@ def test_outer_apply_star_and_aggregates(bp: PracticeDatabase) -> None:
 def test_t_sql_timestamp_is_rowversion_and_refused(bp: PracticeDatabase) -> None:
     error = sql_error(bp, "SELECT CAST('NOW' AS TIMESTAMP)")
     assert (error.error_type, error.error_code) == ("mssql", 102)
+
+
+def test_avg_of_integers_is_an_integer(bp: PracticeDatabase) -> None:
+    lengths = [
+        r["APPOINTMENTLENGTH"] for r in rows(bp, "SELECT APPOINTMENTLENGTH FROM APPOINTMENTS")
+    ]
+    row = one(
+        bp,
+        "SELECT AVG(APPOINTMENTLENGTH) AS A, AVG(CAST(APPOINTMENTLENGTH AS float)) AS F, "
+        "AVG(1.0 * APPOINTMENTLENGTH) AS D FROM APPOINTMENTS",
+    )
+    assert row["A"] == sum(lengths) // len(lengths)  # SQL Server truncates an int average
+    assert row["F"] == pytest.approx(sum(lengths) / len(lengths))
+    assert row["D"] == pytest.approx(sum(lengths) / len(lengths))
+    assert one(bp, "SELECT AVG(x) AS A FROM (SELECT 1 AS x UNION ALL SELECT 2) t") == {"A": 1}
+    assert one(bp, "SELECT AVG(x) AS A FROM (SELECT -1 AS x UNION ALL SELECT -2) t") == {"A": -1}
+
+
+def test_text_comparisons_are_case_insensitive_beyond_columns(bp: PracticeDatabase) -> None:
+    surname = one(bp, "SELECT SURNAME FROM PATIENTS WHERE INTERNALID = 1")["SURNAME"]
+    row = one(
+        bp,
+        "SELECT CASE WHEN 'abc' = 'ABC' THEN 1 ELSE 0 END AS Same, "
+        "CASE WHEN 'abc' = 'abc   ' THEN 1 ELSE 0 END AS Padded, "
+        "(SELECT COUNT(*) FROM PATIENTS WHERE LTRIM(RTRIM(SURNAME)) = @lower "
+        " AND INTERNALID = 1) AS Trimmed",
+        parameters=[{"name": "@lower", "type": "VarChar", "value": surname.lower()}],
+    )
+    assert row == {"Same": 1, "Padded": 1, "Trimmed": 1}
+
+
+def test_ambiguous_day_month_literals_are_refused(bp: PracticeDatabase) -> None:
+    # 03/02/1980 is 2 March or 3 February by the login's language: never guessed.
+    error = sql_error(bp, "SELECT COUNT(*) FROM PATIENTS WHERE DOB = '03/02/1980'")
+    assert (error.error_type, error.error_code) == ("mssql", 102)
+
+
+def test_datetime_to_number_casts(bp: PracticeDatabase) -> None:
+    row = one(
+        bp,
+        "SELECT CAST(FLOOR(CAST(GETDATE() AS float)) AS datetime) AS Midnight, "
+        "CAST(GETDATE() AS int) AS DayNumber, CAST('12' AS int) AS Twelve",
+    )
+    assert row == {"Midnight": "2025-05-27T00:00:00", "DayNumber": 45802, "Twelve": 12}
+
+
+def test_computed_view_columns_compare_case_insensitively(bp: PracticeDatabase) -> None:
+    (appointment,) = rows(bp, "SELECT TOP 1 Provider, Patient FROM BPS_Appointments")
+    (visit,) = rows(bp, "SELECT TOP 1 DrName FROM BPS_Visits")
+    checks = [
+        ("BPS_Appointments", "Provider", appointment["Provider"]),
+        ("BPS_Appointments", "Patient", appointment["Patient"]),
+        ("BPS_Visits", "DrName", visit["DrName"]),
+    ]
+    for view, column, value in checks:
+        sql = f"SELECT COUNT(*) AS N FROM {view} WHERE {column} = @v"
+        exact = one(bp, sql, parameters=[{"name": "@v", "type": "VarChar", "value": value}])
+        for variant in (value.upper(), value.lower() + "  "):
+            found = one(bp, sql, parameters=[{"name": "@v", "type": "VarChar", "value": variant}])
+            assert found == exact, (view, column, variant)
+        assert exact["N"] > 0
