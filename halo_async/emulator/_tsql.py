@@ -275,13 +275,50 @@ class _TSQLParser(TSQLParser):
             if self._match(TokenType.SEMICOLON):
                 continue
             index = self._index
-            statements.append(parse_method(self))
+            statements.append(self._parse_windowed(parse_method))
             if self._index == index:
                 self.raise_error("Invalid expression / Unexpected token")
                 break
             self.check_errors()
         self.check_errors()
         return statements
+
+    def _parse_windowed(self, parse_method: Callable[[Any], exp.Expr | None]) -> exp.Expr | None:
+        """One statement, parsed seeing the tokens only up to its own semicolon: sqlglot's
+        statement parsers (CREATE, SET...) take any token left over for an unknown command."""
+        size = self._tokens_size
+        self._tokens_size = self._statement_end()
+        self._advance(0)
+        try:
+            return parse_method(self)
+        finally:
+            self._tokens_size = size
+            self._advance(0)
+
+    def _statement_end(self) -> int:
+        """The index of the semicolon ending the statement at the cursor (outside brackets,
+        BEGIN ... END blocks and CASE ... END), or of the END closing the block it is in."""
+        depth = blocks = 0
+        for index in range(self._index, self._tokens_size):
+            kind = self._tokens[index].token_type
+            following = (
+                self._tokens[index + 1].text.upper() if index + 1 < self._tokens_size else ""
+            )
+            if kind == TokenType.L_PAREN:
+                depth += 1
+            elif kind == TokenType.R_PAREN:
+                depth -= 1
+            elif kind == TokenType.CASE or (
+                kind == TokenType.BEGIN and following not in ("TRAN", "TRANSACTION")
+            ):
+                blocks += 1
+            elif kind == TokenType.END:
+                if blocks == 0:
+                    return index
+                blocks -= 1
+            elif kind == TokenType.SEMICOLON and depth <= 0 and blocks == 0:
+                return index
+        return int(self._tokens_size)
 
     def _at_statement_end(self) -> bool:
         return (
@@ -332,7 +369,7 @@ class _TSQLParser(TSQLParser):
         if self._curr.token_type != TokenType.BEGIN or after in (
             "TRAN", "TRANSACTION"
         ):  # fmt: skip
-            return exp.Block(expressions=[self._parse_statement()])
+            return exp.Block(expressions=[self._parse_windowed(_TSQLParser._parse_statement)])
         self._advance()
         statements = []
         while not self._match(TokenType.END):
@@ -340,7 +377,7 @@ class _TSQLParser(TSQLParser):
             if self._match(TokenType.SEMICOLON):
                 continue
             if self._index < self._tokens_size:
-                statements.append(self._parse_statement())
+                statements.append(self._parse_windowed(_TSQLParser._parse_statement))
             if self._index == index:  # the end of the text, or a token no statement starts
                 self.raise_error("Expected END")
                 break
@@ -792,6 +829,7 @@ def _strip_qualifiers(tree: exp.Expr, ctx: _Context) -> None:
     for table in tree.find_all(exp.Table):
         if not table.name:
             continue
+        _name_temporary_table(table)
         written = ".".join(part.name for part in table.parts)
         if ctx.dialect == "tsql" and table.db.upper() == "INFORMATION_SCHEMA":
             table.set("this", exp.to_identifier(f"INFORMATION_SCHEMA.{table.name.upper()}"))
@@ -873,6 +911,30 @@ def _single_row(select: exp.Select) -> bool:
         return True
     aggregate = all(p.find(exp.AggFunc) is not None for p in select.expressions)
     return aggregate and not select.args.get("group") and not select.args.get("having")
+
+
+def _name_temporary_table(table: exp.Table) -> None:
+    """``#t`` and ``##t`` are SQLite TEMP tables named so: without the hash, ``#PATIENTS``
+    would hide the real PATIENTS. The database drops them when the command ends, as SQL
+    Server does when Halo Link closes the connection (##global ones included)."""
+    identifier = table.this
+    if not isinstance(identifier, exp.Identifier) or identifier.name.startswith("#"):
+        return
+    if identifier.args.get("global_"):
+        hashes = "##"
+    elif identifier.args.get("temporary"):
+        hashes = "#"
+    else:
+        return
+    table.set("this", exp.Identifier(this=f"{hashes}{identifier.name}", quoted=True))
+    if isinstance(table.parent, exp.Into):
+        table.parent.set("temporary", True)
+    create = table.find_ancestor(exp.Create)
+    if create is not None and create.this in (table, table.parent):
+        properties = create.args.get("properties") or exp.Properties(expressions=[])
+        if not any(isinstance(p, exp.TemporaryProperty) for p in properties.expressions):
+            properties.append("expressions", exp.TemporaryProperty())
+        create.set("properties", properties)
 
 
 def _inside(node: exp.Expr, kind: type[exp.Expr]) -> bool:

@@ -1439,10 +1439,18 @@ class _Run:
         try:
             self._run_steps(batch.steps)
         finally:
-            if self.conn.in_transaction:
-                # A BEGIN TRAN left open (by the batch or by an error in it) is rolled back,
-                # as SQL Server does when Halo Link closes the connection.
-                self.conn.execute("ROLLBACK")
+            self._end_session()
+
+    def _end_session(self) -> None:
+        """What closing the connection does to SQL Server: a BEGIN TRAN left open (by the
+        batch or by an error in it) is rolled back, and #temporary tables are dropped."""
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        temporary = self.conn.execute(
+            "SELECT name FROM sqlite_temp_master WHERE type = 'table'"
+        ).fetchall()
+        for (name,) in temporary:
+            self.conn.execute(f'DROP TABLE temp."{name.replace(chr(34), chr(34) * 2)}"')
 
     def _run_steps(self, steps: Sequence[_tsql.Step]) -> None:
         for step in steps:

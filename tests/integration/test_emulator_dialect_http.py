@@ -50,6 +50,7 @@ async def test_practice_clock_is_sydney_time_and_utc_is_utc() -> None:
             emu, bp, "SET NOCOUNT ON SELECT GETDATE() AS L, GETUTCDATE() AS U, DB_NAME() AS D"
         ) == [{"L": "2025-01-11T09:00:00", "U": "2025-01-10T22:00:00", "D": "BPSPatients"}]
         assert await immediate(
-            emu, zedmed, "SELECT CURRENT_DATE + 1 AS T, CAST('NOW' AS TIMESTAMP) AS N "
-            "FROM RDB$DATABASE",
+            emu,
+            zedmed,
+            "SELECT CURRENT_DATE + 1 AS T, CAST('NOW' AS TIMESTAMP) AS N FROM RDB$DATABASE",
         ) == [{"T": "2025-01-12T00:00:00", "N": "2025-01-11T09:00:00"}]

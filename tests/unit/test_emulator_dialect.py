@@ -325,6 +325,20 @@ def test_statements_need_no_semicolons(fresh: PracticeDatabase) -> None:
     assert changed.rows == [{"FIRSTNAME": "Zed"}]
 
 
+def test_temporary_tables_last_one_command(fresh: PracticeDatabase) -> None:
+    batch = (
+        "SELECT TOP 3 INTERNALID INTO #PATIENTS FROM PATIENTS ORDER BY INTERNALID;\n"
+        "CREATE TABLE ##totals (N INT);\n"
+        "INSERT INTO ##totals SELECT COUNT(*) FROM PATIENTS;\n"
+        "SELECT (SELECT COUNT(*) FROM #PATIENTS) AS Temporary, (SELECT N FROM ##totals) AS Total"
+    )
+    for _ in range(2):  # the second run finds no table left over by the first
+        assert rows(fresh, batch) == [{"Temporary": 3, "Total": PATIENTS}]
+    for name in ("#PATIENTS", "##totals"):
+        error = sql_error(fresh, f"SELECT * FROM {name}")
+        assert (error.error_code, error.message) == (208, f"Invalid object name '{name}'.")
+
+
 @pytest.mark.parametrize(
     "sql", ["PRINT 'x'; SELECT 1", "WHILE 1 = 0 SELECT 1", "SAVE TRAN x", "GO"]
 )
