@@ -800,6 +800,8 @@ def _query(statement: exp.Expr, ctx: _Context, *, name_columns: bool) -> Query:
     _strip_qualifiers(tree, ctx)
     for select in list(tree.find_all(exp.Select)):
         _rewrite_apply(select)
+        if select.args.get("for_") is not None:
+            _rewrite_for_xml_path(select)
     variables: list[str] = []
     # Children before parents (reversed breadth-first order), so that rewrites compose.
     for node in reversed(list(tree.walk(bfs=True))):
@@ -900,6 +902,33 @@ def _expand_apply_star(
         else:
             projections.append(projection)
     select.set("expressions", projections)
+
+
+def _rewrite_for_xml_path(select: exp.Select) -> None:
+    """``(SELECT ',' + x FROM ... FOR XML PATH(''))``, the classic string aggregation, as
+    SQLite's group_concat over the same rows, in their order, XML-escaped as SQL Server's is.
+    Any other FOR XML or FOR JSON is refused: SQLite would silently drop the clause."""
+    clause = select.args["for_"]
+    options = clause.expressions
+    path = options[0].this if len(options) == 1 else None
+    if not (
+        str(clause.args.get("kind")).upper() == "XML"
+        and isinstance(path, exp.XMLKeyValueOption)
+        and path.this.name.upper() == "PATH"
+        and isinstance(path.expression, exp.Literal)
+        and path.expression.this == ""
+        and len(select.expressions) == 1
+        and not isinstance(select.expressions[0], exp.Alias | exp.Star | exp.Column)
+    ):
+        raise TranslationError("unsupported", "FOR")
+    rows = select.copy()
+    rows.set("for_", None)
+    rows.set("expressions", [exp.alias_(select.expressions[0].copy(), "halo_xml_item")])
+    item: exp.Expr = exp.column("halo_xml_item")
+    for character, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
+        item = _call("replace", item, exp.Literal.string(character), exp.Literal.string(entity))
+    joined = exp.GroupConcat(this=item, separator=exp.Literal.string(""))
+    select.replace(exp.Select(expressions=[joined]).from_(exp.Subquery(this=rows)))
 
 
 def _single_row(select: exp.Select) -> bool:

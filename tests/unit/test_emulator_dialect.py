@@ -437,6 +437,26 @@ def test_apply_returning_many_rows_is_refused(bp: PracticeDatabase) -> None:
     assert "APPLY" in error.message
 
 
+def test_for_xml_path_string_aggregation(bp: PracticeDatabase) -> None:
+    surnames = [
+        r["SURNAME"]
+        for r in rows(bp, "SELECT SURNAME FROM PATIENTS WHERE INTERNALID <= 5 ORDER BY SURNAME")
+    ]
+    row = one(
+        bp,
+        "SELECT STUFF((SELECT ', ' + SURNAME FROM PATIENTS WHERE INTERNALID <= 5 "
+        "ORDER BY SURNAME FOR XML PATH('')), 1, 2, '') AS Names, "
+        "(SELECT '<' + 'a&b' + '>' FOR XML PATH('')) AS Escaped",
+    )
+    assert row == {"Names": ", ".join(surnames), "Escaped": "&lt;a&amp;b&gt;"}
+    for sql in (
+        "SELECT SURNAME FROM PATIENTS FOR XML PATH('')",  # elements per column: not emulated
+        "SELECT SURNAME FROM PATIENTS FOR XML PATH('row'), ROOT('rows')",
+        "SELECT SURNAME FROM PATIENTS FOR JSON AUTO",
+    ):
+        assert sql_error(bp, sql).error_code == 102
+
+
 # -- T-SQL functions ----------------------------------------------------------------------------
 
 
