@@ -85,6 +85,9 @@ FUNCTIONS = (
     "halo_fb_like",
     "halo_starting",
     "halo_containing",
+    "halo_lpad",
+    "halo_rpad",
+    "halo_reverse",
 )
 
 
@@ -421,6 +424,11 @@ class _FirebirdParser(TSQLParser):
         **TSQLParser.FUNCTIONS,
         **{name: _unknown(name) for name in _NOT_FIREBIRD},
         "LIST": _firebird_list,
+        "LEFT": _halo("halo_left"),
+        "RIGHT": _halo("halo_right"),
+        "LPAD": _halo("halo_lpad"),
+        "RPAD": _halo("halo_rpad"),
+        "REVERSE": _halo("halo_reverse"),
     }
     FUNCTION_PARSERS: ClassVar[dict[str, Callable[..., Any]]] = {
         **TSQLParser.FUNCTION_PARSERS,
@@ -1135,6 +1143,12 @@ def _current_timestamp(_node: exp.CurrentTimestamp, _dialect: SqlDialect) -> exp
     return _call("halo_getdate")
 
 
+@_rewrites(exp.CurrentTime)
+def _current_time(_node: exp.CurrentTime, _dialect: SqlDialect) -> exp.Expr:
+    # The practice's local time of day, 'HH:MM:SS' (SQLite's CURRENT_TIME is the host's UTC).
+    return _call("substr", _call("halo_getdate"), exp.Literal.number(12))
+
+
 @_rewrites(exp.CurrentDate)
 def _current_date(_node: exp.CurrentDate, _dialect: SqlDialect) -> exp.Expr:
     return _call("halo_today")
@@ -1225,8 +1239,9 @@ def _cast_call(
         size = to.expressions[0].this if to.expressions else None
         length = int(size.this) if isinstance(size, exp.Literal) and size.is_int else 0
         args.append(exp.Literal.number(length))
-        # Style 0 ('May 27 2025 10:30AM') is SQL Server's default for datetimes as text.
-        default = exp.Literal.number(0) if dialect == "tsql" else exp.Null()
+        # Style 0 ('May 27 2025 10:30AM') is SQL Server's default for datetimes as text;
+        # Firebird writes '2025-05-27 10:30:15.0000'.
+        default = exp.Literal.number(0) if dialect == "tsql" else exp.Literal.string("firebird")
         args.append(style if style is not None else default)
     elif style is not None:
         args.extend((exp.Literal.number(0), style))

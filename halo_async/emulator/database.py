@@ -614,6 +614,10 @@ def _to_text(value: Any, length: int, style: Any) -> str | None:
             text = moment.strftime(_STYLES[style])
     elif style == 0 and _is_moment(value):
         text = _text(value)  # T-SQL's CAST(datetime AS varchar): 'May 27 2025 10:30AM'
+    elif style == "firebird" and _is_moment(value):
+        # Firebird's DATE as text is '2025-05-27', a TIMESTAMP '2025-05-27 10:30:15.0000'.
+        # Stored alike, a midnight reads as a date: the emulator cannot tell them apart.
+        text = value[:10] if value.endswith("T00:00:00") else f"{value[:10]} {value[11:]}.0000"
     return text[:length] if length > 0 else text
 
 
@@ -953,6 +957,30 @@ def _fb_like(value: Any, pattern: Any, escape: Any = None) -> int | None:
     return int(regex.fullmatch(str(value)) is not None)
 
 
+def _pad(value: Any, length: Any, padding: Any, left: bool) -> str | None:
+    """Firebird's LPAD and RPAD: padded, or cut, to exactly ``length`` characters."""
+    if value is None or length is None:
+        return None
+    text, n = str(value), _to_int(length)
+    fill = " " if padding is None else str(padding)
+    if len(text) >= n or not fill:
+        return text[:n]
+    extra = (fill * (n // len(fill) + 1))[: n - len(text)]
+    return extra + text if left else text + extra
+
+
+def _lpad(value: Any, length: Any, padding: Any = None) -> str | None:
+    return _pad(value, length, padding, left=True)
+
+
+def _rpad(value: Any, length: Any, padding: Any = None) -> str | None:
+    return _pad(value, length, padding, left=False)
+
+
+def _reverse(value: Any) -> str | None:
+    return None if value is None else str(value)[::-1]
+
+
 def _starting(value: Any, prefix: Any) -> int | None:
     """Firebird's STARTING WITH: case-sensitive, as the default collation compares."""
     if value is None or prefix is None:
@@ -1030,6 +1058,9 @@ _VALUE_FUNCTIONS: dict[str, tuple[int, Callable[..., Any]]] = {
     "halo_fb_like": (3, _fb_like),
     "halo_starting": (2, _starting),
     "halo_containing": (2, _containing),
+    "halo_lpad": (-1, _lpad),
+    "halo_rpad": (-1, _rpad),
+    "halo_reverse": (1, _reverse),
 }
 
 

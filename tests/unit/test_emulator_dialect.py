@@ -921,3 +921,20 @@ def test_computed_view_columns_compare_case_insensitively(bp: PracticeDatabase) 
             found = one(bp, sql, parameters=[{"name": "@v", "type": "VarChar", "value": variant}])
             assert found == exact, (view, column, variant)
         assert exact["N"] > 0
+
+
+def test_firebird_string_functions_and_text_casts(zedmed: PracticeDatabase) -> None:
+    row = one(
+        zedmed,
+        "SELECT LEFT('abcdef', 2) AS L, RIGHT('abcdef', 2) AS R, LPAD(42, 6, '0') AS P, "
+        "RPAD('a', 3, '-') AS Q, LPAD('abcdef', 3) AS C, REVERSE('abc') AS V, "
+        "SUBSTRING('abcdef' FROM 2 FOR 3) AS S, CHAR_LENGTH('ab  ') AS N, "
+        "POSITION('c' IN 'abcd') AS I, UPPER('ab') || LOWER('CD') AS U, "
+        "CAST(CURRENT_DATE AS VARCHAR(30)) AS D, CAST(CURRENT_TIMESTAMP AS VARCHAR(30)) AS T, "
+        "CURRENT_TIME AS Now FROM RDB$DATABASE",
+    )
+    assert row == {
+        "L": "ab", "R": "ef", "P": "000042", "Q": "a--", "C": "abc", "V": "cba", "S": "bcd",
+        "N": 4, "I": 3, "U": "ABcd", "D": "2025-05-27", "T": "2025-05-27 10:30:15.0000",
+        "Now": "10:30:15",
+    }  # fmt: skip
