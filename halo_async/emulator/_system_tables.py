@@ -1,7 +1,9 @@
 """The catalogue views integrators use to discover a practice database's schema.
 
 * SQL Server (Best Practice, D4W): ``INFORMATION_SCHEMA.TABLES`` and ``INFORMATION_SCHEMA.COLUMNS``
-  with SQL Server's names and data types (``int``, ``varchar``, ``datetime``), not SQLite's.
+  with SQL Server's names and data types (``int``, ``varchar``, ``datetime``), not SQLite's;
+  and the ``sys.objects``, ``sys.tables``, ``sys.views``, ``sys.columns``, ``sys.schemas``
+  catalog views.
 * Firebird (Zedmed): ``RDB$DATABASE`` (the one-row table Firebird selects constants from),
   ``RDB$RELATIONS``, ``RDB$RELATION_FIELDS`` and ``RDB$FIELDS``, with Firebird's blank-padded
   ``CHAR(31)`` names and its numeric field type codes.
@@ -40,7 +42,7 @@ def _user_objects(conn: sqlite3.Connection) -> list[tuple[str, str]]:
             "SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view')"
             " AND name NOT LIKE 'sqlite%' ORDER BY rowid"
         )
-        if not name.upper().startswith(("INFORMATION_SCHEMA.", "RDB$"))
+        if not name.upper().startswith(("INFORMATION_SCHEMA.", "SYS.", "RDB$"))
     ]
 
 
@@ -118,6 +120,60 @@ def add_information_schema(conn: sqlite3.Connection, database: str, collation: s
     conn.executemany(
         f"INSERT INTO `INFORMATION_SCHEMA.COLUMNS` VALUES ({', '.join('?' * 13)})", columns
     )
+    _add_sys_catalog(conn, ci)
+
+
+#: sys.types ids of SQL Server's types, and the bytes a value takes (max_length).
+_SYSTEM_TYPES = {
+    "int": (56, 4), "varchar": (167, None), "char": (175, None), "datetime": (61, 8),
+    "date": (40, 3), "time": (41, 5), "numeric": (108, 9), "decimal": (106, 9),
+    "float": (62, 8), "real": (59, 4), "varbinary": (165, -1), "text": (35, 16),
+}  # fmt: skip
+_OBJECT_IDS_FROM = 245_575_913  # SQL Server's user object ids are large; any will do
+
+_SYS_CATALOG = """
+CREATE TABLE `sys.schemas` (name VARCHAR(128) {ci}, schema_id INTEGER, principal_id INTEGER);
+CREATE TABLE `sys.objects` (name VARCHAR(128) {ci}, object_id INTEGER, schema_id INTEGER,
+  type CHAR(2) {ci}, type_desc VARCHAR(60) {ci}, create_date DATETIME, modify_date DATETIME);
+CREATE TABLE `sys.columns` (object_id INTEGER, name VARCHAR(128) {ci}, column_id INTEGER,
+  system_type_id INTEGER, user_type_id INTEGER, max_length INTEGER, precision INTEGER,
+  scale INTEGER, is_nullable INTEGER, is_identity INTEGER);
+CREATE VIEW `sys.tables` AS SELECT * FROM `sys.objects` WHERE type = 'U';
+CREATE VIEW `sys.views` AS SELECT * FROM `sys.objects` WHERE type = 'V';
+"""
+
+
+def _add_sys_catalog(conn: sqlite3.Connection, ci: str) -> None:
+    """SQL Server's sys.schemas, sys.objects, sys.tables, sys.views and sys.columns, from the
+    INFORMATION_SCHEMA rows just written."""
+    conn.executescript(_SYS_CATALOG.format(ci=ci))
+    conn.execute("INSERT INTO `sys.schemas` VALUES ('dbo', 1, 1)")
+    created = "2019-07-01T09:00:00"
+    ids: dict[str, int] = {}
+    objects = []
+    for name, kind in conn.execute(
+        "SELECT TABLE_NAME, TABLE_TYPE FROM `INFORMATION_SCHEMA.TABLES`"
+    ):
+        ids[name] = _OBJECT_IDS_FROM + 16 * len(ids)
+        view = kind == "VIEW"
+        objects.append(
+            (name, ids[name], 1, "V " if view else "U ", "VIEW" if view else "USER_TABLE",
+             created, created)
+        )  # fmt: skip
+    columns = []
+    for table, column, position, nullable, data_type, length, precision, scale in conn.execute(
+        "SELECT TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION, IS_NULLABLE, DATA_TYPE,"
+        " CHARACTER_MAXIMUM_LENGTH, NUMERIC_PRECISION, NUMERIC_SCALE"
+        " FROM `INFORMATION_SCHEMA.COLUMNS`"
+    ):
+        type_id, size = _SYSTEM_TYPES.get(data_type, (167, None))
+        primary = position == 1 and data_type == "int" and nullable == "NO"
+        columns.append(
+            (ids[table], column, position, type_id, type_id, size if size else length,
+             precision or 0, scale or 0, int(nullable == "YES"), int(primary))
+        )  # fmt: skip
+    conn.executemany("INSERT INTO `sys.objects` VALUES (?, ?, ?, ?, ?, ?, ?)", objects)
+    conn.executemany("INSERT INTO `sys.columns` VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", columns)
 
 
 # --------------------------------------------------------------------------------------------

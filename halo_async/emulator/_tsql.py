@@ -835,7 +835,8 @@ def _apply_firebird_skip(tree: exp.Expr) -> None:
 
 def _strip_qualifiers(tree: exp.Expr, ctx: _Context) -> None:
     """``BPSPatients.dbo.PATIENTS`` and ``dbo.PATIENTS`` both mean ``PATIENTS`` here;
-    ``INFORMATION_SCHEMA.TABLES`` is the table of that (dotted) name the database holds."""
+    ``INFORMATION_SCHEMA.TABLES`` and ``sys.tables`` are the tables of those (dotted) names
+    the database holds."""
     for table in tree.find_all(exp.Table):
         if not table.name:
             continue
@@ -843,6 +844,8 @@ def _strip_qualifiers(tree: exp.Expr, ctx: _Context) -> None:
         written = ".".join(part.name for part in table.parts)
         if ctx.dialect == "tsql" and table.db.upper() == "INFORMATION_SCHEMA":
             table.set("this", exp.to_identifier(f"INFORMATION_SCHEMA.{table.name.upper()}"))
+        elif ctx.dialect == "tsql" and table.db.lower() == "sys":
+            table.set("this", exp.to_identifier(f"sys.{table.name.lower()}"))
         ctx.object_names.setdefault(table.name.lower(), written)
         table.set("catalog", None)
         table.set("db", None)

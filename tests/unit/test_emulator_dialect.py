@@ -583,6 +583,33 @@ def test_information_schema_tables_and_columns(bp: PracticeDatabase) -> None:
     assert not any(n.startswith(("sqlite", "INFORMATION_SCHEMA")) for n in names)
 
 
+def test_sys_catalog_views(bp: PracticeDatabase) -> None:
+    columns = rows(
+        bp,
+        "SELECT c.name, c.column_id, c.system_type_id, c.max_length, c.is_nullable "
+        "FROM sys.tables t JOIN sys.columns c ON c.object_id = t.object_id "
+        "JOIN sys.schemas s ON s.schema_id = t.schema_id "
+        "WHERE t.name = 'patients' AND s.name = 'dbo' AND c.column_id IN (1, 13, 14) "
+        "ORDER BY c.column_id",
+    )
+    assert columns == [
+        {"name": "INTERNALID", "column_id": 1, "system_type_id": 56, "max_length": 4,
+         "is_nullable": 0},
+        {"name": "FIRSTNAME", "column_id": 13, "system_type_id": 167, "max_length": 40,
+         "is_nullable": 1},
+        {"name": "SURNAME", "column_id": 14, "system_type_id": 167, "max_length": 40,
+         "is_nullable": 1},
+    ]  # fmt: skip
+    counts = one(
+        bp,
+        "SELECT (SELECT COUNT(*) FROM sys.tables) AS T, (SELECT COUNT(*) FROM sys.views) AS V, "
+        "(SELECT COUNT(*) FROM INFORMATION_SCHEMA.TABLES) AS I, "
+        "(SELECT COUNT(*) FROM sys.objects WHERE type = 'U') AS U",
+    )
+    assert counts["T"] + counts["V"] == counts["I"]
+    assert counts["T"] == counts["U"] > 20
+
+
 def test_firebird_schema_discovery(zedmed: PracticeDatabase) -> None:
     tables = [
         r["NAME"]
