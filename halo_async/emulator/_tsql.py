@@ -7,12 +7,17 @@ runs one by one:
 * :class:`Query`: a statement SQLite runs, with its ``@name`` variables bound by name;
 * :class:`Declare`, :class:`Assign`: ``DECLARE @x INT = 1``, ``SET @x = ...``,
   ``SELECT @x = COUNT(*) FROM ...``;
-* :class:`Execute`: ``EXEC [@ret =] [db.dbo.]Procedure @a = @b, @c = 1 OUTPUT``.
+* :class:`Execute`: ``EXEC [@ret =] [db.dbo.]Procedure @a = @b, @c = 1 OUTPUT``;
+* :class:`If`: ``IF cond stmt [ELSE stmt]``, branches of steps.
 
-SQL Server semantics that SQLite lacks become calls to functions the database registers
-(names in :data:`FUNCTIONS`): ``GETDATE()`` reads an injectable clock, ``DATEADD``/``DATEDIFF``/
-``DATEPART`` count like SQL Server, conversions fail loudly instead of yielding 0, and dividing
-by zero is an error rather than NULL.
+A T-SQL batch needs no semicolons; ``SET NOCOUNT ON`` and the like are dropped, ``BEGIN TRAN``
+becomes a savepoint. SQL Server semantics that SQLite lacks become calls to functions the
+database registers (names in :data:`FUNCTIONS`, :data:`AGGREGATES`): ``GETDATE()`` reads an
+injectable clock, ``DATEADD``/``DATEDIFF``/``DATEPART`` count like SQL Server, ``+`` and ``-``
+decide at run time between numbers, text and days, conversions fail loudly instead of yielding
+0, dividing by zero is an error rather than NULL. Each dialect refuses the other's syntax as
+that database would (``TOP`` on Firebird, ``FIRST``/``ROWS``/``||`` on SQL Server), and what
+cannot be emulated (``WHILE``, ``PRINT``, most ``FOR XML``) is refused, never half-run.
 """
 
 from __future__ import annotations
@@ -96,7 +101,7 @@ class TranslationError(Exception):
 
     ``kind`` is ``"syntax"`` (with ``near``, the offending token), ``"unterminated"`` (an
     unclosed string, ``near`` is its start) or ``"unsupported"`` (valid SQL the emulator does
-    not implement, such as ``IF`` blocks; ``near`` is its first word).
+    not implement, such as ``WHILE`` loops; ``near`` is its first word).
     """
 
     def __init__(self, kind: Literal["syntax", "unterminated", "unsupported"], near: str) -> None:

@@ -1825,19 +1825,14 @@ class PracticeDatabase:
             aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=self._zone)
             return _iso(aware.astimezone(datetime.UTC).replace(tzinfo=None))
 
-        def database_name() -> str:
-            # The connection's catalogue, as SQL Server names the database behind it.
-            for name, known in self._connections.items():
-                if known is conn:
-                    return _DATABASE_NAMES.get(name, name)
-            return _DATABASE_NAMES.get(self._catalogues[0].name, self._catalogues[0].name)
-
+        default = self._catalogues[0].name
         functions: dict[str, tuple[int, Callable[..., Any]]] = {
             **_VALUE_FUNCTIONS,
             "halo_getdate": (0, lambda: _iso(self._clock())),
             "halo_getutcdate": (0, utc_now),
             "halo_today": (0, lambda: _to_datetime_text(_iso(self._clock()), date_only=True)),
-            "halo_db_name": (0, database_name),
+            # The SQL Server-like systems have one catalogue each: DB_NAME() names it.
+            "halo_db_name": (0, lambda: _DATABASE_NAMES.get(default, default)),
         }
         if set(functions) != set(_tsql.FUNCTIONS) or _tsql.AGGREGATES != ("halo_avg",):
             raise RuntimeError("the translator and the database disagree on functions")
