@@ -1066,8 +1066,8 @@ def _rewrite(node: exp.Expr, variables: list[str], dialect: SqlDialect) -> exp.E
         return rewriter(node, dialect)
     if isinstance(node, _COMPARISONS):
         _normalise_date_literals(node)
-        if dialect == "tsql":
-            _compare_case_insensitively(node)
+    if dialect == "tsql" and isinstance(node, (*_COMPARISONS, exp.In)):
+        _compare_case_insensitively(node)
     return None
 
 
@@ -1078,6 +1078,12 @@ def _compare_case_insensitively(node: exp.Expr) -> None:
     """``LTRIM(SURNAME) = 'smith'`` is true in SQL Server (its default collation ignores case
     and trailing spaces); SQLite compares two non-columns byte for byte. Columns carry the
     schema's collation already, so only comparisons between other things get it."""
+    if isinstance(node, exp.In):
+        # x IN (...) compares with x's collation: only a non-column x needs one.
+        this = node.this
+        if not (isinstance(this, exp.Column) or _is_number(this) or node.args.get("query")):
+            node.set("this", exp.Collate(this=this, expression=exp.var(_CI_COLLATION)))
+        return
     if not isinstance(node, _ORDERINGS):
         return
     left, right = node.this, node.expression

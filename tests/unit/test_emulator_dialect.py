@@ -912,10 +912,12 @@ def test_text_comparisons_are_case_insensitive_beyond_columns(bp: PracticeDataba
         "SELECT CASE WHEN 'abc' = 'ABC' THEN 1 ELSE 0 END AS Same, "
         "CASE WHEN 'abc' = 'abc   ' THEN 1 ELSE 0 END AS Padded, "
         "(SELECT COUNT(*) FROM PATIENTS WHERE LTRIM(RTRIM(SURNAME)) = @lower "
-        " AND INTERNALID = 1) AS Trimmed",
+        " AND INTERNALID = 1) AS Trimmed, "
+        "(SELECT COUNT(*) FROM PATIENTS WHERE LTRIM(SURNAME) IN (@lower, 'x') "
+        " AND INTERNALID = 1) AS Listed",
         parameters=[{"name": "@lower", "type": "VarChar", "value": surname.lower()}],
     )
-    assert row == {"Same": 1, "Padded": 1, "Trimmed": 1}
+    assert row == {"Same": 1, "Padded": 1, "Trimmed": 1, "Listed": 1}
 
 
 def test_ambiguous_day_month_literals_are_refused(bp: PracticeDatabase) -> None:
