@@ -26,14 +26,13 @@ import dataclasses
 import functools
 import re
 from collections.abc import Callable
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import sqlglot
-from sqlglot import TokenType, exp
-from sqlglot.dialects.sqlite import SQLite
-from sqlglot.dialects.tsql import TSQL
+from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, TokenError
-from sqlglot.parsers.tsql import TSQLParser
+
+from halo_async.emulator._dialects import READERS, SQLiteOut, call, unit
 
 __all__ = [
     "AGGREGATES",
@@ -174,394 +173,6 @@ class Batch:
 
 
 # --------------------------------------------------------------------------------------------
-# Dialects
-
-
-def _halo(name: str) -> Callable[[list[exp.Expr]], exp.Expr]:
-    """A parser builder: the function becomes a call to the database's ``name``."""
-
-    def build(args: list[exp.Expr]) -> exp.Expr:
-        return _call(name, *args)
-
-    return build
-
-
-def _unknown(name: str) -> Callable[[list[exp.Expr]], exp.Expr]:
-    """A function the other dialect has: left for the database to report as unknown."""
-
-    def build(args: list[exp.Expr]) -> exp.Expr:
-        return exp.Anonymous(this=name, expressions=args)
-
-    return build
-
-
-def _datename(args: list[exp.Expr]) -> exp.Expr:
-    return _call("halo_datename", _unit(args[0] if args else None), *args[1:])
-
-
-#: Tokens that end a statement without a semicolon: the start of the next one, or the end
-#: of an IF branch.
-_STATEMENT_BOUNDARIES = {
-    TokenType.SEMICOLON,
-    TokenType.SELECT,
-    TokenType.SET,
-    TokenType.DECLARE,
-    TokenType.ELSE,
-    TokenType.BEGIN,
-    TokenType.END,
-    TokenType.INSERT,
-    TokenType.UPDATE,
-    TokenType.DELETE,
-    TokenType.EXECUTE,
-    TokenType.WITH,
-    TokenType.COMMIT,
-    TokenType.ROLLBACK,
-    TokenType.USE,
-    TokenType.MERGE,
-    TokenType.COMMAND,
-}
-
-
-class _TSQLParser(TSQLParser):
-    """T-SQL's parser with SQL Server's string and date functions routed to the database's
-    implementations (SQLite's namesakes count, trim and match differently)."""
-
-    FUNCTIONS: ClassVar[dict[str, Callable[..., Any]]] = {
-        **TSQLParser.FUNCTIONS,
-        "CHARINDEX": _halo("halo_charindex"),
-        "CONCAT": _halo("halo_concat"),
-        "CONCAT_WS": _halo("halo_concat_ws"),
-        "DATEFROMPARTS": _halo("halo_datefromparts"),
-        "DATENAME": _datename,
-        "DB_NAME": _halo("halo_db_name"),
-        "EOMONTH": _halo("halo_eomonth"),
-        "LEFT": _halo("halo_left"),
-        "LEN": _halo("halo_len"),
-        "NEWID": _halo("halo_newid"),
-        "REPLICATE": _halo("halo_replicate"),
-        "RIGHT": _halo("halo_right"),
-        "SPACE": lambda args: _call("halo_replicate", exp.Literal.string(" "), *args),
-        "STUFF": _halo("halo_stuff"),
-        # Firebird's and standard SQL's names SQL Server does not have.
-        "CHAR_LENGTH": _unknown("CHAR_LENGTH"),
-        "CHARACTER_LENGTH": _unknown("CHARACTER_LENGTH"),
-        "LIST": _unknown("LIST"),
-    }
-
-    # SQL Server has TOP and OFFSET ... FETCH, never LIMIT.
-    QUERY_MODIFIER_PARSERS: ClassVar[dict[TokenType, Callable[..., Any]]] = {
-        k: v for k, v in TSQLParser.QUERY_MODIFIER_PARSERS.items() if k != TokenType.LIMIT
-    }
-    QUERY_MODIFIER_TOKENS: ClassVar[set[TokenType]] = set(QUERY_MODIFIER_PARSERS)
-
-    # sqlglot spells it UNCOMITTED; READ UNCOMMITTED is what Bp reporting queries send.
-    TRANSACTION_CHARACTERISTICS: ClassVar[dict[str, Any]] = {
-        "ISOLATION": (
-            ("LEVEL", "REPEATABLE", "READ"),
-            ("LEVEL", "READ", "COMMITTED"),
-            ("LEVEL", "READ", "UNCOMMITTED"),
-            ("LEVEL", "SERIALIZABLE"),
-            ("LEVEL", "SNAPSHOT"),
-        ),
-    }
-
-    def _parse(
-        self,
-        parse_method: Callable[[Any], exp.Expr | None],
-        raw_tokens: list[Any],
-        sql: str | None = None,
-    ) -> list[exp.Expr | None]:
-        """A T-SQL batch needs no semicolons between statements (``SET NOCOUNT ON SELECT
-        ...``), and an IF's ``BEGIN ... END`` may hold some: the whole text is one chunk and
-        the statements are told apart as they are parsed."""
-        self.reset()
-        self.sql = sql or ""
-        self._chunks = [list(raw_tokens)]
-        self._advance_chunk()
-        statements: list[exp.Expr | None] = []
-        while self._index < self._tokens_size:  # (_curr is a sentinel token at the end)
-            if self._match(TokenType.SEMICOLON):
-                continue
-            index = self._index
-            statements.append(self._parse_windowed(parse_method))
-            if self._index == index:
-                self.raise_error("Invalid expression / Unexpected token")
-                break
-            self.check_errors()
-        self.check_errors()
-        return statements
-
-    def _parse_windowed(self, parse_method: Callable[[Any], exp.Expr | None]) -> exp.Expr | None:
-        """One statement, parsed seeing the tokens only up to its own semicolon: sqlglot's
-        statement parsers (CREATE, SET...) take any token left over for an unknown command."""
-        size = self._tokens_size
-        self._tokens_size = self._statement_end()
-        self._advance(0)
-        try:
-            return parse_method(self)
-        finally:
-            self._tokens_size = size
-            self._advance(0)
-
-    def _statement_end(self) -> int:
-        """The index of the semicolon ending the statement at the cursor (outside brackets,
-        BEGIN ... END blocks and CASE ... END), or of the END closing the block it is in."""
-        depth = blocks = 0
-        for index in range(self._index, self._tokens_size):
-            kind = self._tokens[index].token_type
-            following = (
-                self._tokens[index + 1].text.upper() if index + 1 < self._tokens_size else ""
-            )
-            if kind == TokenType.L_PAREN:
-                depth += 1
-            elif kind == TokenType.R_PAREN:
-                depth -= 1
-            elif kind == TokenType.CASE or (
-                kind == TokenType.BEGIN and following not in ("TRAN", "TRANSACTION")
-            ):
-                blocks += 1
-            elif kind == TokenType.END:
-                if blocks == 0:
-                    return index
-                blocks -= 1
-            elif kind == TokenType.SEMICOLON and depth <= 0 and blocks == 0:
-                return index
-        return int(self._tokens_size)
-
-    def _at_statement_end(self) -> bool:
-        return (
-            self._index >= self._tokens_size
-            or self._curr.token_type in _STATEMENT_BOUNDARIES
-            or self._curr.text.upper() in ("IF", "WHILE")  # words, not tokens, to sqlglot
-        )
-
-    def _parse_set(self, unset: bool = False, tag: bool = False) -> exp.Set | exp.Command:
-        index = self._index
-        items = self._parse_csv(self._parse_set_item)
-        if not self._at_statement_end():
-            self._retreat(index)
-            return self._parse_as_command(self._prev)
-        return self.expression(exp.Set(expressions=items, unset=unset, tag=tag))
-
-    def _parse_declare(self) -> exp.Declare | exp.Command:
-        start = self._prev
-        expressions = self._try_parse(lambda: self._parse_csv(self._parse_declareitem))
-        if not expressions or not self._at_statement_end():
-            return self._parse_as_command(start)
-        return self.expression(exp.Declare(expressions=expressions))
-
-    def _parse_transaction(self) -> exp.Transaction | exp.Command:
-        # BEGIN TRAN [name]: with no semicolon, the next statement is not the name.
-        if not self._match_texts(("TRAN", "TRANSACTION")):
-            return self._parse_as_command(self._prev)
-        name = None if self._at_statement_end() else self._parse_id_var()
-        return self.expression(exp.Transaction(this=name))
-
-    def _parse_commit_or_rollback(self) -> exp.Commit | exp.Rollback:
-        rollback = self._prev.token_type == TokenType.ROLLBACK
-        self._match_texts(("TRAN", "TRANSACTION", "WORK"))
-        name = None if self._at_statement_end() else self._parse_id_var()
-        if rollback:
-            return self.expression(exp.Rollback(this=name))
-        return self.expression(exp.Commit(this=name))
-
-    def _parse_if(self) -> exp.Expr | None:
-        """``IF cond stmt [ELSE stmt]``, each branch one statement or ``BEGIN ... END``."""
-        condition = self._parse_assignment()
-        true = self._parse_if_branch()
-        false = self._parse_if_branch() if self._match(TokenType.ELSE) else None
-        return self.expression(exp.IfBlock(this=condition, true=true, false=false))
-
-    def _parse_if_branch(self) -> exp.Block:
-        after = self._next.text.upper()
-        if self._curr.token_type != TokenType.BEGIN or after in (
-            "TRAN", "TRANSACTION"
-        ):  # fmt: skip
-            return exp.Block(expressions=[self._parse_windowed(_TSQLParser._parse_statement)])
-        self._advance()
-        statements = []
-        while not self._match(TokenType.END):
-            index = self._index
-            if self._match(TokenType.SEMICOLON):
-                continue
-            if self._index < self._tokens_size:
-                statements.append(self._parse_windowed(_TSQLParser._parse_statement))
-            if self._index == index:  # the end of the text, or a token no statement starts
-                self.raise_error("Expected END")
-                break
-        return exp.Block(expressions=statements)
-
-
-class _TSQLDialect(TSQL):
-    """SQL Server, as Best Practice and D4W run it."""
-
-    class Tokenizer(TSQL.Tokenizer):
-        # END closes an IF's BEGIN block here, rather than swallowing the rest as a command.
-        COMMANDS: ClassVar[set[TokenType]] = TSQL.Tokenizer.COMMANDS - {TokenType.END}
-
-    Parser = _TSQLParser
-
-
-#: Firebird's date units, as DATEADD(n unit TO d) and DATEDIFF(unit FROM a TO b) write them.
-_FIREBIRD_UNITS = ("YEAR", "MONTH", "WEEK", "DAY", "HOUR", "MINUTE", "SECOND", "MILLISECOND")
-#: SQL Server functions Firebird does not have: "Function unknown" there, as on a real site.
-_NOT_FIREBIRD = (
-    "GETDATE", "GETUTCDATE", "SYSDATETIME", "SYSUTCDATETIME", "ISNULL", "LEN", "CHARINDEX",
-    "DATENAME", "NEWID", "EOMONTH", "DATEFROMPARTS", "DB_NAME", "REPLICATE", "STUFF", "FORMAT",
-    "CONCAT", "STRING_AGG", "SPACE", "SCOPE_IDENTITY",
-)  # fmt: skip
-
-
-def _firebird_list(args: list[exp.Expr]) -> exp.Expr:
-    separator = args[1] if len(args) > 1 else exp.Literal.string(",")
-    if isinstance(args[0], exp.Distinct):
-        # SQLite's group_concat(DISTINCT x) takes no separator; Firebird's default is ','.
-        return exp.GroupConcat(this=args[0])
-    return exp.GroupConcat(this=args[0], separator=separator)
-
-
-class _FirebirdParser(TSQLParser):
-    """T-SQL's parser (``@name`` parameters, ``||``) taught Firebird: ``FIRST n SKIP m``,
-    ``ROWS m TO n``, ``STARTING WITH``, ``CONTAINING``, ``LIST``, ``DATEADD(n DAY TO d)``;
-    and untaught ``TOP`` and SQL Server's functions."""
-
-    FUNCTIONS: ClassVar[dict[str, Callable[..., Any]]] = {
-        **TSQLParser.FUNCTIONS,
-        **{name: _unknown(name) for name in _NOT_FIREBIRD},
-        "LIST": _firebird_list,
-        "LEFT": _halo("halo_left"),
-        "RIGHT": _halo("halo_right"),
-        "LPAD": _halo("halo_lpad"),
-        "RPAD": _halo("halo_rpad"),
-        "REVERSE": _halo("halo_reverse"),
-    }
-    FUNCTION_PARSERS: ClassVar[dict[str, Callable[..., Any]]] = {
-        **TSQLParser.FUNCTION_PARSERS,
-        "DATEADD": lambda self: self._parse_firebird_dateadd(),
-        "DATEDIFF": lambda self: self._parse_firebird_datediff(),
-    }
-    RANGE_PARSERS: ClassVar[dict[TokenType, Callable[..., Any]]] = {
-        **TSQLParser.RANGE_PARSERS,
-        # The tokenizer spells STARTING [WITH] and CONTAINING with these otherwise unused types.
-        TokenType.GLOB: lambda self, this: _call("halo_starting", this, self._parse_bitwise()),
-        TokenType.IRLIKE: lambda self, this: _call("halo_containing", this, self._parse_bitwise()),
-    }
-    QUERY_MODIFIER_PARSERS: ClassVar[dict[TokenType, Callable[..., Any]]] = {
-        **{k: v for k, v in TSQLParser.QUERY_MODIFIER_PARSERS.items() if k != TokenType.LIMIT},
-        TokenType.ROWS: lambda self: ("limit", self._parse_firebird_rows()),
-    }
-    QUERY_MODIFIER_TOKENS: ClassVar[set[TokenType]] = set(QUERY_MODIFIER_PARSERS)
-    TABLE_ALIAS_TOKENS = TSQLParser.TABLE_ALIAS_TOKENS - {TokenType.ROWS}
-
-    def _parse_limit(
-        self,
-        this: exp.Expr | None = None,
-        top: bool = False,
-        skip_limit_token: bool = False,
-    ) -> exp.Expr | None:
-        if top and self._curr is not None:
-            # FIRST 10 * FROM ...: the count is a primary, never the start of a product.
-            first = self._match(TokenType.FIRST)
-            count = self._parse_count() if first else None
-            skip = self._parse_count() if self._match_text_seq("SKIP") else None
-            if count is not None or skip is not None:
-                limit = exp.Limit(expression=count if count is not None else exp.Literal.number(-1))
-                if skip is not None:
-                    limit.meta["skip"] = skip
-                return limit
-            return None  # Firebird has no TOP: the word is left to fail as a token.
-        limit_or_top: exp.Expr | None = super()._parse_limit(
-            this, top=top, skip_limit_token=skip_limit_token
-        )
-        return limit_or_top
-
-    def _parse_count(self) -> exp.Expr | None:
-        count: exp.Expr | None = self._parse_placeholder() or self._parse_primary()
-        return count
-
-    def _parse_firebird_rows(self) -> exp.Expr | None:
-        """``ROWS n``: the first n rows; ``ROWS m TO n``: rows m..n, counted from 1."""
-        self._match(TokenType.ROWS)
-        start = self._parse_term()
-        if start is None:
-            self.raise_error("Expected a row count after ROWS")
-            return None
-        if not self._match_text_seq("TO"):
-            return exp.Limit(expression=start)
-        end = self._parse_term()
-        if end is None:
-            self.raise_error("Expected a row number after TO")
-            return None
-        one = exp.Literal.number(1)
-        count = exp.Add(this=exp.Sub(this=end, expression=start.copy()), expression=one)
-        skip = exp.Paren(this=exp.Sub(this=start, expression=one.copy()))
-        return exp.Limit(expression=exp.Paren(this=count), offset=skip)
-
-    def _parse_firebird_dateadd(self) -> exp.Expr:
-        """``DATEADD(7 DAY TO d)``, or the comma form ``DATEADD(DAY, 7, d)``."""
-        index = self._index
-        amount = self._parse_bitwise()
-        if amount is not None and self._curr is not None and self._curr.text.upper() in (
-            _FIREBIRD_UNITS
-        ) and self._next is not None and self._next.text.upper() == "TO":  # fmt: skip
-            unit = self._curr.text
-            self._advance(2)
-            target = self._parse_bitwise()
-            return exp.DateAdd(this=target, expression=amount, unit=exp.var(unit))
-        self._retreat(index)
-        unit_node, amount, target = [*self._parse_csv(self._parse_bitwise), None, None][:3]
-        return exp.DateAdd(this=target, expression=amount, unit=_as_unit(unit_node))
-
-    def _parse_firebird_datediff(self) -> exp.Expr:
-        """``DATEDIFF(DAY FROM a TO b)``, or the comma form ``DATEDIFF(DAY, a, b)``."""
-        if self._curr is not None and self._curr.text.upper() in _FIREBIRD_UNITS and (
-            self._next is not None and self._next.token_type == TokenType.FROM
-        ):  # fmt: skip
-            unit = self._curr.text
-            self._advance(2)
-            start = self._parse_bitwise()
-            if not self._match_text_seq("TO"):
-                self.raise_error("Expected TO")
-            end = self._parse_bitwise()
-            return exp.DateDiff(this=end, expression=start, unit=exp.var(unit))
-        unit_node, start, end = [*self._parse_csv(self._parse_bitwise), None, None][:3]
-        return exp.DateDiff(this=end, expression=start, unit=_as_unit(unit_node))
-
-
-def _as_unit(node: exp.Expr | None) -> exp.Expr | None:
-    return exp.var(node.name) if node is not None else None
-
-
-class _Firebird(TSQL):
-    """Zedmed's dialect, as far as the emulator needs it: double-quoted identifiers only (no
-    brackets), ``TIMESTAMP`` a date type (not SQL Server's rowversion), Firebird's keywords."""
-
-    class Tokenizer(TSQL.Tokenizer):
-        IDENTIFIERS: ClassVar[list[str | tuple[str, str]]] = ['"']
-        QUOTES: ClassVar[list[str | tuple[str, str]]] = ["'"]
-        KEYWORDS: ClassVar[dict[str, TokenType]] = {
-            **{k: v for k, v in TSQL.Tokenizer.KEYWORDS.items() if k != "TOP"},
-            "TIMESTAMP": TokenType.TIMESTAMP,
-            "STARTING WITH": TokenType.GLOB,
-            "STARTING": TokenType.GLOB,
-            "CONTAINING": TokenType.IRLIKE,
-        }
-
-    Parser = _FirebirdParser
-
-
-class _SQLiteOut(SQLite):
-    """SQLite with backquoted identifiers: a misspelt "COLUMN" in double quotes would silently
-    become a string literal in SQLite, where SQL Server says Invalid column name."""
-
-    class Tokenizer(SQLite.Tokenizer):
-        IDENTIFIERS: ClassVar[list[str | tuple[str, str]]] = ["`"]
-
-
-_READERS: dict[str, type[sqlglot.Dialect]] = {"tsql": _TSQLDialect, "firebird": _Firebird}
-
-
-# --------------------------------------------------------------------------------------------
 # Type names
 
 _API_TYPE_BY_SQL_TYPE = {
@@ -609,7 +220,7 @@ def translate(text: str, dialect: SqlDialect) -> Batch:
     only read), so sharing it between executions is safe.
     """
     try:
-        statements = sqlglot.parse(text, read=_READERS[dialect], error_level=ErrorLevel.RAISE)
+        statements = sqlglot.parse(text, read=READERS[dialect], error_level=ErrorLevel.RAISE)
     except TokenError as error:
         raise TranslationError("unterminated", _unterminated_string(text)) from error
     except ParseError as error:
@@ -827,7 +438,7 @@ def _query(statement: exp.Expr, ctx: _Context, *, name_columns: bool) -> Query:
     if name_columns:
         _name_result_columns(tree)
     # Every identifier quoted: names such as Nothing or Action are keywords to SQLite.
-    sql = tree.sql(dialect=_SQLiteOut, identify=True, unsupported_level=ErrorLevel.IGNORE)
+    sql = tree.sql(dialect=SQLiteOut, identify=True, unsupported_level=ErrorLevel.IGNORE)
     return Query(sql=sql, variables=tuple(dict.fromkeys(variables)))
 
 
@@ -942,7 +553,7 @@ def _rewrite_for_xml_path(select: exp.Select) -> None:
     rows.set("expressions", [exp.alias_(select.expressions[0].copy(), "halo_xml_item")])
     item: exp.Expr = exp.column("halo_xml_item")
     for character, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
-        item = _call("replace", item, exp.Literal.string(character), exp.Literal.string(entity))
+        item = call("replace", item, exp.Literal.string(character), exp.Literal.string(entity))
     joined = exp.GroupConcat(this=item, separator=exp.Literal.string(""))
     select.replace(exp.Select(expressions=[joined]).from_(exp.Subquery(this=rows)))
 
@@ -990,24 +601,6 @@ _DATE_LITERAL = re.compile(
     r"^(\d{4})-?(\d{2})-?(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2}))?(\.\d+)?)?$"
 )
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between)
-_UNITS = {
-    "year": "year", "yy": "year", "yyyy": "year", "quarter": "quarter", "qq": "quarter",
-    "q": "quarter", "month": "month", "mm": "month", "m": "month", "dayofyear": "dayofyear",
-    "dy": "dayofyear", "y": "dayofyear", "day": "day", "dd": "day", "d": "day", "week": "week",
-    "wk": "week", "ww": "week", "weekday": "weekday", "dw": "weekday", "dayofweek": "weekday",
-    "hour": "hour", "hh": "hour", "minute": "minute", "mi": "minute", "n": "minute",
-    "second": "second", "ss": "second", "s": "second", "millisecond": "millisecond",
-    "ms": "millisecond", "yearday": "dayofyear",
-}  # fmt: skip
-
-
-def _unit(node: exp.Expr | None) -> exp.Literal:
-    text = node.name.lower() if node is not None else "day"
-    return exp.Literal.string(_UNITS.get(text, text))
-
-
-def _call(name: str, *args: exp.Expr) -> exp.Anonymous:
-    return exp.Anonymous(this=name, expressions=list(args))
 
 
 _TEXT_FUNCTIONS = ("halo_concat", "halo_concat_ws", "halo_left", "halo_right", "halo_substring",
@@ -1116,9 +709,9 @@ def _rewrite_parameter(node: exp.Parameter, variables: list[str]) -> exp.Expr | 
     if isinstance(node.this, exp.Parameter):
         system = node.this.name.upper()
         if system == "IDENTITY":
-            return _call("last_insert_rowid")
+            return call("last_insert_rowid")
         if system == "ROWCOUNT":
-            return _call("changes")
+            return call("changes")
         value = _GLOBALS.get(system)
         if isinstance(value, str):
             return exp.Literal.string(value)
@@ -1154,18 +747,18 @@ def _normalise_date_literals(node: exp.Expr) -> None:
 
 @_rewrites(exp.CurrentTimestamp)
 def _current_timestamp(_node: exp.CurrentTimestamp, _dialect: SqlDialect) -> exp.Expr:
-    return _call("halo_getdate")
+    return call("halo_getdate")
 
 
 @_rewrites(exp.CurrentTime)
 def _current_time(_node: exp.CurrentTime, _dialect: SqlDialect) -> exp.Expr:
     # The practice's local time of day, 'HH:MM:SS' (SQLite's CURRENT_TIME is the host's UTC).
-    return _call("substr", _call("halo_getdate"), exp.Literal.number(12))
+    return call("substr", call("halo_getdate"), exp.Literal.number(12))
 
 
 @_rewrites(exp.CurrentDate)
 def _current_date(_node: exp.CurrentDate, _dialect: SqlDialect) -> exp.Expr:
-    return _call("halo_today")
+    return call("halo_today")
 
 
 @_rewrites(exp.Anonymous)
@@ -1174,28 +767,28 @@ def _anonymous(node: exp.Anonymous, dialect: SqlDialect) -> exp.Expr | None:
         return None
     name = node.name.upper()
     if name in ("GETUTCDATE", "SYSUTCDATETIME"):
-        return _call("halo_getutcdate")
+        return call("halo_getutcdate")
     if name in ("SYSDATETIME", "SYSDATETIMEOFFSET"):
-        return _call("halo_getdate")
+        return call("halo_getdate")
     if name in ("SCOPE_IDENTITY", "IDENT_CURRENT"):
-        return _call("last_insert_rowid")
+        return call("last_insert_rowid")
     return None
 
 
 @_rewrites(exp.DateAdd)
 def _date_add(node: exp.DateAdd, _dialect: SqlDialect) -> exp.Expr:
-    return _call("halo_dateadd", _unit(node.args.get("unit")), node.expression, _unwrap(node.this))
+    return call("halo_dateadd", unit(node.args.get("unit")), node.expression, _unwrap(node.this))
 
 
 @_rewrites(exp.DateDiff)
 def _date_diff(node: exp.DateDiff, _dialect: SqlDialect) -> exp.Expr:
     start, end = _unwrap(node.expression), _unwrap(node.this)
-    return _call("halo_datediff", _unit(node.args.get("unit")), start, end)
+    return call("halo_datediff", unit(node.args.get("unit")), start, end)
 
 
 def _date_part(unit: str) -> _Rewriter:
     def rewrite(node: exp.Func, _dialect: SqlDialect) -> exp.Expr:
-        return _call("halo_datepart", exp.Literal.string(unit), _unwrap(node.this))
+        return call("halo_datepart", exp.Literal.string(unit), _unwrap(node.this))
 
     return rewrite
 
@@ -1207,9 +800,9 @@ _rewrites(exp.Day)(_date_part("day"))
 
 @_rewrites(exp.Extract)
 def _extract(node: exp.Extract, dialect: SqlDialect) -> exp.Expr:
-    unit = _unit(node.this)
-    part = _call("halo_datepart", unit, _unwrap(node.expression))
-    if dialect == "firebird" and unit.this in ("weekday", "dayofyear"):
+    part_unit = unit(node.this)
+    part = call("halo_datepart", part_unit, _unwrap(node.expression))
+    if dialect == "firebird" and part_unit.this in ("weekday", "dayofyear"):
         # Firebird counts WEEKDAY from Sunday = 0 and YEARDAY from 1 January = 0.
         return exp.Sub(this=part, expression=exp.Literal.number(1))
     return part
@@ -1217,7 +810,7 @@ def _extract(node: exp.Extract, dialect: SqlDialect) -> exp.Expr:
 
 @_rewrites(exp.TsOrDsToDate)
 def _to_date(node: exp.TsOrDsToDate, _dialect: SqlDialect) -> exp.Expr:
-    return _call("halo_cast", node.this, exp.Literal.string("date"))
+    return call("halo_cast", node.this, exp.Literal.string("date"))
 
 
 #: Firebird's date words: CAST('TODAY' AS DATE), TIMESTAMP 'NOW'. (SQL Server knows none.)
@@ -1231,10 +824,10 @@ def _firebird_moment(value: exp.Expr, kind: str | None) -> exp.Expr | None:
     if word not in _FIREBIRD_MOMENTS:
         return None
     if word == "NOW":
-        now = _call("halo_getdate")
-        return _call("halo_cast", now, exp.Literal.string("date")) if kind == "date" else now
+        now = call("halo_getdate")
+        return call("halo_cast", now, exp.Literal.string("date")) if kind == "date" else now
     days = exp.Literal.number(_FIREBIRD_MOMENTS[word])
-    return _call("halo_dateadd", exp.Literal.string("day"), days, _call("halo_today"))
+    return call("halo_dateadd", exp.Literal.string("day"), days, call("halo_today"))
 
 
 def _cast_call(
@@ -1262,7 +855,7 @@ def _cast_call(
     elif kind in ("int", "float") and dialect == "tsql":
         # SQL Server converts a datetime to its day number; the database needs telling.
         args.extend((exp.Literal.number(0), exp.Literal.string("tsql")))
-    return _call("halo_try_cast" if safe else "halo_cast", *args)
+    return call("halo_try_cast" if safe else "halo_cast", *args)
 
 
 @_rewrites(exp.Cast)
@@ -1289,12 +882,12 @@ def _avg(node: exp.Avg, _dialect: SqlDialect) -> exp.Expr | None:
     # An average of integers is an integer in SQL Server and Firebird; SQLite's is a float.
     if isinstance(node.parent, exp.Window):
         return None  # (a window's AVG stays SQLite's: a known difference)
-    return _call("halo_avg", node.this)
+    return call("halo_avg", node.this)
 
 
 @_rewrites(exp.Div)
 def _div(node: exp.Div, _dialect: SqlDialect) -> exp.Expr:
-    return _call("halo_div", node.this, node.expression)
+    return call("halo_div", node.this, node.expression)
 
 
 @_rewrites(exp.Add)
@@ -1305,7 +898,7 @@ def _add(node: exp.Add, dialect: SqlDialect) -> exp.Expr | None:
     if _is_number(node.this) and _is_number(node.expression):
         return None
     name = "halo_add" if dialect == "tsql" else "halo_fb_add"
-    return _call(name, node.this, node.expression)
+    return call(name, node.this, node.expression)
 
 
 @_rewrites(exp.Sub)
@@ -1314,7 +907,7 @@ def _sub(node: exp.Sub, dialect: SqlDialect) -> exp.Expr | None:
     if _is_number(node.this) and _is_number(node.expression):
         return None
     name = "halo_sub" if dialect == "tsql" else "halo_fb_sub"
-    return _call(name, node.this, node.expression)
+    return call(name, node.this, node.expression)
 
 
 @_rewrites(exp.National)
@@ -1329,7 +922,7 @@ def _substring(node: exp.Substring, dialect: SqlDialect) -> exp.Expr | None:
     length = node.args.get("length")
     if length is None:
         raise TranslationError("syntax", ")")  # T-SQL's SUBSTRING takes three arguments.
-    return _call("halo_substring", node.this, node.args["start"], length)
+    return call("halo_substring", node.this, node.args["start"], length)
 
 
 @_rewrites(exp.DPipe)
@@ -1352,10 +945,10 @@ def _like(node: exp.Like, dialect: SqlDialect) -> exp.Expr | None:
     pattern = node.expression
     escape = node.parent.expression if isinstance(node.parent, exp.Escape) else exp.Null()
     if dialect == "firebird":
-        return _call("halo_fb_like", node.this, pattern, escape)
+        return call("halo_fb_like", node.this, pattern, escape)
     if isinstance(pattern, exp.Literal) and pattern.is_string and "[" not in pattern.this:
         return None  # SQLite's own LIKE is exact here, and can use an index.
-    return _call("halo_like", node.this, pattern, escape)
+    return call("halo_like", node.this, pattern, escape)
 
 
 @_rewrites(exp.Escape)
