@@ -106,6 +106,7 @@ class _TSQLParser(TSQLParser):
         "LEFT": _halo("halo_left"),
         "LEN": _halo("halo_len"),
         "NEWID": _halo("halo_newid"),
+        "OBJECT_ID": _halo("halo_object_id"),
         "REPLICATE": _halo("halo_replicate"),
         "RIGHT": _halo("halo_right"),
         "SPACE": lambda args: call("halo_replicate", exp.Literal.string(" "), *args),
@@ -276,7 +277,7 @@ _FIREBIRD_UNITS = ("YEAR", "MONTH", "WEEK", "DAY", "HOUR", "MINUTE", "SECOND", "
 _NOT_FIREBIRD = (
     "GETDATE", "GETUTCDATE", "SYSDATETIME", "SYSUTCDATETIME", "ISNULL", "LEN", "CHARINDEX",
     "DATENAME", "NEWID", "EOMONTH", "DATEFROMPARTS", "DB_NAME", "REPLICATE", "STUFF", "FORMAT",
-    "CONCAT", "STRING_AGG", "SPACE", "SCOPE_IDENTITY",
+    "CONCAT", "STRING_AGG", "SPACE", "SCOPE_IDENTITY", "OBJECT_ID",
 )  # fmt: skip
 
 

@@ -92,6 +92,7 @@ FUNCTIONS = (
     "halo_lpad",
     "halo_rpad",
     "halo_reverse",
+    "halo_object_id",
 )
 
 
@@ -949,6 +950,11 @@ def _like(node: exp.Like, dialect: SqlDialect) -> exp.Expr | None:
     if isinstance(pattern, exp.Literal) and pattern.is_string and "[" not in pattern.this:
         return None  # SQLite's own LIKE is exact here, and can use an index.
     return call("halo_like", node.this, pattern, escape)
+
+
+@_rewrites(exp.TableSample)
+def _table_sample(_node: exp.TableSample, _dialect: SqlDialect) -> exp.Expr:
+    raise TranslationError("unsupported", "TABLESAMPLE")  # SQLite would read every row
 
 
 @_rewrites(exp.Escape)

@@ -1831,6 +1831,8 @@ class PracticeDatabase:
             "halo_getdate": (0, lambda: _iso(self._clock())),
             "halo_getutcdate": (0, utc_now),
             "halo_today": (0, lambda: _to_datetime_text(_iso(self._clock()), date_only=True)),
+            # Temporary tables come and go within a command: OBJECT_ID looks every time.
+            "halo_object_id": (-1, lambda *args: _object_id(conn, self._procedures, *args)),
             # The SQL Server-like systems have one catalogue each: DB_NAME() names it.
             "halo_db_name": (0, lambda: _DATABASE_NAMES.get(default, default)),
         }
@@ -1851,8 +1853,43 @@ class PracticeDatabase:
         for name, (arity, function) in functions.items():
             # GETDATE() must not be folded into a constant across a statement's rows, nor
             # NEWID() (ORDER BY NEWID() shuffles).
-            deterministic = not name.startswith(("halo_get", "halo_today", "halo_newid"))
+            deterministic = not name.startswith(
+                ("halo_get", "halo_today", "halo_newid", "halo_object_id")
+            )
             conn.create_function(name, arity, guarded(function), deterministic=deterministic)
+
+
+#: Object ids the procedures get in OBJECT_ID(); tables' are in sys.objects.
+_PROCEDURE_IDS_FROM = 1_237_579_447
+
+
+def _object_id(
+    conn: sqlite3.Connection,
+    procedures: Mapping[str, _Procedure],
+    name: Any,
+    kind: Any = None,
+) -> int | None:
+    """SQL Server's OBJECT_ID: ``'tempdb..#t'``, ``'dbo.PATIENTS'``, ``'BP_AddPatient'``, with
+    an optional type (``'U'`` table, ``'V'`` view, ``'P'`` procedure); NULL if there is none."""
+    if name is None:
+        return None
+    bare = str(name).split(".")[-1].strip().strip("[]")
+    wanted = str(kind).strip().upper() if kind is not None else None
+    if bare.startswith("#"):
+        row = conn.execute(
+            "SELECT rowid FROM sqlite_temp_master WHERE type = 'table' AND name = ? COLLATE NOCASE",
+            (bare,),
+        ).fetchone()
+        return -(1_000_000 + int(row[0])) if row and wanted in (None, "U") else None
+    if bare.casefold() in procedures:
+        index = sorted(procedures).index(bare.casefold())
+        return _PROCEDURE_IDS_FROM + index if wanted in (None, "P") else None
+    row = conn.execute(
+        "SELECT object_id, type FROM `sys.objects` WHERE name = ?", (bare,)
+    ).fetchone()
+    if row is None or (wanted is not None and str(row[1]).strip() != wanted):
+        return None
+    return int(row[0])
 
 
 def _check_known_issue(parameters: Sequence[Mapping[str, Any]]) -> None:

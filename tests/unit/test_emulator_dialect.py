@@ -339,6 +339,30 @@ def test_temporary_tables_last_one_command(fresh: PracticeDatabase) -> None:
         assert (error.error_code, error.message) == (208, f"Invalid object name '{name}'.")
 
 
+def test_object_id_finds_tables_views_procedures_and_temporary_tables(
+    fresh: PracticeDatabase,
+) -> None:
+    batch = (
+        "IF OBJECT_ID('tempdb..#recent') IS NOT NULL DROP TABLE #recent;\n"
+        "SELECT TOP 2 INTERNALID INTO #recent FROM PATIENTS;\n"
+        "SELECT OBJECT_ID('tempdb..#recent') AS Temporary, OBJECT_ID('dbo.PATIENTS') AS T, "
+        "OBJECT_ID('[dbo].[BPS_Patients]', 'V') AS V, OBJECT_ID('PATIENTS', 'V') AS NotAView, "
+        "OBJECT_ID('BP_AddPatient', 'P') AS P, OBJECT_ID('NOPE') AS Missing"
+    )
+    (row,) = rows(fresh, batch)
+    table = one(fresh, "SELECT object_id FROM sys.tables WHERE name = 'PATIENTS'")["object_id"]
+    view = one(fresh, "SELECT object_id FROM sys.views WHERE name = 'BPS_Patients'")["object_id"]
+    assert row["Temporary"] is not None
+    assert (row["T"], row["V"], row["NotAView"], row["Missing"]) == (table, view, None, None)
+    assert row["P"] is not None
+    assert one(fresh, "SELECT OBJECT_ID('tempdb..#recent') AS Gone") == {"Gone": None}
+
+
+def test_table_samples_are_refused(bp: PracticeDatabase) -> None:
+    error = sql_error(bp, "SELECT COUNT(*) FROM PATIENTS TABLESAMPLE (10 PERCENT)")
+    assert (error.error_type, error.error_code) == ("mssql", 102)
+
+
 @pytest.mark.parametrize(
     "sql", ["PRINT 'x'; SELECT 1", "WHILE 1 = 0 SELECT 1", "SAVE TRAN x", "GO"]
 )
