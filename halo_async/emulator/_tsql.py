@@ -54,7 +54,7 @@ __all__ = [
 SqlDialect = Literal["tsql", "firebird"]
 
 #: Aggregates the translated SQL calls; the database must register every one.
-AGGREGATES = ("halo_avg",)
+AGGREGATES = ("halo_avg", "halo_string_agg")
 
 #: SQLite functions the translated SQL calls; the database must register every one.
 FUNCTIONS = (
@@ -950,6 +950,21 @@ def _like(node: exp.Like, dialect: SqlDialect) -> exp.Expr | None:
     if isinstance(pattern, exp.Literal) and pattern.is_string and "[" not in pattern.this:
         return None  # SQLite's own LIKE is exact here, and can use an index.
     return call("halo_like", node.this, pattern, escape)
+
+
+@_rewrites(exp.GroupConcat)
+def _group_concat(node: exp.GroupConcat, _dialect: SqlDialect) -> exp.Expr | None:
+    """``STRING_AGG(x, ',') WITHIN GROUP (ORDER BY y DESC)``: SQLite (before 3.44) cannot
+    order inside an aggregate, so the database's aggregate sorts on the keys it is given."""
+    order = node.this
+    if not isinstance(order, exp.Order):
+        return None
+    keys: list[exp.Expr] = []
+    for ordered in order.expressions:
+        direction = "desc" if ordered.args.get("desc") else "asc"
+        keys.extend((ordered.this, exp.Literal.string(direction)))
+    separator = node.args.get("separator") or exp.Literal.string(",")
+    return call("halo_string_agg", order.this, separator, *keys)
 
 
 @_rewrites(exp.TableSample)

@@ -1022,6 +1022,38 @@ class _Average:
         return quotient if self.total >= 0 else -quotient
 
 
+class _OrderedStringAggregate:
+    """STRING_AGG(value, separator) WITHIN GROUP (ORDER BY ...): called with the value, the
+    separator, then each sort key and its direction ('asc' or 'desc')."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, tuple[Any, ...], tuple[str, ...]]] = []
+        self.separator = ","
+
+    def step(self, value: Any, separator: Any, *keys: Any) -> None:
+        self.separator = "" if separator is None else str(separator)
+        if value is not None:  # STRING_AGG skips NULLs
+            self.rows.append((_text(value), keys[0::2], tuple(map(str, keys[1::2]))))
+
+    def finalize(self) -> str | None:
+        if not self.rows:
+            return None
+        rows = list(self.rows)
+        # Stable sorts, last key first; NULLs sort first ascending, as in SQL Server.
+        for position in reversed(range(len(rows[0][1]))):
+            descending = rows[0][2][position] == "desc"
+            rows.sort(key=lambda row: _sort_key(row[1][position]), reverse=descending)
+        return self.separator.join(row[0] for row in rows)
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if value is None:
+        return (0, 0)
+    if isinstance(value, str):
+        return (2, value.rstrip(" ").casefold())  # the default collation's order
+    return (1, value)
+
+
 def _try_cast(value: Any, kind: str, length: Any = 0, style: Any = None) -> Any:
     try:
         return _cast(value, kind, length, style)
@@ -1836,7 +1868,10 @@ class PracticeDatabase:
             # The SQL Server-like systems have one catalogue each: DB_NAME() names it.
             "halo_db_name": (0, lambda: _DATABASE_NAMES.get(default, default)),
         }
-        if set(functions) != set(_tsql.FUNCTIONS) or _tsql.AGGREGATES != ("halo_avg",):
+        if set(functions) != set(_tsql.FUNCTIONS) or _tsql.AGGREGATES != (
+            "halo_avg",
+            "halo_string_agg",
+        ):
             raise RuntimeError("the translator and the database disagree on functions")
         database = self
 
@@ -1850,6 +1885,7 @@ class PracticeDatabase:
 
         # (typeshed's aggregate protocol wants int-only values; SQLite passes any value.)
         conn.create_aggregate("halo_avg", 1, cast(Any, Average))
+        conn.create_aggregate("halo_string_agg", -1, cast(Any, _OrderedStringAggregate))
         for name, (arity, function) in functions.items():
             # GETDATE() must not be folded into a constant across a statement's rows, nor
             # NEWID() (ORDER BY NEWID() shuffles).

@@ -461,6 +461,22 @@ def test_apply_returning_many_rows_is_refused(bp: PracticeDatabase) -> None:
     assert "APPLY" in error.message
 
 
+def test_string_agg_within_group(bp: PracticeDatabase) -> None:
+    surnames = [
+        r["SURNAME"] for r in rows(bp, "SELECT SURNAME FROM PATIENTS WHERE INTERNALID <= 6")
+    ]
+    row = one(
+        bp,
+        "SELECT STRING_AGG(SURNAME, ', ') WITHIN GROUP (ORDER BY SURNAME DESC) AS Down, "
+        "STRING_AGG(CAST(INTERNALID AS varchar), ';') WITHIN GROUP (ORDER BY INTERNALID) AS Ids "
+        "FROM PATIENTS WHERE INTERNALID <= 6",
+    )
+    assert row == {
+        "Down": ", ".join(sorted(surnames, key=str.casefold, reverse=True)),
+        "Ids": "1;2;3;4;5;6",
+    }
+
+
 def test_for_xml_path_string_aggregation(bp: PracticeDatabase) -> None:
     surnames = [
         r["SURNAME"]
