@@ -23,6 +23,7 @@ import re
 import sqlite3
 import threading
 import uuid
+import zlib
 import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, NoReturn, cast
@@ -1506,14 +1507,14 @@ class _Run:
 
     def _end_session(self) -> None:
         """What closing the connection does to SQL Server: a BEGIN TRAN left open (by the
-        batch or by an error in it) is rolled back, and #temporary tables are dropped."""
+        batch or by an error in it) is rolled back, and the #temporary tables the batch
+        named are dropped (by name: SQLite's catalogue is not the batch's to read)."""
         if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
-        temporary = self.conn.execute(
-            "SELECT name FROM sqlite_temp_master WHERE type = 'table'"
-        ).fetchall()
-        for (name,) in temporary:
-            self.conn.execute(f'DROP TABLE temp."{name.replace(chr(34), chr(34) * 2)}"')
+        for name in self.object_names:
+            if name.startswith("#"):
+                quoted = name.replace('"', '""')
+                self.conn.execute(f'DROP TABLE IF EXISTS temp."{quoted}"')
 
     def _run_steps(self, steps: Sequence[_tsql.Step]) -> None:
         for step in steps:
@@ -1912,11 +1913,15 @@ def _object_id(
     bare = str(name).split(".")[-1].strip().strip("[]")
     wanted = str(kind).strip().upper() if kind is not None else None
     if bare.startswith("#"):
-        row = conn.execute(
-            "SELECT rowid FROM sqlite_temp_master WHERE type = 'table' AND name = ? COLLATE NOCASE",
-            (bare,),
-        ).fetchone()
-        return -(1_000_000 + int(row[0])) if row and wanted in (None, "U") else None
+        if wanted not in (None, "U"):
+            return None
+        # Tried rather than looked up: SQLite's catalogue stays hidden from integrators' SQL.
+        try:
+            conn.execute(f'SELECT 1 FROM temp."{bare.replace(chr(34), "")}" LIMIT 0')
+        except sqlite3.Error:
+            return None
+        # SQL Server's temporary objects have negative ids.
+        return -(1_000_000 + zlib.crc32(bare.casefold().encode()) % 1_000_000_000)
     if bare.casefold() in procedures:
         index = sorted(procedures).index(bare.casefold())
         return _PROCEDURE_IDS_FROM + index if wanted in (None, "P") else None
