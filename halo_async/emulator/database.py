@@ -1664,7 +1664,9 @@ class PracticeDatabase:
     """The practice database(s) of one emulated site: SQLite in memory, generated on first use.
 
     ``execute`` is synchronous and thread-safe: callers run it in worker threads, and one
-    site runs one command at a time.
+    site runs one command at a time. ``now`` returns an aware instant, or a naive time
+    already in the practice's local ``time_zone`` (an IANA name; Best Practice and Zedmed
+    keep local time).
     """
 
     def __init__(
@@ -1672,16 +1674,12 @@ class PracticeDatabase:
         *,
         pms_type: str,
         seed: int,
+        time_zone: str = _PRACTICE_TIME_ZONE,
         patients: int = 2000,
         today: datetime.date | None = None,
         now: Callable[[], datetime.datetime] | None = None,
-        time_zone: str = _PRACTICE_TIME_ZONE,
     ) -> None:
-        """Cheap: generates nothing until first execute().
-
-        ``now`` returns an aware instant, or a naive time already in the practice's local
-        ``time_zone`` (an IANA name; Best Practice and Zedmed sites keep local time).
-        """
+        """Cheap: generates nothing until first execute()."""
         self._pms = _pms_key(pms_type)
         self._dialect = _PMS_SQL_DIALECTS[self._pms]
         self._error_type = "fbsql" if self._dialect == "firebird" else "mssql"
