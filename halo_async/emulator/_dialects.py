@@ -167,10 +167,17 @@ class _TSQLParser(TSQLParser):
         self._tokens_size = self._statement_end()
         self._advance(0)
         try:
+            if self._curr.text.upper() == "THROW" and self._next.token_type != TokenType.SEMICOLON:
+                return self._parse_throw()
             return parse_method(self)
         finally:
             self._tokens_size = size
             self._advance(0)
+
+    def _parse_throw(self) -> exp.Expr:
+        """``THROW number, message, state``: a word to sqlglot, a statement to SQL Server."""
+        self._advance()
+        return exp.Anonymous(this="THROW", expressions=self._parse_csv(self._parse_bitwise))
 
     def _statement_end(self) -> int:
         """The index of the semicolon ending the statement at the cursor (outside brackets,

@@ -8,7 +8,8 @@ runs one by one:
 * :class:`Declare`, :class:`Assign`: ``DECLARE @x INT = 1``, ``SET @x = ...``,
   ``SELECT @x = COUNT(*) FROM ...``;
 * :class:`Execute`: ``EXEC [@ret =] [db.dbo.]Procedure @a = @b, @c = 1 OUTPUT``;
-* :class:`If`: ``IF cond stmt [ELSE stmt]``, branches of steps.
+* :class:`If`: ``IF cond stmt [ELSE stmt]``, branches of steps;
+* :class:`Raise`: ``RAISERROR(...)``, ``THROW ...``.
 
 A T-SQL batch needs no semicolons; ``SET NOCOUNT ON`` and the like are dropped, ``BEGIN TRAN``
 becomes a savepoint. SQL Server semantics that SQLite lacks become calls to functions the
@@ -44,6 +45,7 @@ __all__ = [
     "Execute",
     "If",
     "Query",
+    "Raise",
     "SqlDialect",
     "Step",
     "TranslationError",
@@ -161,7 +163,16 @@ class If:
     otherwise: tuple[Step, ...]
 
 
-Step = Query | Declare | Assign | Execute | If
+@dataclasses.dataclass(frozen=True)
+class Raise:
+    """``RAISERROR(message, severity, state, args...)`` or ``THROW number, message, state``:
+    ``values`` answers (message, severity, state, args...) or (number, message, state)."""
+
+    values: Query
+    throw: bool
+
+
+Step = Query | Declare | Assign | Execute | If | Raise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,6 +288,8 @@ def _step(statement: exp.Expr, ctx: _Context) -> Step | None:
     if ctx.dialect == "tsql":
         if isinstance(statement, exp.IfBlock):
             return _if(statement, ctx)
+        if isinstance(statement, exp.Anonymous) and statement.name.upper() in _RAISES:
+            return _raise(statement, ctx)
         transaction = _transaction(statement)
         if transaction is not None:
             return transaction
@@ -284,6 +297,19 @@ def _step(statement: exp.Expr, ctx: _Context) -> Step | None:
     words = statement.sql(dialect="tsql").split()
     first = statement.args.get("this") if isinstance(statement, exp.Command) else None
     raise TranslationError("unsupported", str(first or (words[0] if words else "?")))
+
+
+#: The arguments RAISERROR and THROW need at least.
+_RAISES = {"RAISERROR": 3, "THROW": 3}
+
+
+def _raise(statement: exp.Anonymous, ctx: _Context) -> Raise:
+    arguments = statement.expressions
+    if len(arguments) < _RAISES[statement.name.upper()]:
+        raise TranslationError("syntax", statement.name)
+    values = exp.Select(expressions=[argument.copy() for argument in arguments])
+    throw = statement.name.upper() == "THROW"
+    return Raise(_query(values, ctx, name_columns=False), throw)
 
 
 #: SET options that change nothing an integrator's result shows: accepted and ignored.

@@ -16,6 +16,7 @@ and only builds the databases it is asked about.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime
 import functools
@@ -151,7 +152,7 @@ _FailureKind = Literal[
     "divide_by_zero", "undeclared", "ambiguous", "function", "unique", "not_null",
     "column_count", "view", "not_parameter", "missing_parameter", "raise", "other",
     "commit_without_begin", "rollback_without_begin", "invalid_length", "construct_date",
-    "operand",
+    "operand", "throw",
 ]  # fmt: skip
 
 
@@ -220,6 +221,7 @@ _MESSAGES: dict[str, dict[str, tuple[int, str]]] = {
             "Procedure or function '{1}' expects parameter '@{0}', which was not supplied."
         ),
         "raise": (50000, "{0}"),
+        "throw": (50000, "{1}"),
         "other": (8180, "Statement(s) could not be prepared. {0}"),
         "commit_without_begin": (
             3902,
@@ -285,6 +287,7 @@ _MESSAGES: dict[str, dict[str, tuple[int, str]]] = {
             + "Input parameter mismatch for procedure {1}"
         ),
         "raise": (-836, "exception 1\n{0}"),
+        "throw": (-836, "exception 1\n{1}"),
         "other": (-901, "{0}"),
         "commit_without_begin": (
             -901,
@@ -306,6 +309,8 @@ _MESSAGES: dict[str, dict[str, tuple[int, str]]] = {
 
 def _sql_error(error_type: str, failure: _Failure) -> SqlError:
     code, template = _MESSAGES[error_type][failure.kind]
+    if failure.kind == "throw":
+        code = int(failure.args_[0])  # THROW names its own error number
     return SqlError(error_type, code, template.format(*failure.args_, "", "", ""))
 
 
@@ -1520,6 +1525,8 @@ class _Run:
         for step in steps:
             if isinstance(step, _tsql.If):
                 self._run_steps(step.then if self._evaluate(step.condition) else step.otherwise)
+            elif isinstance(step, _tsql.Raise):
+                _raise_error(self._cursor(step.values).fetchone(), throw=step.throw)
             elif isinstance(step, _tsql.Query):
                 self._run_query(step)
             elif isinstance(step, _tsql.Declare):
@@ -1929,6 +1936,31 @@ def _object_id(
     if row is None or (wanted is not None and str(row[1]).strip() != wanted):
         return None
     return int(row[0])
+
+
+#: RAISERROR's printf-style conversions that Python's % spells otherwise.
+_RAISERROR_CONVERSIONS = re.compile(r"%([-+ 0#]*\d*(?:\.\d+)?)(?:I64|h|l)?([diuoxXs])")
+
+
+def _raise_error(values: Sequence[Any] | None, *, throw: bool) -> None:
+    """RAISERROR (error 50000, its message formatted printf-style) and THROW (its own number).
+    A RAISERROR of severity 10 or less is a message, not an error: the batch goes on."""
+    if values is None:
+        return
+    if throw:
+        number, message = values[0], values[1]
+        raise _Failure("throw", (str(_to_int(number)), "" if message is None else str(message)))
+    message, severity, arguments = values[0], values[1], tuple(values[3:])
+    if severity is not None and _to_int(severity) <= 10:
+        return
+    text = "" if message is None else str(message)
+    python = _RAISERROR_CONVERSIONS.sub(
+        lambda m: f"%{m.group(1)}{'d' if m.group(2) in 'iu' else m.group(2)}", text
+    )
+    # SQL Server prints what it can; if the arguments do not fit, the message as written.
+    with contextlib.suppress(TypeError, ValueError):
+        text = python % arguments if arguments else text.replace("%%", "%")
+    raise _Failure("raise", (text,))
 
 
 def _check_known_issue(parameters: Sequence[Mapping[str, Any]]) -> None:

@@ -363,6 +363,19 @@ def test_table_samples_are_refused(bp: PracticeDatabase) -> None:
     assert (error.error_type, error.error_code) == ("mssql", 102)
 
 
+def test_raiserror_and_throw(bp: PracticeDatabase) -> None:
+    error = sql_error(
+        bp,
+        "IF NOT EXISTS (SELECT 1 FROM PATIENTS WHERE INTERNALID = -1) "
+        "RAISERROR('Patient %d not found in %s', 16, 1, -1, 'BPSPatients')",
+    )
+    assert (error.error_code, error.message) == (50000, "Patient -1 not found in BPSPatients")
+    thrown = sql_error(bp, "IF 1 = 1 THROW 51000, 'No appointments that day.', 1; SELECT 1")
+    assert (thrown.error_code, thrown.message) == (51000, "No appointments that day.")
+    # Severity 10 or less is a message, not an error.
+    assert rows(bp, "RAISERROR('working...', 10, 1); SELECT 1 AS Done") == [{"Done": 1}]
+
+
 @pytest.mark.parametrize(
     "sql", ["PRINT 'x'; SELECT 1", "WHILE 1 = 0 SELECT 1", "SAVE TRAN x", "GO"]
 )
