@@ -180,27 +180,23 @@ class HttpTransport:
     ) -> Response:
         """Send a request, retrying as ``safety`` allows, and return a 2xx answer.
 
-        ``read_timeout`` bounds each attempt (``request_timeout`` by default) and ``retry``
-        replaces the transport's policy for this request; each attempt's timeout is also
-        cut to the time left before the policy's deadline.
-
-        Raises :class:`~halo_async.errors.APIError` subclasses for error answers,
-        :class:`~halo_async.errors.QueryFailedError` for query-failure bodies,
-        :class:`~halo_async.errors.HaloConnectionError` when no answer came, and
-        :class:`~halo_async.errors.SubmissionOutcomeUnknownError` for a query-creating
-        POST whose fate is unknown.
+        ``read_timeout`` bounds each attempt (``request_timeout`` by default), cut to the
+        time left before the deadline of ``retry`` (the transport's policy by default).
+        Raises ``APIError`` subclasses for error answers, ``QueryFailedError`` for failure
+        bodies, ``HaloConnectionError`` when no answer came, and
+        ``SubmissionOutcomeUnknownError`` for a query-creating POST whose fate is unknown.
         """
         policy = retry or self.retry
         attempt = _Attempt(
-            session=self._ensure_session(),
-            method=method,
-            path=path,
-            params=params,
-            body=orjson.dumps(json) if json is not None else None,
-            read_timeout=read_timeout,
-            site_id=site_id,
-            safety=safety,
-            policy=policy,
+            self._ensure_session(),
+            method,
+            path,
+            params,
+            orjson.dumps(json) if json is not None else None,
+            read_timeout,
+            site_id,
+            safety,
+            policy,
             started=policy.now(),
         )
         retryable = retryable_for_read if safety is Safety.IDEMPOTENT else retryable_for_create
@@ -222,10 +218,6 @@ class HttpTransport:
                     if error is exc:
                         raise
                     raise error from exc
-                logger.info(
-                    "%s %s: attempt %d failed (%s); retrying in %.2f s",
-                    method, path, attempt.count, _describe(exc), delay,
-                )  # fmt: skip
                 await attempt.policy.sleep(delay)
                 if self._closed:
                     raise self._closed_under(attempt) from exc
@@ -260,6 +252,10 @@ class HttpTransport:
                 attempt.method, attempt.path, attempt.count, delay, policy.deadline,
             )  # fmt: skip
             return None
+        logger.info(
+            "%s %s: attempt %d failed (%s); retrying in %.2f s",
+            attempt.method, attempt.path, attempt.count, _describe(exc), delay,
+        )  # fmt: skip
         return delay
 
     def _final_error(

@@ -561,13 +561,7 @@ class HaloClient:
         from halo_async.fanout import DEFAULT_FANOUT_LIMITS, FanOutLimits, _FanOut
 
         body = _async_body(command, options)
-        if isinstance(site_ids, str):
-            raise ValidationError(
-                f"site_ids must be a sequence of Halo GUIDs, got the string {site_ids!r}",
-                field="site_ids",
-                value=site_ids,
-            )
-        sites = [_validate.uuid_str("site_ids[]", site) for site in site_ids]
+        sites = _validate.site_ids(site_ids)
         if deadline is not None:
             _validate.seconds("deadline", deadline)
         _validate.instance_or_none("limits", limits, FanOutLimits)

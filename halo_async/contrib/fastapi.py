@@ -8,6 +8,7 @@
     )
 
     app = FastAPI(lifespan=halo_lifespan())          # HaloClient() opened once, closed at exit
+    install_exception_handlers(app)                   # a Halo error -> 400/404/422/429/5xx JSON
     app.include_router(webhook_router(secret="..."))  # POST /halo/webhooks
 
     @app.get("/sites/{site_id}/patients")
@@ -24,12 +25,14 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import math
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
     Callable,
+    Coroutine,
     Mapping,
     Sequence,
 )
@@ -39,9 +42,10 @@ from typing import Annotated, Any, Final
 import attrs
 import orjson
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from halo_async import errors
 from halo_async.client import HaloClient
 from halo_async.jobs import QueryJob
 from halo_async.webhooks import (
@@ -60,9 +64,12 @@ __all__ = [
     "HaloClientDep",
     "JobRegistryDep",
     "NDJSONResponse",
+    "exception_handlers",
     "halo_client",
+    "halo_error_response",
     "halo_jobs",
     "halo_lifespan",
+    "install_exception_handlers",
     "open_halo",
     "rows_response",
     "webhook_router",
@@ -262,6 +269,119 @@ def rows_response(
     else:
         chunks = _source_chunks(source)
     return NDJSONResponse(chunks, status_code=status_code, headers=extra)
+
+
+# -- exception handlers --------------------------------------------------------------------------
+
+# The HTTP status a Halo error becomes, looked up along the exception's MRO (most specific
+# class first). 4xx: the caller's request was wrong; 5xx: Halo, the practice, or this service.
+_STATUS_BY_ERROR: Final[Mapping[type[errors.HaloError], int]] = {
+    errors.InvalidArgumentError: 400,  # caught before anything was sent
+    errors.BadRequestError: 400,  # Halo refused the request, SQL or a parameter
+    errors.SiteNotFoundError: 404,  # no site for that PMS site id
+    errors.NotFoundError: 404,  # unknown site or query
+    errors.NotAuthoritativeError: 409,  # a backup or test site: ask for the authoritative one
+    errors.SiteGuidChangedError: 409,  # the site's GUID changed: re-resolve it
+    errors.ResultExpiredError: 410,  # the result is gone: resubmit
+    errors.SqlExecutionError: 422,  # the database rejected the SQL
+    errors.RateLimitedError: 429,
+    errors.SiteUnavailableError: 503,  # the site could not be contacted
+    errors.SiteOfflineError: 503,
+    errors.QueryExpiredInQueueError: 503,  # the site was too busy
+    errors.GatewayTimeoutError: 504,
+    errors.PollTimeoutError: 504,
+    errors.FanOutDeadlineError: 504,
+    # This service's own misconfiguration or bug, not the caller's nor Halo's.
+    errors.ConfigurationError: 500,
+    errors.ClientClosedError: 500,
+    errors.RowTypeError: 500,
+    # Anything else Halo did (5xx, no answer, an answer not in the documented shape, its
+    # 401/403 to this service's key) is a failure upstream of this service.
+    errors.HaloError: 502,
+}
+# Retry-After for a 429 whose upstream answer gave none: come back in a second.
+_DEFAULT_RETRY_AFTER: Final = 1
+
+
+def _status_for(exc: errors.HaloError) -> int:
+    if isinstance(exc, errors.SubmissionOutcomeUnknownError):
+        # Whatever made the outcome unknown (a 500/502/504, no answer) says the status.
+        cause = exc.cause
+        return _status_for(cause) if isinstance(cause, errors.HaloError) else _no_answer(cause)
+    if isinstance(exc, errors.HaloConnectionError):
+        return _no_answer(exc.__cause__)
+    for cls in type(exc).__mro__:
+        status = _STATUS_BY_ERROR.get(cls)
+        if status is not None:
+            return status
+    return 502  # pragma: no cover - HaloError is in the table
+
+
+def _no_answer(cause: BaseException | None) -> int:
+    # No answer at all: 504 when Halo was too slow, 502 when it could not be reached.
+    timed_out = isinstance(cause, TimeoutError) or "timeout" in type(cause).__name__.lower()
+    return 504 if timed_out else 502
+
+
+def _error_body(exc: errors.HaloError, api_key: str | None) -> dict[str, Any]:
+    detail = str(exc)
+    if api_key:  # the library scrubs it already; an error answer must never carry it
+        detail = detail.replace(api_key, "***")
+    body: dict[str, Any] = {"detail": detail, "error": type(exc).__name__}
+    if isinstance(exc, errors.APIError):
+        body["upstream_status"] = exc.status
+    if isinstance(exc, errors.QueryFailedError):
+        body.update(error_type=exc.error_type, error_code=exc.error_code)
+    for name in ("site_id", "query_id", "retry_after"):
+        value = getattr(exc, name, None)
+        if value is not None:
+            body[name] = value
+    return body
+
+
+async def halo_error_response(request: Request, exc: Exception) -> JSONResponse:
+    """An exception handler turning a :class:`~halo_async.errors.HaloError` into JSON.
+
+    ``{"detail": message, "error": class name, ...}`` plus, where known, ``site_id``,
+    ``query_id``, ``error_type``/``error_code`` (a failed query), ``upstream_status`` (Halo's
+    HTTP status) and ``retry_after``. Statuses: 400 bad input, 404 unknown site or query,
+    409 a site to re-resolve, 410 an expired result, 422 SQL the database rejected, 429 rate
+    limited (with ``Retry-After``), 503 the site unreachable, 504 timeouts, 500 this
+    service's own configuration, and 502 any other failure of Halo. The API key never
+    appears in it.
+    """
+    if not isinstance(exc, errors.HaloError):  # pragma: no cover - registered for HaloError
+        raise exc
+    status = _status_for(exc)
+    client = getattr(request.app.state, _CLIENT_ATTR, None)
+    body = _error_body(exc, getattr(client, "api_key", None))
+    headers: dict[str, str] = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if status == 429 or (status == 503 and retry_after is not None):
+        seconds = _DEFAULT_RETRY_AFTER if retry_after is None else math.ceil(retry_after)
+        headers["Retry-After"] = str(max(seconds, 0))
+    level = logging.WARNING if status >= 500 else logging.INFO
+    _log.log(level, "%s %s -> %d: %s", request.method, request.url.path, status, body["detail"])
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+ExceptionHandler = Callable[[Request, Any], Coroutine[Any, Any, Response]]
+
+
+def exception_handlers() -> dict[int | type[Exception], ExceptionHandler]:
+    """The handlers as a mapping, for ``FastAPI(exception_handlers=exception_handlers())``."""
+    return {errors.HaloError: halo_error_response}
+
+
+def install_exception_handlers(app: FastAPI) -> None:
+    """Answer every :class:`~halo_async.errors.HaloError` an endpoint raises with a JSON error
+    (see :func:`halo_error_response`) instead of a 500 with a traceback.
+
+    Only errors raised before a response starts can become a status: a stream that fails
+    after its first row is cut short instead (see :func:`rows_response`).
+    """
+    for cls, handler in exception_handlers().items():
+        app.add_exception_handler(cls, handler)
 
 
 # -- webhooks ------------------------------------------------------------------------------------
