@@ -49,6 +49,7 @@ from halo_async import errors
 from halo_async.client import HaloClient
 from halo_async.jobs import QueryJob
 from halo_async.webhooks import (
+    DEFAULT_MAX_BODY,
     JobRegistry,
     Secret,
     WebhookEvent,
@@ -396,6 +397,7 @@ def webhook_router(
     jobs: JobRegistry | None = None,
     on_event: WebhookHandler | None = None,
     include_in_schema: bool = True,
+    max_body: int = DEFAULT_MAX_BODY,
 ) -> APIRouter:
     """An :class:`APIRouter` with the route Halo POSTs its webhooks to.
 
@@ -409,7 +411,11 @@ def webhook_router(
       acknowledged so Halo stops retrying, and not acted on again;
     - 401: a missing or wrong signature, or a timestamp more than 5 minutes off. Both mean
       the delivery does not prove it is a fresh one from Halo; Halo does not retry a 4xx;
-    - 400: signed, but not a webhook payload (or ``X-Halo-Id`` disagrees with it).
+    - 400: signed, but not a webhook payload (or ``X-Halo-Id`` disagrees with it);
+    - 413: a body over ``max_body`` bytes (64 KiB; Halo's are a few hundred).
+
+    The headers are checked before the body is read, and the body is read only up to
+    ``max_body``: an unsigned or oversized request costs the service nothing.
 
     ``secret`` is the webhook secret (several during a rotation), or a configured
     :class:`WebhookVerifier` (to set the tolerance, the replay memory or the clock).
@@ -418,7 +424,15 @@ def webhook_router(
     router = APIRouter()
 
     async def receive_webhook(request: Request, background: BackgroundTasks) -> JSONResponse:
-        body = await request.body()
+        try:
+            verifier.check_headers(request.headers)
+        except (WebhookSignatureError, WebhookTimestampError) as exc:
+            _log.warning("webhook refused: %s", exc)
+            return JSONResponse({"detail": str(exc)}, status_code=401)
+        body = await _body_up_to(request, max_body)
+        if body is None:
+            _log.warning("webhook refused: a body over %d bytes", max_body)
+            return JSONResponse({"detail": f"the body is over {max_body} bytes"}, status_code=413)
         try:
             event = verifier.verify(body, request.headers)
         except WebhookReplayError as exc:
@@ -445,6 +459,22 @@ def webhook_router(
         summary="Receive a Halo webhook",
     )
     return router
+
+
+async def _body_up_to(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None once it is known to pass ``limit`` bytes (from its
+    Content-Length, or while it streams in): the rest is never read."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _run_handler(handler: WebhookHandler, event: WebhookEvent) -> None:
