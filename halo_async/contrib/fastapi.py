@@ -422,6 +422,26 @@ def webhook_router(
     """
     verifier = secret if isinstance(secret, WebhookVerifier) else WebhookVerifier(secret)
     router = APIRouter()
+    receive_webhook = _webhook_endpoint(verifier, jobs, on_event, max_body)
+    router.add_api_route(
+        path,
+        receive_webhook,
+        methods=["POST"],
+        response_class=JSONResponse,
+        include_in_schema=include_in_schema,
+        summary="Receive a Halo webhook",
+    )
+    return router
+
+
+def _webhook_endpoint(
+    verifier: WebhookVerifier,
+    jobs: JobRegistry | None,
+    on_event: WebhookHandler | None,
+    max_body: int,
+) -> Callable[[Request, BackgroundTasks], Awaitable[JSONResponse]]:
+    """The webhook route's endpoint: headers first, then at most ``max_body`` bytes of body,
+    then the verified event wakes its job."""
 
     async def receive_webhook(request: Request, background: BackgroundTasks) -> JSONResponse:
         try:
@@ -450,15 +470,7 @@ def webhook_router(
             background.add_task(_run_handler, on_event, event)
         return JSONResponse({"status": "accepted", "woken": woken})
 
-    router.add_api_route(
-        path,
-        receive_webhook,
-        methods=["POST"],
-        response_class=JSONResponse,
-        include_in_schema=include_in_schema,
-        summary="Receive a Halo webhook",
-    )
-    return router
+    return receive_webhook
 
 
 async def _body_up_to(request: Request, limit: int) -> bytes | None:
