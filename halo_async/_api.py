@@ -1,9 +1,10 @@
 """The operations query jobs and fan-out call: a protocol, so that they depend on these
-four methods and not on the client module (which imports them lazily in turn)."""
+operations and not on the client module (which imports them lazily in turn). Their ids are
+the SDK's own (from Halo's answers, or checked once where a caller gave them), so these
+private operations do not check them again on every poll and page."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
 from halo_async import models
@@ -29,20 +30,20 @@ class QueryApi(Protocol):
         its arguments once, not once per site)."""
         ...
 
-    async def get_query(
-        self, site_id: str, query_id: str, *, timeout: float | None = None
+    async def _get_query(
+        self, site: str, query: str, *, timeout: float | None = None
     ) -> models.AsyncQuery | models.ImmediateQuery:
         """A query's current state."""
         ...
 
-    async def get_query_statuses(
-        self, site_id: str, query_ids: Sequence[str]
+    async def _get_query_statuses(
+        self, site: str, query_ids: list[str], *, timeout: float | None = None
     ) -> list[models.QueryStatusResult]:
         """The status of several queries of one site, in one request."""
         ...
 
     async def _fetch_result_page(
-        self, site_id: str, query_id: str, page_number: int
+        self, site: str, query: str, page: int, *, timeout: float | None = None
     ) -> FetchedPage:
         """One result page's answer, not yet decoded."""
         ...

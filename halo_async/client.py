@@ -268,6 +268,16 @@ class HaloClient:
         A failed status is returned, not raised: inspect ``is_failed`` and ``failure``.
         """
         site, query = _validate.site_and_query(site_id, query_id)
+        return await self._get_query(site, query, timeout=timeout)
+
+    # The underscore operations below are what jobs and fan-out call (``_api.QueryApi``):
+    # their ids come from Halo's answers or from checked arguments, so they are not checked
+    # again on every poll and page (the hand-written floor of the fan-out benchmark would
+    # not check them either).
+
+    async def _get_query(
+        self, site: str, query: str, *, timeout: float | None = None
+    ) -> models.AsyncQuery | models.ImmediateQuery:
         response = await self._get(
             f"/integrator/sites/{site}/queries/{query}", site, timeout=timeout
         )
@@ -292,11 +302,16 @@ class HaloClient:
                 value=query_ids,
             )
         ids = [_validate.uuid_str("query_ids[]", query_id) for query_id in query_ids]
+        return await self._get_query_statuses(site, ids, timeout=timeout)
+
+    async def _get_query_statuses(
+        self, site: str, query_ids: list[str], *, timeout: float | None = None
+    ) -> list[models.QueryStatusResult]:
         response = await self._request(
             "POST",
             f"/integrator/sites/{site}/queries/status",
             safety=Safety.IDEMPOTENT,
-            json={"queryIds": ids},
+            json={"queryIds": query_ids},
             site_id=site,
             timeout=timeout,
         )
@@ -316,21 +331,16 @@ class HaloClient:
         Pages are numbered from 1. An expired result raises
         :class:`~halo_async.errors.ResultExpiredError` (resubmit the query).
         """
+        site, query, page = self._page_args(site_id, query_id, page_number)
         return await self._decode_result_page(
-            await self._fetch_result_page(site_id, query_id, page_number, timeout=timeout)
+            await self._fetch_result_page(site, query, page, timeout=timeout)
         )
 
     async def _fetch_result_page(
-        self,
-        site_id: str | uuid.UUID,
-        query_id: str | uuid.UUID,
-        page_number: int,
-        *,
-        timeout: float | None = None,
+        self, site: str, query: str, page: int, *, timeout: float | None = None
     ) -> FetchedPage:
         """The first half of :meth:`get_result_page`: the answer, not yet decoded (a job's
         prefetch window holds these, and decodes each when its turn comes)."""
-        site, query, page = self._page_args(site_id, query_id, page_number)
         path = f"/integrator/sites/{site}/queries/{query}/results/{page}"
         return FetchedPage(site, query, page, await self._get(path, site, timeout=timeout))
 

@@ -564,7 +564,7 @@ class _StatusBatcher:
     async def _answer(self, batch: dict[str, list[asyncio.Future[models.AsyncQuery]]]) -> None:
         try:
             self.requests += 1
-            results = await self._api.get_query_statuses(self._site_id, list(batch))
+            results = await self._api._get_query_statuses(self._site_id, list(batch))
         except asyncio.CancelledError:
             _settle(batch, cancel=True)
             raise
@@ -581,7 +581,7 @@ class _StatusBatcher:
                 # A batch answer without the query object (the spec's example has none):
                 # ask for this one alone.
                 if result is not None and result.status == models.BatchStatus.FOUND:
-                    single = await self._api.get_query(self._site_id, query_id)
+                    single = await self._api._get_query(self._site_id, query_id)
                     if isinstance(single, models.AsyncQuery):
                         _settle({query_id: futures}, value=single)
                         continue

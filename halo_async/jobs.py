@@ -142,7 +142,7 @@ class QueryJob:
         if self._runner is not None and self._runner.coalesces:
             query = await self._runner.status(self, 0.0, 0.0)
         else:
-            fetched = await self._api.get_query(
+            fetched = await self._api._get_query(
                 self.site_id, self.query_id, timeout=self._poll_time_left()
             )
             if not isinstance(fetched, models.AsyncQuery):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -28,8 +27,8 @@ class FakeClient:
         self.hold = hold
         self.fail = fail
 
-    async def get_query_statuses(
-        self, site_id: str, query_ids: Sequence[str]
+    async def _get_query_statuses(
+        self, site: str, query_ids: list[str], **_: object
     ) -> list[models.QueryStatusResult]:
         self.batches.append(list(query_ids))
         if self.hold:
