@@ -9,6 +9,7 @@ each attempt without the API key.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -326,11 +327,12 @@ class HttpTransport:
             ) as resp:
                 payload = await resp.read()
                 status, headers = resp.status, resp.headers
-            logger.debug(
-                "%s %s -> %d (attempt %d, %.3f s)",
-                attempt.method, attempt.path, status, attempt.count,
-                time.perf_counter() - started,
-            )  # fmt: skip
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "%s %s -> %d (attempt %d, %.3f s)",
+                    attempt.method, attempt.path, status, attempt.count,
+                    time.perf_counter() - started,
+                )  # fmt: skip
             if status not in _REDIRECTS:
                 return status, headers, payload
             url, params = self._redirect_target(attempt, url, status, headers), None
@@ -379,7 +381,7 @@ class HttpTransport:
         # not outlast it, however long the per-attempt timeout.
         left = attempt.policy.deadline - (attempt.policy.now() - attempt.started)
         total = min(attempt.read_timeout or self.request_timeout, max(left, 0.001))
-        return aiohttp.ClientTimeout(total=total, connect=min(self._connect_timeout, total))
+        return _client_timeout(total, min(self._connect_timeout, total))
 
     def _scrub(self, payload: bytes) -> bytes:
         """The body without the API key, should a server echo it back (a gateway quoting the
@@ -392,6 +394,12 @@ class HttpTransport:
 
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+@functools.lru_cache(maxsize=256)
+def _client_timeout(total: float, connect: float) -> aiohttp.ClientTimeout:
+    # Most requests share a handful of timeouts; built once each, not once a request.
+    return aiohttp.ClientTimeout(total=total, connect=connect)
 
 
 def _key_forms(key: str) -> set[bytes]:

@@ -17,6 +17,7 @@ delivered.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import enum
 import time
@@ -248,7 +249,9 @@ class _FanOut:
         self._jobs = jobs
         self.coalesces = coalesce_status
         self._runs = [_Run(index, site) for index, site in enumerate(site_ids)]
-        self._progress = FanOutProgress(total=len(self._runs))
+        # Plain counters, made into a FanOutProgress only for an event (a fan-out without
+        # on_event pays nothing for them beyond the additions).
+        self._counts: collections.Counter[str] = collections.Counter()
         self._queue: asyncio.Queue[SiteOutcome | SitePage] = asyncio.Queue()
         # The queue's pages are bounded: a slow consumer holds the producers back instead
         # of buffering rows. (Outcomes are small and one per entry.)
@@ -444,14 +447,12 @@ class _FanOut:
     # -- progress ------------------------------------------------------------------------
 
     def _count(self, **increments: int) -> None:
-        progress = self._progress
-        self._progress = attrs.evolve(
-            progress, **{name: getattr(progress, name) + n for name, n in increments.items()}
-        )
+        self._counts.update(increments)
 
     def _emit(self, kind: FanOutEventKind, site_id: str, **fields: Any) -> None:
         if self._on_event is not None:
-            self._on_event(FanOutEvent(kind, site_id, self._progress, **fields))
+            progress = FanOutProgress(total=len(self._runs), **self._counts)
+            self._on_event(FanOutEvent(kind, site_id, progress, **fields))
 
     # -- the jobs' runner ----------------------------------------------------------------
 
