@@ -347,7 +347,10 @@ class HaloClient:
     async def _decode_result_page(self, fetched: FetchedPage) -> models.ResultPage:
         """The second half of :meth:`get_result_page`."""
         site, query, page, response = fetched
-        decoded = await _decode.decode_result_body(response.body)
+        try:
+            decoded = await _decode.decode_result_body(response.body)
+        except DecodeError as exc:
+            raise DecodeError(f"page {page} of query {query} on site {site}: {exc}") from exc
         return _result_page(site, query, page, decoded.rows, decoded.parameters, response)
 
     async def stream_result_page(

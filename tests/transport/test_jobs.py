@@ -15,6 +15,7 @@ from aioresponses import CallbackResult
 
 from halo_async import Checkpoint, HaloClient, PollPolicy
 from halo_async.errors import (
+    DecodeError,
     IncompleteResultError,
     ResultExpiredError,
     SqlExecutionError,
@@ -521,3 +522,20 @@ async def test_the_poll_deadline_bounds_each_status_request(
     timeouts = [kwargs["timeout"].total for _, _, kwargs in mocked.made()]
     # Asked at 0, 0.5, 1.25 and 2.375 s: none may outlast what is left of the 2 s.
     assert timeouts[:3] == [2, 1.5, 0.75]
+
+
+async def test_a_page_whose_rows_are_not_all_objects_names_the_page(
+    client: HaloClient, mocked: HaloMock
+) -> None:
+    rows: list[Any] = [{"InternalID": 1}, {"InternalID": 2}, ["not", "a", "row"]]
+    data = base64.b64encode(json.dumps(rows).encode()).decode()
+    mocked.get(STATUS_URL, payload=listing({1: 3, 2: 3}, 6), repeat=True)
+    mocked.get(f"{STATUS_URL}/results/1", payload=page_body(1))
+    mocked.get(f"{STATUS_URL}/results/2", payload={"data": data})
+
+    delivered: list[dict[str, Any]] = []
+    with pytest.raises(DecodeError, match="page 2 of query") as caught:
+        await collect(client.resume(Checkpoint(SITE, QUERY), poll=POLL).rows(), delivered)
+
+    assert "row 2 is list" in str(caught.value)
+    assert delivered == all_rows(1)  # the page before it arrived whole
