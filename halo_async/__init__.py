@@ -6,6 +6,7 @@ The public names are importable from here, the error classes included (models fr
 
 import logging
 
+from halo_async import _logs
 from halo_async._constants import PRODUCTION_BASE_URL, STAGE_BASE_URL
 from halo_async._retry import PollPolicy, RetryPolicy
 from halo_async._validate import QueryOptions
@@ -132,3 +133,4 @@ __version__ = "0.1.0.dev0"
 # handler would print the library's warnings to stderr of an application that configured
 # no logging.
 logging.getLogger(__name__).addHandler(logging.NullHandler())
+_logs.configure_from_env()

@@ -14,6 +14,8 @@ STAGE_BASE_URL: Final = "https://api.stage.haloconnect.io"
 
 API_KEY_ENV: Final = "HALO_API_KEY"
 BASE_URL_ENV: Final = "HALO_BASE_URL"
+# "debug" or "info": the halo_async logger writes to stderr at that level (as OPENAI_LOG).
+LOG_ENV: Final = "HALO_LOG"
 
 # Azure API Management's subscription-key header, the OAS global security scheme.
 API_KEY_HEADER: Final = "Ocp-Apim-Subscription-Key"
