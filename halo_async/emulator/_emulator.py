@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from datetime import date, datetime
 from types import TracebackType
@@ -11,10 +12,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiohttp import web
 
 from halo_async.emulator._clock import Clock, SystemClock
+from halo_async.emulator._executor import DEFAULT_SQL_WORKERS, SqlExecutor
 from halo_async.emulator._latency import Latency
 from halo_async.emulator._records import QueryRecord
+from halo_async.emulator._sandbox import ExecutionLimits
 from halo_async.emulator._sites import DatabaseFactory, Site, SiteDatabase, SiteSpec, build_sites
 from halo_async.emulator._sites import generate_specs as _generate_specs
+from halo_async.emulator._template import TemplateCache
 from halo_async.emulator.app import EmulatorStats, create_app
 from halo_async.emulator.faults import Faults
 from halo_async.emulator.state import EmulatorState, Limits
@@ -34,16 +38,40 @@ except ZoneInfoNotFoundError:  # pragma: no cover - systems without tz data
     from datetime import UTC as _PRACTICE_TZ
 
 
-def _practice_databases(clock: Clock) -> DatabaseFactory:
+DEFAULT_DATABASE_TEMPLATES = 8
+"""Distinct generated datasets per PMS and size that an emulator's sites share."""
+
+
+def _practice_databases(
+    clock: Clock,
+    *,
+    seed: int,
+    templates: TemplateCache,
+    variants: int | None,
+    limits: ExecutionLimits,
+) -> DatabaseFactory:
     from halo_async.emulator.database import PracticeDatabase
 
     def practice_now() -> datetime:
         return clock.now().astimezone(_PRACTICE_TZ).replace(tzinfo=None)
 
+    def data_seed(site_seed: int) -> int:
+        if variants is None:
+            return site_seed
+        variant = site_seed % variants
+        return random.Random(f"halo-emulator-dataset:{seed}:{variant}").getrandbits(32)
+
     def factory(*, pms_type: str, seed: int, patients: int) -> SiteDatabase:
         today: date = practice_now().date()
         return PracticeDatabase(
-            pms_type=pms_type, seed=seed, patients=patients, today=today, now=practice_now
+            pms_type=pms_type,
+            seed=data_seed(seed),
+            site_seed=seed if variants is not None else None,
+            patients=patients,
+            today=today,
+            now=practice_now,
+            templates=templates,
+            limits=limits,
         )
 
     return factory
@@ -57,7 +85,11 @@ class Emulator:
     from ``seed``) or explicit :class:`SiteSpec` s. ``latency`` is a :class:`Latency` or the
     name of a preset (``"zero"``, ``"realistic"``); ``clock`` defaults to the wall clock, and a
     :class:`ManualClock` lets tests move time instead of sleeping. Databases are built cheaply
-    at construction and generate their data on first use. ``webhooks`` (a
+    at construction and get their data on first use: the sites share ``database_templates``
+    generated datasets per PMS and size (each site a ~1 ms copy, with its own practice rows;
+    ``None`` generates every site's own). SQL runs in ``sql_workers`` threads; a statement
+    may run ``statement_timeout`` real seconds and return ``max_result_rows`` rows or
+    ``max_result_bytes`` bytes of JSON before it fails. ``webhooks`` (a
     :class:`~halo_async.emulator.webhooks.WebhookSender`) POSTs Halo's signed webhooks on each
     async success and changed registered result; it is closed with the emulator.
     """
@@ -81,6 +113,11 @@ class Emulator:
         faults: Faults | None = None,
         database_factory: DatabaseFactory | None = None,
         webhooks: WebhookSender | None = None,
+        database_templates: int | None = DEFAULT_DATABASE_TEMPLATES,
+        sql_workers: int = DEFAULT_SQL_WORKERS,
+        statement_timeout: float = 30.0,
+        max_result_rows: int = 1_000_000,
+        max_result_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty")
@@ -92,8 +129,21 @@ class Emulator:
         self.host = host
         self.port = port
         self._api_key = api_key
+        if database_templates is not None and database_templates < 1:
+            raise ValueError("database_templates must be at least 1, or None")
         specs = _generate_specs(sites, seed) if isinstance(sites, int) else list(sites)
-        factory = database_factory or _practice_databases(self.clock)
+        self.templates = TemplateCache()
+        factory = database_factory or _practice_databases(
+            self.clock,
+            seed=seed,
+            templates=self.templates,
+            variants=database_templates,
+            limits=ExecutionLimits(
+                statement_timeout=statement_timeout,
+                max_result_rows=max_result_rows,
+                max_result_bytes=max_result_bytes,
+            ),
+        )
         self.sites: list[Site] = build_sites(
             specs, seed=seed, now=self.clock.now(), database_factory=factory
         )
@@ -110,6 +160,7 @@ class Emulator:
                 immediate_timeout=immediate_timeout,
                 async_execution_limit=async_execution_limit,
             ),
+            executor=SqlExecutor(sql_workers),
         )
         self.app: web.Application = create_app(
             self.state, api_key=api_key, stats=self.stats, stream_rows=stream_rows
@@ -165,6 +216,7 @@ class Emulator:
             await runner.cleanup()  # the app's cleanup closes the state
         else:
             await self.state.close()
+        self.templates.clear()
 
     async def __aenter__(self) -> Emulator:
         await self.start()
@@ -194,10 +246,6 @@ class Emulator:
     def set_site_offline(self, site_id: str) -> None:
         """The site closes its connection: immediates 503, async queries wait or fail."""
         self.set_site_availability(site_id, "offline")
-
-    def set_site_online(self, site_id: str) -> None:
-        """The site is back; queued queries resume."""
-        self.set_site_availability(site_id, "online")
 
     def query(self, query_id: str) -> QueryRecord | None:
         """The emulator's record of a query, whatever its site."""

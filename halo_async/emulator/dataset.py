@@ -40,6 +40,7 @@ __all__ = [
     "ZEDMED_ACCOUNTS_CATALOGUE",
     "ZEDMED_CLINICAL_CATALOGUE",
     "DatasetSpec",
+    "add_site_rows",
     "build_best_practice",
     "build_d4w",
     "build_zedmed_accounts",
@@ -401,6 +402,18 @@ def _run_script(
     conn.execute("COMMIT")
 
 
+def add_site_rows(conn: sqlite3.Connection, catalogue: str, site_seed: int) -> None:
+    """Make a copy of a shared template one site's own: its practice rows, from ``site_seed``.
+
+    Sites of one emulator share a few generated datasets (generating one costs ~100x copying
+    it); what names the practice itself (Best Practice's ``LOCATIONS``) is the site's own.
+    Catalogues with no practice rows are left as generated.
+    """
+    fill = _SITE_ROWS.get(catalogue)
+    if fill is not None:
+        _run_script(conn, lambda c: fill(c, random.Random(f"{site_seed}:site-rows")))
+
+
 # --------------------------------------------------------------------------------------------
 # Best Practice
 
@@ -546,6 +559,18 @@ _BP_INDEXES = (
 )
 
 
+def _bp_locations(rng: random.Random) -> list[tuple[int, str]]:
+    suburb, _state, _postcode = _pick(rng, _SUBURBS)
+    return [(1, f"{suburb} Medical Centre   "), (2, f"{suburb} Family Practice - Branch")]
+
+
+def _bp_site_rows(conn: sqlite3.Connection, rng: random.Random) -> None:
+    conn.executemany(
+        "UPDATE LOCATIONS SET LOCATIONNAME = ? WHERE LOCATIONID = ?",
+        [(name, location) for location, name in _bp_locations(rng)],
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class _Provider:
     user_id: int
@@ -573,10 +598,7 @@ def _fill_best_practice(conn: sqlite3.Connection, spec: DatasetSpec) -> None:
         [(code, f"{text:<25}", length) for code, text, length in _APPOINTMENT_TYPES],
     )
     conn.executemany("INSERT INTO USERGROUPS VALUES (?, ?)", _USER_GROUPS)
-    rng = spec.rng("bp-practice")
-    suburb, _state, _postcode = _pick(rng, _SUBURBS)
-    locations = [(1, f"{suburb} Medical Centre   "), (2, f"{suburb} Family Practice - Branch")]
-    conn.executemany("INSERT INTO LOCATIONS VALUES (?, ?)", locations)
+    conn.executemany("INSERT INTO LOCATIONS VALUES (?, ?)", _bp_locations(spec.rng("bp-practice")))
     conn.executemany(
         "INSERT INTO ROOMS VALUES (?, ?, ?)",
         [(i, f"Consult {i}", 1 if i <= 6 else 2) for i in range(1, 9)]
@@ -1037,3 +1059,8 @@ def _fill_d4w(conn: sqlite3.Connection, spec: DatasetSpec) -> None:
                 t += minutes * 60
     conn.executemany("INSERT INTO APPOINTMENTS VALUES (?, ?, ?, ?, ?, ?, ?, ?)", appointments)
     conn.executemany("INSERT INTO TREATMENTS VALUES (?, ?, ?, ?, ?, ?, ?)", treatments)
+
+
+_SITE_ROWS: dict[str, Callable[[sqlite3.Connection, random.Random], None]] = {
+    BEST_PRACTICE_CATALOGUE: _bp_site_rows,
+}
