@@ -109,6 +109,17 @@ class QueryEvent:
 EventListener = Callable[[QueryEvent], None]
 
 
+def _path_id(value: str, what: str) -> str:
+    """A path id in canonical form; one that is not a UUID is a bad request, not an unknown id."""
+    canonical = parse_uuid(value)
+    if canonical is None:
+        # The document's 400 ("Invalid request path, parameter or body"); 404 is for a
+        # well-formed id that names nothing.
+        raise ApiError(400, f"Invalid request path, parameter or body: the {what} '{value}' "
+                       "is not a UUID.")  # fmt: skip
+    return canonical
+
+
 class _TimedOut(Exception):
     """A clock deadline passed before the awaited work finished."""
 
@@ -301,8 +312,7 @@ class EmulatorState:
 
     def site(self, site_id: str) -> Site:
         """The site with this Halo GUID, or 404."""
-        canonical = parse_uuid(site_id)
-        site = self.sites.get(canonical) if canonical else None
+        site = self.sites.get(_path_id(site_id, "site id"))
         if site is None:
             raise ApiError(404, f"Site '{site_id}' was not found.")
         return site
@@ -760,8 +770,7 @@ class EmulatorState:
 
     def query(self, site: Site, query_id: str) -> QueryRecord:
         """A query of this site (immediate or async), or 404."""
-        canonical = parse_uuid(query_id)
-        query = self._queries.get(canonical) if canonical else None
+        query = self._queries.get(_path_id(query_id, "query id"))
         if query is None or query.site_id != site.id:
             raise ApiError(404, f"Query '{query_id}' was not found.")
         self._expire_if_due(query)
@@ -853,8 +862,7 @@ class EmulatorState:
 
     def registered(self, site: Site, query_id: str) -> RegisteredRecord:
         """One registered query of this site, or 404."""
-        canonical = parse_uuid(query_id)
-        record = self._registered.get(canonical) if canonical else None
+        record = self._registered.get(_path_id(query_id, "registered query id"))
         if record is None or record.site_id != site.id:
             raise ApiError(404, f"Registered query '{query_id}' was not found.")
         return record
