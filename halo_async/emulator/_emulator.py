@@ -70,7 +70,8 @@ def _practice_databases(
             patients=patients,
             today=today,
             now=practice_now,
-            templates=templates,
+            # One dataset per site: nothing to share, so nothing worth keeping twice.
+            templates=templates if variants is not None else None,
             limits=limits,
         )
 

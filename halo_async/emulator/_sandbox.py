@@ -145,9 +145,13 @@ class Sandbox:
         self._dropping = False
 
     def interrupt(self) -> None:
-        """Stop the running statement from another thread (it fails as a timeout)."""
+        """Stop the running statement from another thread (it fails as a timeout).
+
+        Through the progress handler rather than ``sqlite3_interrupt``: that one would also
+        hit the next command if it arrived between two, and fail it with a bare
+        "interrupted".
+        """
         self._interrupted = True
-        self.conn.interrupt()
 
     @property
     def timed_out(self) -> bool:
