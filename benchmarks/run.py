@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from benchmarks import decode, fanout, first_row, memory
+from benchmarks import decode, emulator_scale, fanout, first_row, memory
 from benchmarks._report import BenchmarkResult, format_table, report_json, write_json
 
 __all__ = ["BENCHMARKS", "main", "run_benchmarks"]
@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     decode.NAME: decode.run,
     memory.NAME: memory.run,
     first_row.NAME: first_row.run,
+    emulator_scale.NAME: emulator_scale.run,
 }
 """Every benchmark by name, in the order they run."""
 

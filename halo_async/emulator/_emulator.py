@@ -124,34 +124,18 @@ class Emulator:
             raise ValueError("api_key must not be empty")
         self.seed = seed
         self.clock: Clock = clock if clock is not None else SystemClock()
-        latency = Latency.named(latency) if isinstance(latency, str) else latency
         self.faults = faults if faults is not None else Faults(seed)
         self.stats = EmulatorStats()
-        self.host = host
-        self.port = port
-        self._api_key = api_key
-        if database_templates is not None and database_templates < 1:
-            raise ValueError("database_templates must be at least 1, or None")
-        specs = _generate_specs(sites, seed) if isinstance(sites, int) else list(sites)
+        self.host, self.port, self._api_key = host, port, api_key
         self.templates = TemplateCache()
-        factory = database_factory or _practice_databases(
-            self.clock,
-            seed=seed,
-            templates=self.templates,
-            variants=database_templates,
-            limits=ExecutionLimits(
-                statement_timeout=statement_timeout,
-                max_result_rows=max_result_rows,
-                max_result_bytes=max_result_bytes,
-            ),
-        )
-        self.sites: list[Site] = build_sites(
-            specs, seed=seed, now=self.clock.now(), database_factory=factory
+        execution = ExecutionLimits(statement_timeout, max_result_rows, max_result_bytes)
+        self.sites: list[Site] = self._build_sites(
+            sites, database_factory or self._practice_databases(database_templates, execution)
         )
         self.state = EmulatorState(
             sites=self.sites,
             clock=self.clock,
-            latency=latency,
+            latency=Latency.named(latency) if isinstance(latency, str) else latency,
             faults=self.faults,
             seed=seed,
             limits=Limits(
@@ -169,7 +153,20 @@ class Emulator:
         self._runner: web.AppRunner | None = None
         self.webhooks = webhooks
         if webhooks is not None:
-            webhooks.attach(self.state)
+            webhooks.attach(self.state)  # closed with the emulator
+
+    def _practice_databases(
+        self, templates: int | None, limits: ExecutionLimits
+    ) -> DatabaseFactory:
+        if templates is not None and templates < 1:
+            raise ValueError("database_templates must be at least 1, or None")
+        return _practice_databases(
+            self.clock, seed=self.seed, templates=self.templates, variants=templates, limits=limits
+        )
+
+    def _build_sites(self, sites: int | Sequence[SiteSpec], factory: DatabaseFactory) -> list[Site]:
+        specs = _generate_specs(sites, self.seed) if isinstance(sites, int) else list(sites)
+        return build_sites(specs, seed=self.seed, now=self.clock.now(), database_factory=factory)
 
     @property
     def latency(self) -> Latency:

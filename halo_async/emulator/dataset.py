@@ -666,83 +666,95 @@ _CLOCK_MINUTES = tuple(f"{m // 60:02d}:{m % 60:02d}:00" for m in range(8 * 60, 1
 
 
 def _fill_bp_patients(conn: sqlite3.Connection, spec: DatasetSpec, doctors: list[int]) -> None:
-    rng = spec.rng("bp-patients")
-    today = spec.today
-    people = _People(rng, today)
-    r = rng.random
-    day_texts = people.day_texts
-    pension_expiry = _midnight(today.replace(year=today.year + 2, day=1))
-    rows = []
-    # Inlined rather than factored: this loop is what a 200k-patient site waits for.
-    for internal_id in range(1, spec.patients + 1):
-        sex, first = people.sex_and_first_name()
-        surname = people.surname()
-        age_days = people.age_days()
-        age = age_days // 365
-        if sex == 1:
-            title = 1 if age >= 16 else 6
-        elif sex == 2:
-            title = (2, 3, 4)[int(r() * 3)] if age >= 16 else 3
-        else:
-            title = 0
-        if r() < 0.02:
-            title = 5
-        suburb, state, postcode = people.suburb()
-        address = people.street_address()
-        if r() < 0.1:
-            address += "   "
-        roll = r()
-        patient_status = 1 if roll < 0.93 else (2 if roll < 0.985 else 3)
-        pension = 0 if age < 65 and r() < 0.85 else (int(r() * 3) + 1)
-        medicare, line = people.medicare() if r() < 0.94 else ("", "")
-        created = day_texts[int(r() * 15 * 365)]
-        created_at = created[:11] + _CLOCK_MINUTES[int(r() * len(_CLOCK_MINUTES))]
-        rows.append(
-            (
-                internal_id,
-                f"{int(r() * 1_000_000):06d}" if r() < 0.2 else "",
-                1 if r() < 0.995 else 2,
-                patient_status,
-                title,
-                sex,
-                int(r() * 5),
-                pension,
-                0,
-                internal_id if r() < 0.6 else 0,
-                1 if r() < 0.8 else 0,
-                doctors[int(r() * len(doctors))],
-                first,
-                surname,
-                _pick(rng, _MALE_NAMES if sex == 1 else _FEMALE_NAMES) if r() < 0.4 else "",
-                first[:3] if r() < 0.05 else "",
-                address,
-                "",
-                suburb.upper(),
-                postcode,
-                "",
-                "",
-                "",
-                day_texts[age_days],
-                people.landline(state) if r() < 0.35 else "",
-                people.landline(state) if r() < 0.1 else "",
-                people.mobile() if age >= 12 and r() < 0.95 else "",
-                medicare,
-                line,
-                f"{int(r() * 12) + 1:02d}/{today.year + int(r() * 5)}" if medicare else "",
-                f"{int(r() * 1_000_000_000):09d}{'ABCDEFGHJK'[int(r() * 10)]}" if pension else "",
-                "",
-                "",
-                created if pension else None,
-                pension_expiry if pension else None,
-                str(internal_id),
-                people.ihi() if r() < 0.7 else "",
-                _HEALTH_FUNDS[int(r() * len(_HEALTH_FUNDS))],
-                people.email(first, surname) if age >= 16 and r() < 0.7 else "",
-                created_at,
-                created_at if r() < 0.5 else None,
-            )
-        )
+    people = _People(spec.rng("bp-patients"), spec.today)
+    pension_expiry = _midnight(spec.today.replace(year=spec.today.year + 2, day=1))
+    rows = [
+        _bp_patient(people, spec.today, doctors, pension_expiry, internal_id)
+        for internal_id in range(1, spec.patients + 1)
+    ]
     conn.executemany(f"INSERT INTO PATIENTS VALUES ({', '.join('?' * 41)})", rows)
+
+
+def _bp_title(sex: int, age: int, r: Callable[[], float]) -> int:
+    if sex == 1:
+        title = 1 if age >= 16 else 6
+    elif sex == 2:
+        title = (2, 3, 4)[int(r() * 3)] if age >= 16 else 3
+    else:
+        title = 0
+    return 5 if r() < 0.02 else title
+
+
+def _bp_address(people: _People) -> str:
+    address = people.street_address()
+    # Trailing spaces, as fixed-width columns hand them back in the real thing.
+    return address + "   " if people.random() < 0.1 else address
+
+
+def _bp_patient_status(roll: float) -> int:
+    return 1 if roll < 0.93 else (2 if roll < 0.985 else 3)  # active, inactive, deceased
+
+
+def _bp_patient(
+    people: _People, today: datetime.date, doctors: list[int], pension_expiry: str, internal_id: int
+) -> tuple[Any, ...]:
+    """One PATIENTS row: the hot path of a 200k-patient site, hence the plain locals."""
+    rng, r, day_texts = people.rng, people.random, people.day_texts
+    sex, first = people.sex_and_first_name()
+    surname = people.surname()
+    age_days = people.age_days()
+    age = age_days // 365
+    title = _bp_title(sex, age, r)
+    suburb, state, postcode = people.suburb()
+    address = _bp_address(people)
+    patient_status = _bp_patient_status(r())
+    pension = 0 if age < 65 and r() < 0.85 else (int(r() * 3) + 1)
+    medicare, line = people.medicare() if r() < 0.94 else ("", "")
+    created = day_texts[int(r() * 15 * 365)]
+    created_at = created[:11] + _CLOCK_MINUTES[int(r() * len(_CLOCK_MINUTES))]
+    return (
+        internal_id,
+        f"{int(r() * 1_000_000):06d}" if r() < 0.2 else "",
+        1 if r() < 0.995 else 2,
+        patient_status,
+        title,
+        sex,
+        int(r() * 5),
+        pension,
+        0,
+        internal_id if r() < 0.6 else 0,
+        1 if r() < 0.8 else 0,
+        doctors[int(r() * len(doctors))],
+        first,
+        surname,
+        _pick(rng, _MALE_NAMES if sex == 1 else _FEMALE_NAMES) if r() < 0.4 else "",
+        first[:3] if r() < 0.05 else "",
+        address,
+        "",
+        suburb.upper(),
+        postcode,
+        "",
+        "",
+        "",
+        day_texts[age_days],
+        people.landline(state) if r() < 0.35 else "",
+        people.landline(state) if r() < 0.1 else "",
+        people.mobile() if age >= 12 and r() < 0.95 else "",
+        medicare,
+        line,
+        f"{int(r() * 12) + 1:02d}/{today.year + int(r() * 5)}" if medicare else "",
+        f"{int(r() * 1_000_000_000):09d}{'ABCDEFGHJK'[int(r() * 10)]}" if pension else "",
+        "",
+        "",
+        created if pension else None,
+        pension_expiry if pension else None,
+        str(internal_id),
+        people.ihi() if r() < 0.7 else "",
+        _HEALTH_FUNDS[int(r() * len(_HEALTH_FUNDS))],
+        people.email(first, surname) if age >= 16 and r() < 0.7 else "",
+        created_at,
+        created_at if r() < 0.5 else None,
+    )
 
 
 def _fill_bp_sessions_and_away(

@@ -85,7 +85,7 @@ def test_a_figure_passes_or_fails_its_target_and_the_table_says_so() -> None:
 
 
 def test_the_command_line_offers_every_benchmark() -> None:
-    assert list(BENCHMARKS) == ["fanout", "decode", "memory", "first_row"]
+    assert list(BENCHMARKS) == ["fanout", "decode", "memory", "first_row", "emulator_scale"]
     args = _parser().parse_args(["--quick", "--only", "decode", "--only", "memory"])
     assert (args.quick, args.only, args.repeat) == (True, ["decode", "memory"], 3)
     with pytest.raises(SystemExit):
