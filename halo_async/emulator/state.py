@@ -409,12 +409,8 @@ class EmulatorState:
     async def _execute(
         self,
         site: Site,
+        command: CommandRequest | RegisteredRecord,
         *,
-        text: str,
-        execution_mode: str,
-        command_type: str,
-        parameters: list[dict[str, Any]],
-        catalogue: str | None,
         limit: float | None,
         shape: Literal["data", "pages"],
     ) -> _Execution:
@@ -425,18 +421,20 @@ class EmulatorState:
         """
         simulated = self._sample("execution")
         page_size = self.limits.page_size
+        # Registered queries run on the site's default catalogue.
+        catalogue = command.catalogue if isinstance(command, CommandRequest) else None
 
         def run() -> _Execution:
             started = time.perf_counter()
             result = site.database.execute(
-                text,
+                command.text,
                 catalogue=catalogue,
-                execution_mode=execution_mode,
-                command_type=command_type,
-                parameters=parameters,
+                execution_mode=command.execution_mode,
+                command_type=command.command_type,
+                parameters=command.parameters,
             )
             duration_ms = round((time.perf_counter() - started + simulated) * 1000)
-            return _encode(result, execution_mode, shape, page_size, duration_ms)
+            return _encode(result, command.execution_mode, shape, page_size, duration_ms)
 
         async def work() -> _Execution:
             execution = await self.executor.run(site.database, run)
@@ -533,14 +531,7 @@ class EmulatorState:
         query.start("executing", self.clock.now())
         try:
             return await self._execute(
-                site,
-                text=request.text,
-                execution_mode=request.execution_mode,
-                command_type=request.command_type,
-                parameters=request.parameters,
-                catalogue=request.catalogue,
-                limit=self.limits.immediate_timeout,
-                shape="data",
+                site, request, limit=self.limits.immediate_timeout, shape="data"
             )
         except _COMMAND_ERRORS as exc:
             raise self._immediate_failure(query, exc) from None
@@ -695,14 +686,7 @@ class EmulatorState:
         self._changed(query.id)
         try:
             return await self._execute(
-                site,
-                text=request.text,
-                execution_mode=request.execution_mode,
-                command_type=request.command_type,
-                parameters=request.parameters,
-                catalogue=request.catalogue,
-                limit=self.limits.async_execution_limit,
-                shape="pages",
+                site, request, limit=self.limits.async_execution_limit, shape="pages"
             )
         except _COMMAND_ERRORS as exc:
             error = self._command_error(exc)
@@ -913,14 +897,7 @@ class EmulatorState:
             await self._acquire_site(site, ASYNC_PRIORITY, wait_online=False)
             try:
                 execution = await self._execute(
-                    site,
-                    text=record.text,
-                    execution_mode=record.execution_mode,
-                    command_type=record.command_type,
-                    parameters=record.parameters,
-                    catalogue=None,
-                    limit=self.limits.registered_execution_limit,
-                    shape="data",
+                    site, record, limit=self.limits.registered_execution_limit, shape="data"
                 )
             except (SqlError, ParameterConversionError, ResultTooLargeError) as exc:
                 error = self._command_error(exc)
