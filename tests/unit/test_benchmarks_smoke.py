@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 from typing import Any
 
 import aiohttp
@@ -17,7 +18,7 @@ import pytest
 from multidict import CIMultiDict
 from yarl import URL
 
-from benchmarks import decode, fanout
+from benchmarks import decode, emulator_scale, fanout
 from benchmarks._emulator import EmulatorProcess
 from benchmarks._report import BenchmarkResult, Figure, Target, format_table, report_json
 from benchmarks._requests import RequestCounter, request_kind
@@ -164,3 +165,19 @@ async def test_the_floor_batches_one_tick_and_strands_no_ask_made_during_a_reque
     assert [answer["id"] for answer in answers] == ["a", "b", "c"]
     assert api.batches == [["a", "b"], ["c"]]
     await batcher.close()
+
+
+def test_the_scale_benchmark_reports_idle_memory_per_site_and_setup_costs() -> None:
+    assert emulator_scale.idle_site_kib(60_000.0, 50_000.0, 2003, 3) == 5.0
+    assert math.isnan(emulator_scale.idle_site_kib(None, 50_000.0, 2003, 3))
+    generated, copied = emulator_scale.setup_costs(3, patients=20)
+    assert generated > 0
+    assert copied > 0
+    run = {"sites": 10, "queried": 9, "ok": 9, "startup_s": 0.5, "fan_out_s": 0.2,
+           "emulator_cpu_s": 0.1, "idle_rss_kib": 51_000.0, "after_rss_kib": 60_000.0}  # fmt: skip
+    result = emulator_scale._result((10,), {10: [run]}, 50_000.0, 0.1, 0.001)
+    values = {figure.name: figure.value for figure in result.figures}
+    assert values["cold fan-out, 10 sites"] == 0.2
+    assert values["RSS per idle site (10 vs 3 sites)"] == pytest.approx(1000 / 7)
+    assert values["setup, generated / copied"] == pytest.approx(100)
+    assert "9/9 queryable sites answered" in result.summary[0]
