@@ -135,7 +135,8 @@ class Sandbox:
         try:
             yield
         finally:
-            self._enforcing = False
+            # The cleanup is ours, not the command's: no rules, no deadline, no interruption.
+            self._enforcing = self._interrupted = False
             self._deadline = None
             self._drop_temporary_objects()
 
