@@ -38,6 +38,7 @@ except ZoneInfoNotFoundError:  # pragma: no cover - systems without tz data
     from datetime import UTC as _PRACTICE_TZ
 
 
+_SHUTDOWN_TIMEOUT = 5.0
 DEFAULT_DATABASE_TEMPLATES = 8
 """Distinct generated datasets per PMS and size that an emulator's sites share."""
 
@@ -193,8 +194,9 @@ class Emulator:
         """Bind and serve; with ``port=0`` the system picks a free port."""
         if self._runner is not None:
             return
-        # No access log: a key sent as `subscription-key` would land in it.
-        runner = web.AppRunner(self.app, access_log=None)
+        # No access log: a key sent as `subscription-key` would land in it. A short shutdown
+        # timeout: close() must not wait a minute for a request still queued on a site.
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self.port)
@@ -206,9 +208,12 @@ class Emulator:
         self.port = int(runner.addresses[0][1])
 
     async def close(self) -> None:
-        """Stop serving, stop running queries and close every database."""
+        """Stop serving, stop running queries and close every database; never hangs."""
         if self.webhooks is not None:
             await self.webhooks.close()
+        # Interrupt running SQL first, so that the requests waiting on it answer and the
+        # server's shutdown does not wait for a runaway statement.
+        await self.state.executor.shutdown()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()  # the app's cleanup closes the state

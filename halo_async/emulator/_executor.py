@@ -75,6 +75,12 @@ class SqlExecutor:
                 _interrupt(running)
             raise
 
+    @property
+    def running(self) -> int:
+        """Calls running in a SQL thread now."""
+        with self._lock:
+            return len(self._running)
+
     def interrupt_all(self) -> None:
         """Stop every running command."""
         with self._lock:

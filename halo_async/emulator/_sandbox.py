@@ -7,7 +7,9 @@ A :class:`Sandbox` guards one connection while it runs integrators' commands:
   ``PRAGMA``, ``load_extension``, and SQLite's own catalogue (``sqlite_master``,
   ``sqlite_schema``, ``sqlite_sequence``, ``pragma_*``), which is invisible as on SQL Server;
 * a **progress handler** ends a statement that runs longer than the statement timeout, or
-  that another thread interrupted (the emulator closing, a query's deadline);
+  whose command another thread cancelled (the emulator closing, a query's deadline): through
+  the handler rather than ``sqlite3_interrupt``, which would also hit the next command if it
+  arrived between two and fail it with a bare "interrupted";
 * **bounded fetching**: rows come in chunks, and a result over the row or byte limit fails
   before it can take the process's memory;
 * **temporary objects** (``#temp`` tables become SQLite ``TEMP`` tables) are dropped when the
@@ -23,7 +25,7 @@ import contextlib
 import dataclasses
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -109,12 +111,17 @@ def _blob_text(value: Any) -> Any:
 class Sandbox:
     """The guard of one connection: install once, then wrap each command in :meth:`request`."""
 
-    def __init__(self, conn: sqlite3.Connection, limits: ExecutionLimits) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        limits: ExecutionLimits,
+        cancelled: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.conn = conn
         self.limits = limits
+        self._cancelled = cancelled
         self._enforcing = False
         self._deadline: float | None = None
-        self._interrupted = False
         self._timed_out = False
         self._dropping = False
         self._refusal: Refusal | None = None
@@ -128,7 +135,7 @@ class Sandbox:
     @contextlib.contextmanager
     def request(self) -> Iterator[None]:
         """Enforce the rules for one command; drop its temporary objects afterwards."""
-        self._interrupted = self._timed_out = False
+        self._timed_out = False
         self._refusal = None
         self._enforcing = True
         self.statement()
@@ -136,7 +143,7 @@ class Sandbox:
             yield
         finally:
             # The cleanup is ours, not the command's: no rules, no deadline, no interruption.
-            self._enforcing = self._interrupted = False
+            self._enforcing = False
             self._deadline = None
             self._drop_temporary_objects()
 
@@ -144,15 +151,6 @@ class Sandbox:
         """A new statement starts: its time limit starts now."""
         self._deadline = time.monotonic() + self.limits.statement_timeout
         self._dropping = False
-
-    def interrupt(self) -> None:
-        """Stop the running statement from another thread (it fails as a timeout).
-
-        Through the progress handler rather than ``sqlite3_interrupt``: that one would also
-        hit the next command if it arrived between two, and fail it with a bare
-        "interrupted".
-        """
-        self._interrupted = True
 
     @property
     def timed_out(self) -> bool:
@@ -198,7 +196,9 @@ class Sandbox:
     # ------------------------------------------------------------------ SQLite callbacks
 
     def _progress(self) -> int:
-        if self._interrupted:
+        if not self._enforcing:
+            return 0
+        if self._cancelled():
             self._timed_out = True
             return 1
         if self._deadline is not None and time.monotonic() > self._deadline:

@@ -1175,6 +1175,8 @@ class PracticeDatabase:
         self._limits = limits or ExecutionLimits()
         self._connections: dict[str, sqlite3.Connection] = {}
         self._sandboxes: dict[str, Sandbox] = {}
+        # Set by interrupt() from another thread; the running command's statements see it.
+        self._cancel_requested = False
         self._lock = threading.Lock()
         self._pending: _Failure | None = None
         self._closed = False
@@ -1238,12 +1240,17 @@ class PracticeDatabase:
                 raise self._sqlite_error(error, sandbox, run) from None
             finally:
                 self._pending = None
+                self._cancel_requested = False
             return self._result(run, execution_mode, bound)
 
     def interrupt(self) -> None:
-        """Stop the running command, from any thread: it fails as a statement timeout."""
-        for sandbox in list(self._sandboxes.values()):
-            sandbox.interrupt()
+        """Stop the running command, from any thread: it fails as a statement timeout.
+
+        Only a command already running may be interrupted (the emulator's SQL threads
+        call this only then); one interrupted while its database is still being set up
+        stops at its first statement.
+        """
+        self._cancel_requested = True
 
     def close(self) -> None:
         """Close every SQLite connection; later calls to ``execute`` fail."""
@@ -1280,7 +1287,7 @@ class PracticeDatabase:
                 if self._site_seed is not None:
                     dataset.add_site_rows(conn, name, self._site_seed)
                 self._register_functions(conn)
-                self._sandboxes[name] = Sandbox(conn, self._limits)
+                self._sandboxes[name] = Sandbox(conn, self._limits, self._cancelled)
             except BaseException:
                 conn.close()
                 raise
@@ -1298,6 +1305,9 @@ class PracticeDatabase:
         if self._templates is None:
             return _template.generate(build)
         return self._templates.copy((self._pms, name, spec), build)
+
+    def _cancelled(self) -> bool:
+        return self._cancel_requested
 
     def _sqlite_error(self, error: sqlite3.Error, sandbox: Sandbox, run: _Run) -> SqlError:
         if sandbox.timed_out:
