@@ -28,15 +28,17 @@ from halo_async import HaloClient, SiteOutcome
 from halo_async.emulator._template import TemplateCache
 from halo_async.emulator.database import PracticeDatabase
 
-__all__ = ["NAME", "SETUP_PATIENTS", "idle_site_kib", "run", "setup_costs"]
+__all__ = ["NAME", "SETUP_PATIENTS", "fan_out_target", "idle_site_kib", "run", "setup_costs"]
 
 NAME = "emulator_scale"
 SEED = 1
 SQL = "SELECT 1 AS n"
 FULL_SIZES = (1000, 2000)
 QUICK_SIZES = (60, 120)
-# Seconds for a cold fan-out: 30 s for 1,000 sites on 2 cores, 60 s for 2,000.
-SECONDS_PER_SITE = 0.03
+# A cold fan-out on 2 cores: 30 s up to 1,000 sites, 60 s for 2,000 (the polling cadence and
+# the few template builds set a floor that a per-site budget would miss at --quick sizes).
+FAN_OUT_TARGET_S = 30.0
+FAN_OUT_TARGET_SITES = 1000
 STARTUP_TARGET_S = 2.0
 IDLE_SITE_TARGET_KIB = 16.0
 SETUP_PATIENTS = 2000
@@ -54,6 +56,11 @@ def _rss_kib(pid: int | None) -> float | None:
         if line.startswith("VmRSS:"):
             return float(line.split()[1])
     return None
+
+
+def fan_out_target(sites: int) -> float:
+    """Seconds a cold fan-out over ``sites`` may take."""
+    return FAN_OUT_TARGET_S * max(1.0, sites / FAN_OUT_TARGET_SITES)
 
 
 def idle_site_kib(big_rss: float | None, small_rss: float | None, big: int, small: int) -> float:
@@ -154,7 +161,7 @@ def _result(
         idle = median([r["idle_rss_kib"] for r in runs[size]])
         figures += [
             Figure(f"cold fan-out, {size} sites", wall, unit="s",
-                   target=Target("<=", SECONDS_PER_SITE * size)),
+                   target=Target("<=", fan_out_target(size))),
             Figure(f"startup, --sites {size}", startup, unit="s",
                    target=Target("<=", STARTUP_TARGET_S)),
         ]  # fmt: skip

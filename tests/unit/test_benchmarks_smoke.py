@@ -169,6 +169,7 @@ async def test_the_floor_batches_one_tick_and_strands_no_ask_made_during_a_reque
 
 def test_the_scale_benchmark_reports_idle_memory_per_site_and_setup_costs() -> None:
     assert emulator_scale.idle_site_kib(60_000.0, 50_000.0, 2003, 3) == 5.0
+    assert [emulator_scale.fan_out_target(n) for n in (60, 1000, 2000)] == [30.0, 30.0, 60.0]
     assert math.isnan(emulator_scale.idle_site_kib(None, 50_000.0, 2003, 3))
     generated, copied = emulator_scale.setup_costs(3, patients=20)
     assert generated > 0
