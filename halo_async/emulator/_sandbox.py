@@ -239,8 +239,10 @@ class Sandbox:
 
     def _drop_temporary_objects(self) -> None:
         with contextlib.suppress(sqlite3.Error):
+            # Temporary triggers too: one on a permanent table would outlive the request.
             objects = self.conn.execute(
-                "SELECT type, name FROM temp.sqlite_master WHERE type IN ('table', 'view')"
+                "SELECT type, name FROM temp.sqlite_master"
+                " WHERE type IN ('table', 'view', 'trigger')"
             ).fetchall()
             for kind, name in objects:
                 quoted = name.replace('"', '""')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from halo_async.emulator._sandbox import Sandbox
 from halo_async.emulator.database import (
     ExecutionLimits,
     PracticeDatabase,
@@ -238,3 +240,20 @@ def test_limits_are_validated() -> None:
         ExecutionLimits(statement_timeout=0)
     with pytest.raises(ValueError, match="result limits"):
         ExecutionLimits(max_result_rows=0)
+
+
+def test_every_temporary_object_goes_when_the_request_ends() -> None:
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        conn.execute("CREATE TABLE P (A)")
+        sandbox = Sandbox(conn, ExecutionLimits())
+        with sandbox.request():
+            conn.execute("CREATE TEMP TABLE LOG (A)")
+            conn.execute(
+                "CREATE TEMP TRIGGER AUDIT AFTER INSERT ON P BEGIN INSERT INTO LOG VALUES (1); END"
+            )
+            conn.execute("CREATE TEMP VIEW LOGGED AS SELECT * FROM LOG")
+        assert conn.execute("SELECT COUNT(*) FROM temp.sqlite_master").fetchone() == (0,)
+        conn.execute("INSERT INTO P VALUES (1)")  # no trigger left to fire
+    finally:
+        conn.close()
