@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import itertools
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 __all__ = ["DEFAULT_SQL_WORKERS", "SqlExecutor"]
 
@@ -26,10 +27,6 @@ _T = TypeVar("_T")
 DEFAULT_SQL_WORKERS = 4
 """Two per core of the 2-core machines the emulator is measured on; more only add GIL
 contention with the event loop."""
-
-
-class _Interruptible(Protocol):
-    def interrupt(self) -> None: ...
 
 
 class SqlExecutor:
@@ -42,7 +39,7 @@ class SqlExecutor:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._running: dict[int, Any] = {}
         self._lock = threading.Lock()
-        self._ids = iter(range(1 << 62))
+        self._ids = itertools.count()
         self._closed = False
 
     async def run(self, database: Any, call: Callable[[], _T]) -> _T:
