@@ -1,8 +1,8 @@
 """Fan-out: one query on every site, five times, by three clients side by side.
 
-(a) **halo-async**: ``HaloClient.fan_out(sql, entries, per_site=5)`` with each site's five
-    entries adjacent, so the five queries of a site are in flight together and their status
-    checks can share batch requests;
+(a) **halo-async**: ``HaloClient.fan_out(sql, entries, limits=FanOutLimits(per_site=5))``,
+    each site's five entries adjacent, so the five queries of a site are in flight together
+    and their status checks can share batch requests;
 (b) **the floor**: the same algorithm hand-written on bare aiohttp: the same creates, the
     same poll cadence (the PollPolicy arithmetic, first check one interval after the
     create, the interval reset by progress), asks due within a window (half the interval
@@ -39,7 +39,8 @@ from benchmarks._report import BenchmarkResult, Figure, Target
 from benchmarks._requests import RequestCounter
 from halo_async import HaloClient, PollPolicy
 from halo_async import _constants as C
-from halo_async.fanout import FanOutDeadlineError, SiteOutcome
+from halo_async.errors import FanOutDeadlineError
+from halo_async.fanout import FanOutLimits, SiteOutcome
 
 __all__ = ["NAME", "FanOutSize", "Workload", "run", "run_fanout"]
 
@@ -140,8 +141,7 @@ async def halo_async_client(
         async for item in halo.fan_out(
             SQL,
             work.entries,
-            per_site=work.queries_per_site,
-            max_in_flight=len(work.entries),
+            limits=FanOutLimits(max_in_flight=len(work.entries), per_site=work.queries_per_site),
             poll=work.poll,
             deadline=stall_after,
         ):

@@ -5,11 +5,12 @@ The public names are importable from here (models from ``halo_async.models``, er
 """
 
 from halo_async._constants import PRODUCTION_BASE_URL, STAGE_BASE_URL
-from halo_async._retry import RetryPolicy
+from halo_async._retry import PollPolicy, RetryPolicy
+from halo_async._validate import QueryOptions
 from halo_async.client import HaloClient
-from halo_async.fanout import FanOutEvent, FanOutProgress, SiteOutcome, SitePage
-from halo_async.jobs import Checkpoint, PollPolicy, QueryJob
-from halo_async.models import Command, ExecutionMode, Parameter, QueryStatus
+from halo_async.fanout import FanOutEvent, FanOutLimits, FanOutProgress, SiteOutcome, SitePage
+from halo_async.jobs import QueryJob
+from halo_async.models import Checkpoint, Command, ExecutionMode, Parameter, QueryStatus
 
 __all__ = [
     "PRODUCTION_BASE_URL",
@@ -18,11 +19,13 @@ __all__ = [
     "Command",
     "ExecutionMode",
     "FanOutEvent",
+    "FanOutLimits",
     "FanOutProgress",
     "HaloClient",
     "Parameter",
     "PollPolicy",
     "QueryJob",
+    "QueryOptions",
     "QueryStatus",
     "RetryPolicy",
     "SiteOutcome",

@@ -89,7 +89,21 @@ FANOUT_MAX_IN_FLIGHT: Final = 64
 FANOUT_PER_SITE: Final = 1
 # Fewer pages ahead per site than a lone job: many sites share the memory.
 FANOUT_PAGE_PREFETCH: Final = 2
+# Streamed pages (fan_out(stream=True)) fetched but not yet taken by the consumer, at most:
+# with ~1 MB pages this bounds the fan-out's buffer near 16 MB of JSON (a few times that
+# decoded) however many sites finish at once; prefetch windows add theirs on top.
+FANOUT_BUFFERED_PAGES: Final = 16
 
 USER_AGENT: Final = "halo-async"
 
 LOGGER_NAME: Final = "halo_async"
+
+# Error answers: the message quotes at most this much of the body (an HTML 502 page from a
+# gateway can be megabytes, and messages end up in logs), and the error keeps at most this
+# much of the body itself for the caller to inspect.
+ERROR_MESSAGE_MAX_CHARS: Final = 500
+ERROR_BODY_KEPT_BYTES: Final = 65_536
+
+# Redirects: Halo's API does not redirect, but a proxy in front of it may. Same-origin ones
+# are followed for requests that change nothing, up to this many in a row.
+MAX_REDIRECTS: Final = 5

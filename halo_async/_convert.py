@@ -25,7 +25,7 @@ from halo_async.errors import DecodeError
 
 T = TypeVar("T")
 
-__all__ = ["camel", "converter", "structure", "unstructure_command"]
+__all__ = ["camel", "converter", "parameter_value_to_wire", "structure", "unstructure_command"]
 
 
 def camel(name: str) -> str:
@@ -74,8 +74,29 @@ def _make_tolerant_enum_hook(union: Any) -> Callable[[Any, Any], Any]:
     return structure
 
 
+def parameter_value_to_wire(value: models.ParameterValue) -> str | None:
+    """Halo takes parameter values as plain strings and converts them itself (REFERENCE §3)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        # Bit parameters: SQL Server reads "1"/"0"; "True" would fail the implicit conversion.
+        return "1" if value else "0"
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return value.isoformat()
+    return str(value)
+
+
+def _structure_str(value: Any, _: type) -> str:
+    # cattrs' default is str(value): a null id would become the id "None", and an object
+    # its repr. The API's strings are strings; anything else is an answer out of shape.
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"expected a string, got {type(value).__name__} {value!r:.60}")
+
+
 def _build_converter() -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=False)
+    conv.register_structure_hook(str, _structure_str)
     conv.register_structure_hook(dt.datetime, _structure_datetime)
     conv.register_unstructure_hook(dt.datetime, lambda value: value.isoformat())
     conv.register_structure_hook_factory(
@@ -108,6 +129,20 @@ def _build_converter() -> cattrs.Converter:
         return query_hook(value, models.AsyncQuery)  # type: ignore[no-any-return]
 
     conv.register_structure_hook(models.AsyncQuery, structure_async_query)
+
+    # A parameter value from the server (an output parameter) is the string it sent.
+    conv.register_structure_hook(
+        models.ParameterValue, lambda value, _: value if value is None else str(value)
+    )
+    parameter_hook = conv.get_unstructure_hook(models.Parameter)
+
+    def unstructure_parameter(parameter: models.Parameter) -> dict[str, Any]:
+        wire: dict[str, Any] = parameter_hook(parameter)
+        if parameter.value is not None:
+            wire["value"] = parameter_value_to_wire(parameter.value)
+        return wire
+
+    conv.register_unstructure_hook(models.Parameter, unstructure_parameter)
     return conv
 
 

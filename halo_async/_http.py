@@ -1,26 +1,25 @@
 """The one request loop: authentication, retries, error mapping, logging.
 
-Every HTTP request of the client goes through :meth:`HttpTransport.request`. It retries
-with ``backoff`` under a :class:`~halo_async._retry.RetryPolicy`, maps error answers to the
-classes of :mod:`halo_async.errors`, and logs each attempt without the API key.
+Every HTTP request of the client goes through :meth:`HttpTransport.request`: a plain loop
+over attempts under a :class:`~halo_async._retry.RetryPolicy` whose branches say why they
+retry or stop. It maps error answers to the classes of :mod:`halo_async.errors` and logs
+each attempt without the API key.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
 import aiohttp
 import attrs
-import backoff
 import orjson
-from multidict import CIMultiDictProxy
+import yarl
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from halo_async import _constants as C
 from halo_async import _convert, models
@@ -36,6 +35,7 @@ from halo_async.errors import (
     HaloConnectionError,
     QueryFailedError,
     RateLimitedError,
+    RedirectRefusedError,
     ServerError,
     SubmissionOutcomeUnknownError,
     api_error_class,
@@ -85,7 +85,7 @@ class _Secret:
 
 @attrs.define
 class _Attempt:
-    """One request and its retry bookkeeping, shared with backoff's callbacks."""
+    """One request as sent, and how many times it has been."""
 
     session: aiohttp.ClientSession
     method: str
@@ -94,14 +94,8 @@ class _Attempt:
     body: bytes | None
     read_timeout: float | None
     site_id: str | None
-    policy: RetryPolicy
-    retryable: Callable[[BaseException], bool]
-    started: float
+    safety: Safety
     count: int = 0
-    next_delay: float = 0.0
-
-
-_current: contextvars.ContextVar[_Attempt] = contextvars.ContextVar("halo_async_request")
 
 
 class HttpTransport:
@@ -127,7 +121,6 @@ class HttpTransport:
         self._session = session
         self._owns_session = session is None
         self._closed = False
-        self._retrying = self._build_retrying()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -190,85 +183,97 @@ class HttpTransport:
         :class:`~halo_async.errors.SubmissionOutcomeUnknownError` for a query-creating
         POST whose fate is unknown.
         """
-        session = self._ensure_session()
-        policy = self.retry
         attempt = _Attempt(
-            session=session,
+            session=self._ensure_session(),
             method=method,
             path=path,
             params=params,
             body=orjson.dumps(json) if json is not None else None,
             read_timeout=read_timeout,
             site_id=site_id,
-            policy=policy,
-            retryable=retryable_for_read if safety is Safety.IDEMPOTENT else retryable_for_create,
-            started=policy.now(),
+            safety=safety,
         )
-        token = _current.set(attempt)
-        try:
-            return await self._retrying()
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            if safety is Safety.CREATES_QUERY and not retryable_for_create(exc):
-                raise self._outcome_unknown(method, path, json, exc) from exc
-            raise HaloConnectionError(
-                f"{method} {path}: no answer after {attempt.count} attempt(s): {_describe(exc)}",
-                method=method,
-                path=path,
-            ) from exc
-        except ServerError as exc:
-            if safety is Safety.CREATES_QUERY and not retryable_for_create(exc):
-                raise self._outcome_unknown(method, path, json, exc) from exc
-            raise
-        finally:
-            _current.reset(token)
-
-    def _build_retrying(self) -> Callable[[], Awaitable[Response]]:
-        """The backoff-wrapped attempt, built once: per-request state travels in a
-        context variable, since backoff hands its callbacks only the exception."""
-
-        def give_up(exc: Exception) -> bool:
-            attempt = _current.get()
-            policy = attempt.policy
-            if not attempt.retryable(exc):
-                return True
-            delay = policy.delay(attempt.count, getattr(exc, "retry_after", None))
-            if policy.now() + delay - attempt.started > policy.deadline:
-                logger.warning(
-                    "%s %s: giving up after %d attempt(s): the next wait (%.2f s) would pass "
-                    "the %.0f s deadline",
-                    attempt.method, attempt.path, attempt.count, delay, policy.deadline,
-                )  # fmt: skip
-                return True
-            attempt.next_delay = delay
-            return False
-
-        async def wait(details: Any) -> None:
-            # backoff itself sleeps with asyncio.sleep, which tests cannot replace, so it is
-            # given zero waits and the real wait happens here, on the policy's sleep.
-            attempt = _current.get()
-            logger.info(
-                "%s %s: attempt %d failed (%s); retrying in %.2f s",
-                attempt.method, attempt.path, attempt.count, _describe(details["exception"]),
-                attempt.next_delay,
-            )  # fmt: skip
-            await attempt.policy.sleep(attempt.next_delay)
-
-        @backoff.on_exception(
-            backoff.constant,
-            (APIError, aiohttp.ClientError, asyncio.TimeoutError),
-            interval=0,
-            jitter=None,
-            max_tries=lambda: _current.get().policy.max_attempts,
-            giveup=give_up,
-            on_backoff=wait,
-            logger=None,
-        )
-        async def send_once() -> Response:
-            attempt = _current.get()
+        retryable = retryable_for_read if safety is Safety.IDEMPOTENT else retryable_for_create
+        started = self.retry.now()
+        while True:
             attempt.count += 1
-            return await self._send(attempt)
+            try:
+                return await self._send(attempt)
+            except RuntimeError as exc:
+                # aiohttp's "Session is closed": the client was closed under this request.
+                if not attempt.session.closed:
+                    raise
+                raise self._closed_under(attempt) from exc
+            except (APIError, aiohttp.ClientError, TimeoutError) as exc:
+                if self._closed:
+                    raise self._closed_under(attempt) from exc
+                delay = self._retry_delay(attempt, exc, retryable, started)
+                if delay is None:
+                    error = self._final_error(attempt, safety, json, exc)
+                    if error is exc:
+                        raise
+                    raise error from exc
+                logger.info(
+                    "%s %s: attempt %d failed (%s); retrying in %.2f s",
+                    method, path, attempt.count, _describe(exc), delay,
+                )  # fmt: skip
+                await self.retry.sleep(delay)
+                if self._closed:
+                    raise self._closed_under(attempt) from exc
 
-        return send_once
+    def _closed_under(self, attempt: _Attempt) -> ClientClosedError:
+        unsure = (
+            "; the query may or may not have been created"
+            if attempt.safety is Safety.CREATES_QUERY
+            else ""
+        )
+        return ClientClosedError(
+            f"{attempt.method} {attempt.path}: the HaloClient was closed while this request "
+            f"was in progress{unsure}"
+        )
+
+    def _retry_delay(
+        self,
+        attempt: _Attempt,
+        exc: BaseException,
+        retryable: Callable[[BaseException], bool],
+        started: float,
+    ) -> float | None:
+        """The wait before the next attempt, or None to stop here."""
+        policy = self.retry
+        if not retryable(exc):
+            # Not transient (a 4xx), or a query-creating POST that may have created a query.
+            return None
+        if attempt.count >= policy.max_attempts:
+            return None
+        delay = policy.delay(attempt.count, getattr(exc, "retry_after", None))
+        if policy.now() + delay - started > policy.deadline:
+            # Waiting past the deadline to try once more would break the caller's bound.
+            logger.warning(
+                "%s %s: giving up after %d attempt(s): the next wait (%.2f s) would pass "
+                "the %.0f s deadline",
+                attempt.method, attempt.path, attempt.count, delay, policy.deadline,
+            )  # fmt: skip
+            return None
+        return delay
+
+    def _final_error(
+        self, attempt: _Attempt, safety: Safety, sent: Any, exc: BaseException
+    ) -> BaseException:
+        """What the caller gets once retrying stopped at ``exc``."""
+        unsure = not isinstance(exc, APIError) or isinstance(exc, ServerError)
+        if safety is Safety.CREATES_QUERY and unsure and not retryable_for_create(exc):
+            # No answer, or a 500/502/504, to a POST that may have reached Halo: the query
+            # may exist, so it is reported as such and never sent again blindly.
+            return self._outcome_unknown(attempt.method, attempt.path, sent, exc)
+        if isinstance(exc, APIError):
+            return exc
+        return HaloConnectionError(
+            f"{attempt.method} {attempt.path}: no answer after {attempt.count} attempt(s): "
+            f"{_describe(exc)}",
+            method=attempt.method,
+            path=attempt.path,
+        )
 
     def _outcome_unknown(
         self, method: str, path: str, sent: Any, exc: BaseException
@@ -284,39 +289,134 @@ class HttpTransport:
         )
 
     async def _send(self, attempt: _Attempt) -> Response:
-        method, path, site_id = attempt.method, attempt.path, attempt.site_id
+        try:
+            status, resp_headers, payload = await self._exchange(attempt)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # aiohttp's frames hold the request's headers (the key) as locals, which
+            # Sentry's local capture, ``pytest -l`` or rich's show_locals would ship: the
+            # error travels on without them (its own message and type are kept).
+            _drop_frames(exc)
+            raise
+        if status >= 400:
+            raise error_from_response(
+                status,
+                self._scrub(payload),
+                resp_headers,
+                method=attempt.method,
+                path=attempt.path,
+                site_id=attempt.site_id,
+            )
+        return Response(status=status, headers=resp_headers, body=payload)
+
+    async def _exchange(self, attempt: _Attempt) -> tuple[int, CIMultiDictProxy[str], bytes]:
+        """One request, and the same-origin redirects of a read; the status, headers, body."""
+        url = yarl.URL(self.base_url + attempt.path)
+        params = attempt.params
+        for _ in range(C.MAX_REDIRECTS + 1):
+            started = time.perf_counter()
+            async with attempt.session.request(
+                attempt.method,
+                url,
+                params=params,
+                data=attempt.body,
+                headers=self._headers(attempt),
+                timeout=self._timeout(attempt),
+                allow_redirects=False,
+            ) as resp:
+                payload = await resp.read()
+                status, headers = resp.status, resp.headers
+            logger.debug(
+                "%s %s -> %d (attempt %d, %.3f s)",
+                attempt.method, attempt.path, status, attempt.count,
+                time.perf_counter() - started,
+            )  # fmt: skip
+            if status not in _REDIRECTS:
+                return status, headers, payload
+            url, params = self._redirect_target(attempt, url, status, headers), None
+        raise self._refused(attempt, status, headers, f"more than {C.MAX_REDIRECTS} redirects")
+
+    def _redirect_target(
+        self, attempt: _Attempt, url: yarl.URL, status: int, headers: CIMultiDictProxy[str]
+    ) -> yarl.URL:
+        """Where a redirect may be followed to; raises when it may not."""
+        location = headers.get("Location")
+        if location is None:
+            raise self._refused(attempt, status, headers, "a redirect without a Location")
+        if attempt.safety is Safety.CREATES_QUERY:
+            raise self._refused(
+                attempt, status, headers, "a query-creating POST is never redirected"
+            )
+        if attempt.method != "GET" and status not in (307, 308):
+            # 301/302/303 turn the request into a GET: not the request that was asked for.
+            raise self._refused(attempt, status, headers, "the redirect would change the method")
+        target = url.join(yarl.URL(location))
+        if target.origin() != url.origin():
+            raise self._refused(
+                attempt, status, headers, f"it points to another origin ({target.origin()})"
+            )
+        return target
+
+    def _refused(
+        self, attempt: _Attempt, status: int, headers: CIMultiDictProxy[str], why: str
+    ) -> RedirectRefusedError:
+        return RedirectRefusedError(
+            f"{attempt.method} {attempt.path}: HTTP {status} redirect not followed: {why}",
+            status=status,
+            method=attempt.method,
+            path=attempt.path,
+            headers=headers,
+        )
+
+    def _headers(self, attempt: _Attempt) -> dict[str, str]:
         headers = {C.API_KEY_HEADER: self._key.reveal(), "Accept": "application/json"}
         if attempt.body is not None:
             headers["Content-Type"] = "application/json"
-        client_timeout = aiohttp.ClientTimeout(
-            total=attempt.read_timeout or self.request_timeout,
-            connect=self._connect_timeout,
+        return headers
+
+    def _timeout(self, attempt: _Attempt) -> aiohttp.ClientTimeout:
+        return aiohttp.ClientTimeout(
+            total=attempt.read_timeout or self.request_timeout, connect=self._connect_timeout
         )
-        started = time.perf_counter()
-        async with attempt.session.request(
-            method,
-            self.base_url + path,
-            params=attempt.params,
-            data=attempt.body,
-            headers=headers,
-            timeout=client_timeout,
-        ) as resp:
-            payload = await resp.read()
-            status, resp_headers = resp.status, resp.headers
-        elapsed = time.perf_counter() - started
-        logger.debug(
-            "%s %s -> %d (attempt %d, %.3f s)", method, path, status, attempt.count, elapsed
-        )
-        if status >= 400:
-            # Errors keep the body for the caller; should a server ever echo the key back
-            # (a gateway quoting the rejected key, say), it must not travel any further.
-            key = self._key.reveal().encode()
-            if key in payload:
-                payload = payload.replace(key, b"***")
-            raise error_from_response(
-                status, payload, resp_headers, method=method, path=path, site_id=site_id
+
+    def _scrub(self, payload: bytes) -> bytes:
+        """The body without the API key, should a server echo it back (a gateway quoting the
+        rejected key, say), raw or JSON-escaped: it must not travel any further."""
+        key = self._key.reveal()
+        for form in _key_forms(key):
+            if form in payload:
+                payload = payload.replace(form, b"***")
+        return payload
+
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def _key_forms(key: str) -> set[bytes]:
+    """The key as it could appear in a body: raw, JSON-escaped, or every character escaped."""
+    return {
+        key.encode(),
+        orjson.dumps(key)[1:-1],
+        key.replace("/", "\\/").encode(),
+        "".join(f"\\u{ord(char):04x}" for char in key).encode(),
+        "".join(f"\\u{ord(char):04X}" for char in key).encode(),
+    }
+
+
+def _drop_frames(exc: BaseException) -> None:
+    """Clear the tracebacks of an error and of the errors it chains (their frames' locals
+    may hold the request headers), and the headers an aiohttp error carries itself."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.__traceback__ = None
+        if isinstance(current, aiohttp.ClientResponseError):
+            info = current.request_info
+            current.request_info = aiohttp.RequestInfo(
+                info.url, info.method, CIMultiDictProxy(CIMultiDict()), info.real_url
             )
-        return Response(status=status, headers=resp_headers, body=payload)
+            current.history = ()
+        current = current.__cause__ or current.__context__
 
 
 def _describe(exc: BaseException) -> str:
@@ -343,14 +443,14 @@ def error_from_response(
     Parse order (REFERENCE §8): ``error`` -> ``errorDetails`` or ``executionFailed`` ->
     FHIR ``resourceType`` -> gateway ``statusCode`` -> bare ``status``/``message`` -> text.
     """
-    text = payload.decode("utf-8", errors="replace")
+    text = payload[: C.ERROR_BODY_KEPT_BYTES].decode("utf-8", errors="replace")
     try:
         envelope: Any = orjson.loads(payload) if payload else None
     except orjson.JSONDecodeError:
         envelope = None
     if isinstance(envelope, dict) and is_query_failure(envelope):
         return query_failure(envelope, site_id=site_id, http_status=status)
-    message = _message_of(envelope) or text.strip() or _reason(status)
+    message = _capped(_message_of(envelope) or text.strip() or _reason(status), len(payload))
     cls = api_error_class(status, message)
     kwargs: dict[str, Any] = {
         "status": status,
@@ -363,6 +463,13 @@ def error_from_response(
     if issubclass(cls, RateLimitedError | ServerError):
         kwargs["retry_after"] = parse_retry_after(headers.get("Retry-After"))
     return cls(message, **kwargs)
+
+
+def _capped(message: str, body_size: int) -> str:
+    """A message short enough to log: a gateway's HTML error page can run to megabytes."""
+    if len(message) <= C.ERROR_MESSAGE_MAX_CHARS:
+        return message
+    return f"{message[: C.ERROR_MESSAGE_MAX_CHARS]}... ({body_size} bytes)"
 
 
 def is_query_failure(envelope: Mapping[str, Any]) -> bool:

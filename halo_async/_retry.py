@@ -1,20 +1,23 @@
-"""Retry policy and the retry predicates, each with the reason it holds.
+"""The policies of waiting: RetryPolicy (requests) and PollPolicy (query jobs), and the
+retry predicates, each with the reason it holds.
 
 The request loop in ``_http`` is the only place that retries. Polling a query's status is
-not retrying: it lives with the query jobs.
+not retrying: the jobs poll under a :class:`PollPolicy`, and a poll's own request is
+retried under the client's :class:`RetryPolicy` like any other read (BigQuery keeps its
+request retry and job retry apart the same way).
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import math
 import random
 from collections.abc import Awaitable, Callable
 from email.utils import parsedate_to_datetime
 
 import aiohttp
 import attrs
-import backoff
 
 from halo_async import _constants as C
 from halo_async.errors import (
@@ -24,13 +27,22 @@ from halo_async.errors import (
     ValidationError,
 )
 
-__all__ = ["RetryPolicy", "parse_retry_after", "retryable_for_create", "retryable_for_read"]
+__all__ = [
+    "PollPolicy",
+    "RetryPolicy",
+    "parse_retry_after",
+    "retryable_for_create",
+    "retryable_for_read",
+]
 
 
-def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if value < 0:
+def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    """The one validator of both policies' durations and factors: a real number, not NaN
+    (every comparison with NaN is false, so it would pass any bound), >= 0."""
+    real = isinstance(value, int | float) and not isinstance(value, bool)
+    if not real or math.isnan(value) or value < 0:
         raise ValidationError(
-            f"RetryPolicy.{attribute.name} must be >= 0, got {value!r}",
+            f"{type(instance).__name__}.{attribute.name} must be >= 0, got {value!r}",
             field=attribute.name,
             value=value,
         )
@@ -51,17 +63,18 @@ class RetryPolicy:
     """
 
     max_attempts: int = C.RETRY_MAX_ATTEMPTS
-    initial_delay: float = attrs.field(default=C.RETRY_INITIAL_DELAY_S, validator=_positive)
-    max_delay: float = attrs.field(default=C.RETRY_MAX_DELAY_S, validator=_positive)
-    multiplier: float = 2.0
-    deadline: float = attrs.field(default=C.RETRY_DEADLINE_S, validator=_positive)
-    retry_after_cap: float = attrs.field(default=C.RETRY_AFTER_CAP_S, validator=_positive)
+    initial_delay: float = attrs.field(default=C.RETRY_INITIAL_DELAY_S, validator=_non_negative)
+    max_delay: float = attrs.field(default=C.RETRY_MAX_DELAY_S, validator=_non_negative)
+    multiplier: float = attrs.field(default=2.0, validator=_non_negative)
+    deadline: float = attrs.field(default=C.RETRY_DEADLINE_S, validator=_non_negative)
+    retry_after_cap: float = attrs.field(default=C.RETRY_AFTER_CAP_S, validator=_non_negative)
     sleep: Callable[[float], Awaitable[None]] = attrs.field(default=asyncio.sleep, repr=False)
     clock: Callable[[], float] | None = attrs.field(default=None, repr=False)
     rng: random.Random = attrs.field(factory=random.Random, repr=False, eq=False)
 
     def __attrs_post_init__(self) -> None:
-        if self.max_attempts < 1:
+        attempts = self.max_attempts
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
             raise ValidationError(
                 f"RetryPolicy.max_attempts must be >= 1, got {self.max_attempts!r}",
                 field="max_attempts",
@@ -74,14 +87,12 @@ class RetryPolicy:
         return cls(max_attempts=1)
 
     def backoff_delay(self, attempt: int) -> float:
-        """The jittered exponential wait after failed attempt number ``attempt`` (1-based)."""
-        expo = backoff.expo(
-            base=self.multiplier, factor=self.initial_delay, max_value=self.max_delay
-        )
-        next(expo)  # backoff primes its wait generators with one next() before the first wait
-        ceiling = 0.0
-        for _ in range(attempt):
-            ceiling = next(expo)
+        """The jittered exponential wait after failed attempt number ``attempt`` (1-based):
+        uniform in ``[0, min(max_delay, initial_delay * multiplier ** (attempt - 1))]``."""
+        # Capped before the power can overflow: attempt counts are small, but a policy may
+        # set max_attempts in the thousands.
+        exponent = min(attempt - 1, 64)
+        ceiling = min(self.max_delay, self.initial_delay * self.multiplier**exponent)
         return self.rng.uniform(0, ceiling)
 
     def now(self) -> float:
@@ -93,6 +104,57 @@ class RetryPolicy:
         if retry_after is not None:
             return min(retry_after, self.retry_after_cap)
         return self.backoff_delay(attempt)
+
+
+@attrs.frozen
+class PollPolicy:
+    """How a job polls its query's status.
+
+    The first wait is ``initial_interval`` seconds; each poll that shows no progress
+    multiplies it by ``multiplier`` up to ``max_interval``, and progress (a new status or a
+    newly cached page) resets it. With ``jitter`` each wait is drawn uniformly from
+    ``[interval/2, interval]`` so that many jobs do not poll in lockstep. ``deadline`` bounds
+    the whole wait in seconds; when None it is derived from the query's ``maxTimeInQueue``
+    plus the 5 minutes Halo allows for execution and a margin for the upload.
+
+    ``sleep`` and ``clock`` are injectable for tests.
+    """
+
+    initial_interval: float = attrs.field(
+        default=C.POLL_INITIAL_INTERVAL_S, validator=_non_negative
+    )
+    multiplier: float = attrs.field(default=C.POLL_MULTIPLIER, validator=_non_negative)
+    max_interval: float = attrs.field(default=C.POLL_MAX_INTERVAL_S, validator=_non_negative)
+    deadline: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_non_negative)
+    )
+    jitter: bool = True
+    sleep: Callable[[float], Awaitable[None]] = attrs.field(default=asyncio.sleep, repr=False)
+    clock: Callable[[], float] | None = attrs.field(default=None, repr=False)
+    rng: random.Random = attrs.field(factory=random.Random, repr=False, eq=False)
+
+    def now(self) -> float:
+        """Seconds on the policy's clock (the event loop's, unless one was injected)."""
+        return self.clock() if self.clock is not None else asyncio.get_running_loop().time()
+
+    def next_interval(self, interval: float) -> float:
+        """The interval after a poll that showed no progress."""
+        return min(self.max_interval, max(interval, 1e-3) * self.multiplier)
+
+    def wait_for(self, interval: float) -> float:
+        """The actual wait for ``interval``, jittered."""
+        return self.rng.uniform(interval / 2, interval) if self.jitter else interval
+
+    def deadline_for(self, max_time_in_queue_ms: int | None) -> float:
+        """The total wait allowed for a query with this ``maxTimeInQueue``."""
+        if self.deadline is not None:
+            return self.deadline
+        queue_ms = (
+            max_time_in_queue_ms
+            if max_time_in_queue_ms is not None
+            else C.ASYNC_DEFAULT_TIME_IN_QUEUE_MS
+        )
+        return queue_ms / 1000 + C.ASYNC_EXECUTION_LIMIT_S + C.ASYNC_UPLOAD_MARGIN_S
 
 
 def parse_retry_after(value: str | None, *, now: dt.datetime | None = None) -> float | None:

@@ -6,10 +6,15 @@ was expected.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
+import math
+import re
+import reprlib
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from decimal import Decimal
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 from halo_async import _constants as C
@@ -18,6 +23,26 @@ from halo_async.errors import ConfigurationError, ValidationError
 
 SqlOrCommand = str | models.Command
 Parameters = Sequence[models.Parameter] | Mapping[str, models.Parameter | models.ParameterValue]
+
+
+class QueryOptions(TypedDict, total=False):
+    """The keyword arguments of every query-creating call, written once.
+
+    ``parameters`` (``Parameter`` s, or a ``{name: value}`` map), ``execution_mode`` (reader,
+    nonQuery, scalar), ``command_type`` (text, storedProcedure) and the catalogue (database)
+    to run in; none of these may accompany a :class:`~halo_async.models.Command`, which
+    carries its own. ``max_time_in_queue`` is in milliseconds: 0..60000 for immediate
+    queries (default 30000), 0..7200000 for async ones (default 3600000).
+    """
+
+    parameters: Parameters | None
+    execution_mode: models.ExecutionMode | str | None
+    command_type: models.CommandType | str | None
+    catalogue: str | None
+    max_time_in_queue: int | None
+
+
+_QUERY_OPTIONS = frozenset(QueryOptions.__optional_keys__)
 
 _PMS_NAME_ALIASES = {
     "best practice": "Best Practice",
@@ -70,6 +95,42 @@ def uuid_str(field: str, value: str | uuid.UUID) -> str:
 def site_and_query(site_id: str | uuid.UUID, query_id: str | uuid.UUID) -> tuple[str, str]:
     """Both ids of a query-level path, checked."""
     return uuid_str("site_id", site_id), uuid_str("query_id", query_id)
+
+
+def seconds(field: str, value: Any, *, allow_zero: bool = False) -> float:
+    """A duration in seconds: a real number, not NaN, > 0 (or >= 0 with ``allow_zero``)."""
+    real = isinstance(value, int | float) and not isinstance(value, bool)
+    if real and not math.isnan(value) and (value > 0 or (allow_zero and value == 0)):
+        return float(value)
+    bound = ">= 0" if allow_zero else "> 0"
+    raise ValidationError(
+        f"{field} must be a number of seconds {bound}, got {value!r}", field=field, value=value
+    )
+
+
+def instance_or_none(field: str, value: Any, cls: type[Any]) -> None:
+    """``value`` is None or a ``cls`` (a PollPolicy, FanOutLimits...), or the error says so."""
+    if value is not None and not isinstance(value, cls):
+        raise ValidationError(
+            f"{field} must be a {cls.__name__} (or None for the default), got {value!r}",
+            field=field,
+            value=value,
+        )
+
+
+def api_key(value: Any) -> str:
+    """The API key, fit to travel in a header (a CR or LF would inject another one)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(
+            f"the API key must be a non-empty string, got {type(value).__name__}"
+        )
+    if "\r" in value or "\n" in value or value != value.strip():
+        # The key itself is never quoted: not even a bad one goes into a message.
+        raise ConfigurationError(
+            "the API key has a line break or surrounding white space: copy it again from the "
+            "Halo Integrator Portal"
+        )
+    return value
 
 
 def int_in_range(field: str, value: Any, low: int, high: int | None, unit: str) -> int:
@@ -131,21 +192,7 @@ def command_from(
             f"the command's SQL text is empty, got {text!r}", field="command", value=text
         )
     for param in params:
-        if not isinstance(param, models.Parameter):
-            raise ValidationError(
-                f"parameters must be Parameter objects (or a name -> value mapping), got {param!r}",
-                field="parameters",
-                value=param,
-            )
-        if param.type is not None and param.type not in C.PARAMETER_TYPES:
-            raise ValidationError(
-                f"parameter {param.name!r}: type {param.type!r} is not one of the API's "
-                f"parameter types ({', '.join(sorted(C.PARAMETER_TYPES))})",
-                field="parameters[].type",
-                value=param.type,
-            )
-        if param.direction is not None:
-            _check_enum(f"parameter {param.name!r} direction", param.direction, models.Direction)
+        _check_parameter(param)
     return models.Command(
         text=text,
         # Only None means "the default": an empty string is a mistake to report, not to
@@ -164,30 +211,97 @@ def command_from(
     )
 
 
-def query_body(
-    command: SqlOrCommand,
-    parameters: Parameters | None,
-    execution_mode: models.ExecutionMode | str | None,
-    command_type: models.CommandType | str | None,
-    catalogue: str | None,
-    max_time_in_queue: int | None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "command": _convert.unstructure_command(
-            command_from(command, parameters, execution_mode, command_type)
+# A T-SQL / Firebird parameter name: @ and an identifier (the @ is optional).
+_PARAMETER_NAME = re.compile(r"@?[A-Za-z_][A-Za-z0-9_]*")
+# What a value can be and still travel as the plain string Halo converts.
+_SENDABLE = (str, int, float, Decimal, dt.date, dt.datetime, dt.time)
+
+
+def _check_parameter(param: Any) -> None:
+    if not isinstance(param, models.Parameter):
+        raise ValidationError(
+            f"parameters must be Parameter objects (or a name -> value mapping), got {param!r}",
+            field="parameters",
+            value=param,
         )
-    }
-    if max_time_in_queue is not None:
-        body["maxTimeInQueue"] = max_time_in_queue
+    if not isinstance(param.name, str) or not _PARAMETER_NAME.fullmatch(param.name):
+        raise ValidationError(
+            f"parameter name {param.name!r} is not @ and an identifier (e.g. '@surname')",
+            field="parameters[].name",
+            value=param.name,
+        )
+    _check_value(param)
+    if param.type is not None and param.type not in C.PARAMETER_TYPES:
+        raise ValidationError(
+            f"parameter {param.name!r}: type {param.type!r} is not one of the API's "
+            f"parameter types ({', '.join(sorted(C.PARAMETER_TYPES))})",
+            field="parameters[].type",
+            value=param.type,
+        )
+    if param.direction is not None:
+        _check_enum(f"parameter {param.name!r} direction", param.direction, models.Direction)
+
+
+def _check_value(param: models.Parameter) -> None:
+    value = param.value
+    if value is None:
+        return
+    if not isinstance(value, _SENDABLE):
+        # bytes, lists, dicts, objects: str() of them is not what the caller meant to send.
+        raise ValidationError(
+            f"parameter {param.name}: {reprlib.repr(value)} ({type(value).__name__}) cannot be "
+            "sent; pass a str, int, float, Decimal, date, datetime, time or bool",
+            field="parameters[].value",
+            value=value,
+        )
+    if isinstance(value, float | Decimal) and not math.isfinite(value):
+        raise ValidationError(
+            f"parameter {param.name}: {value!r} has no SQL value; pass a finite number or None",
+            field="parameters[].value",
+            value=value,
+        )
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """Refuse a keyword that is not a query option: ``**options`` would accept any typo."""
+    unknown = sorted(set(options) - _QUERY_OPTIONS)
+    if unknown:
+        raise TypeError(
+            f"unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
+            f"the query options are {', '.join(sorted(_QUERY_OPTIONS))}"
+        )
+
+
+def command_of(command: SqlOrCommand, options: QueryOptions) -> models.Command:
+    """The command with its options' parameters, mode and type, checked."""
+    check_options(options)
+    return command_from(
+        command,
+        options.get("parameters"),
+        options.get("execution_mode"),
+        options.get("command_type"),
+    )
+
+
+def query_body(
+    command: SqlOrCommand, options: QueryOptions, *, max_queue_ms: int, mode: str
+) -> dict[str, Any]:
+    """The body of a query-creating POST, every argument checked before it is sent."""
+    body: dict[str, Any] = {"command": _convert.unstructure_command(command_of(command, options))}
+    queue_ms = time_in_queue(options.get("max_time_in_queue"), max_queue_ms, mode)
+    if queue_ms is not None:
+        body["maxTimeInQueue"] = queue_ms
+    catalogue = options.get("catalogue")
     if catalogue is not None:
-        if not isinstance(catalogue, str) or not catalogue.strip():
-            raise ValidationError(
-                f"catalogue must be a catalogue name such as 'Patients', got {catalogue!r}",
-                field="catalogue",
-                value=catalogue,
-            )
-        body["catalogue"] = catalogue
+        body["catalogue"] = non_blank("catalogue", catalogue, "a catalogue name such as 'Patients'")
     return body
+
+
+def non_blank(field: str, value: Any, what: str) -> str:
+    """``value`` if it is a string with something in it; else the error naming ``what``."""
+    if isinstance(value, str) and value.strip():
+        return value
+    raise ValidationError(f"{field} must be {what}, got {value!r}", field=field, value=value)
 
 
 def pms_name(value: str) -> str:

@@ -8,15 +8,15 @@ import uuid
 import warnings
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack
 
 import aiohttp
 
 from halo_async import _constants as C
 from halo_async import _convert, _decode, _validate, models
 from halo_async._http import HttpTransport, Response, Safety, is_query_failure, query_failure
-from halo_async._retry import RetryPolicy
-from halo_async._validate import Parameters, SqlOrCommand
+from halo_async._retry import PollPolicy, RetryPolicy
+from halo_async._validate import Parameters, QueryOptions, SqlOrCommand
 from halo_async.errors import (
     ConfigurationError,
     DecodeError,
@@ -29,9 +29,14 @@ from halo_async.errors import (
     ValidationError,
     error_for_query,
 )
-from halo_async.fanout import FanOutEvent, SiteOutcome, SitePage, fan_out
-from halo_async.jobs import Checkpoint, PollPolicy, QueryJob
-from halo_async.webhooks import JobRegistry
+from halo_async.models import Checkpoint
+
+if TYPE_CHECKING:
+    # Jobs and fan-out depend on the operations they call (``_api.QueryApi``), not on this
+    # module; it imports them when a job or fan-out is asked for.
+    from halo_async.fanout import FanOutEvent, FanOutLimits, SiteOutcome, SitePage
+    from halo_async.jobs import QueryJob
+    from halo_async.webhooks import JobRegistry
 
 __all__ = ["HaloClient"]
 
@@ -79,28 +84,17 @@ class HaloClient:
             )
         url = base_url or os.environ.get(C.BASE_URL_ENV) or C.PRODUCTION_BASE_URL
         _validate.check_base_url(url)
-        for name, value in (
-            ("connect_timeout", connect_timeout),
-            ("request_timeout", request_timeout),
-        ):
-            if value <= 0:
-                raise ValidationError(
-                    f"{name} must be > 0 seconds, got {value!r}", field=name, value=value
-                )
-        if connection_limit < 1:
-            raise ValidationError(
-                f"connection_limit must be >= 1, got {connection_limit!r}",
-                field="connection_limit",
-                value=connection_limit,
-            )
+        _validate.instance_or_none("retry", retry, RetryPolicy)
         self._http = HttpTransport(
-            api_key=key,
+            api_key=_validate.api_key(key),
             base_url=url,
             session=session,
             retry=retry or RetryPolicy(),
-            connect_timeout=connect_timeout,
-            request_timeout=request_timeout,
-            connection_limit=connection_limit,
+            connect_timeout=_validate.seconds("connect_timeout", connect_timeout),
+            request_timeout=_validate.seconds("request_timeout", request_timeout),
+            connection_limit=_validate.int_in_range(
+                "connection_limit", connection_limit, 1, None, "connections"
+            ),
         )
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -138,9 +132,7 @@ class HaloClient:
 
     @api_key.setter
     def api_key(self, value: str) -> None:
-        if not value:
-            raise ConfigurationError("the API key cannot be empty")
-        self._http.api_key = value
+        self._http.api_key = _validate.api_key(value)
 
     @property
     def retry(self) -> RetryPolicy:
@@ -168,39 +160,26 @@ class HaloClient:
         self,
         site_id: str | uuid.UUID,
         command: SqlOrCommand,
-        *,
-        parameters: Parameters | None = None,
-        execution_mode: models.ExecutionMode | str | None = None,
-        command_type: models.CommandType | str | None = None,
-        catalogue: str | None = None,
-        max_time_in_queue: int | None = None,
+        **options: Unpack[QueryOptions],
     ) -> models.ImmediateQuery:
         """Run a query and wait for its result in the same request (``createImmediateQuery``).
 
-        ``command`` is SQL text or a :class:`~halo_async.models.Command`. ``max_time_in_queue``
-        is in milliseconds, 0..60000 (default 30000). A failed query raises a
-        :class:`~halo_async.errors.QueryFailedError` subclass with its errorDetails.
+        ``command`` is SQL text or a :class:`~halo_async.models.Command`; the options are
+        ``parameters``, ``execution_mode``, ``command_type``, ``catalogue`` and
+        ``max_time_in_queue`` (milliseconds, 0..60000, default 30000). A failed query raises
+        a :class:`~halo_async.errors.QueryFailedError` subclass with its errorDetails.
         The POST is never retried once it may have reached the site.
         """
         site = _validate.uuid_str("site_id", site_id)
         body = _validate.query_body(
-            command, parameters, execution_mode, command_type, catalogue,
-            _validate.time_in_queue(
-                max_time_in_queue, C.IMMEDIATE_MAX_TIME_IN_QUEUE_MS, "immediate"
-            ),
-        )  # fmt: skip
-        queue_ms = (
-            max_time_in_queue
-            if max_time_in_queue is not None
-            else C.IMMEDIATE_DEFAULT_TIME_IN_QUEUE_MS
+            command, options, max_queue_ms=C.IMMEDIATE_MAX_TIME_IN_QUEUE_MS, mode="immediate"
         )
-        response = await self._http.request(
-            "POST",
+        queue_ms = body.get("maxTimeInQueue", C.IMMEDIATE_DEFAULT_TIME_IN_QUEUE_MS)
+        response = await self._create(
             f"/integrator/sites/{site}/queries/immediate",
-            safety=Safety.CREATES_QUERY,
-            json=body,
+            site,
+            body,
             read_timeout=queue_ms / 1000 + C.IMMEDIATE_TIMEOUT_HEADROOM_S,
-            site_id=site,
         )
         data = _json_object(response)
         # Before 23.927 failures came with a 200 (the failed query, or a bare errorDetails
@@ -216,33 +195,21 @@ class HaloClient:
         self,
         site_id: str | uuid.UUID,
         command: SqlOrCommand,
-        *,
-        parameters: Parameters | None = None,
-        execution_mode: models.ExecutionMode | str | None = None,
-        command_type: models.CommandType | str | None = None,
-        catalogue: str | None = None,
-        max_time_in_queue: int | None = None,
+        **options: Unpack[QueryOptions],
     ) -> models.AsyncQuery:
         """Queue a query on the site and return it, ``initialising`` (``createAsyncQuery``).
 
-        ``max_time_in_queue`` is in milliseconds, 0..7200000 (default 3600000). Poll it with
-        :meth:`get_query` or :meth:`get_query_statuses`, then fetch its pages. The POST is
-        retried only where no query can have been created (connection refused, 429, 503);
-        otherwise an unknown outcome raises
-        :class:`~halo_async.errors.SubmissionOutcomeUnknownError`.
+        The options are those of :meth:`immediate_query`; ``max_time_in_queue`` is in
+        milliseconds, 0..7200000 (default 3600000). Poll it with :meth:`get_query` or
+        :meth:`get_query_statuses`, then fetch its pages. The POST is retried only where
+        no query can have been created (connection refused, 429, 503); otherwise an unknown
+        outcome raises :class:`~halo_async.errors.SubmissionOutcomeUnknownError`.
         """
         site = _validate.uuid_str("site_id", site_id)
-        body = _validate.query_body(
-            command, parameters, execution_mode, command_type, catalogue,
-            _validate.time_in_queue(max_time_in_queue, C.ASYNC_MAX_TIME_IN_QUEUE_MS, "async"),
-        )  # fmt: skip
-        response = await self._http.request(
-            "POST",
-            f"/integrator/sites/{site}/queries/async",
-            safety=Safety.CREATES_QUERY,
-            json=body,
-            site_id=site,
-        )
+        return await self._create_async_query(site, _async_body(command, options))
+
+    async def _create_async_query(self, site_id: str, body: dict[str, Any]) -> models.AsyncQuery:
+        response = await self._create(f"/integrator/sites/{site_id}/queries/async", site_id, body)
         return _structure(response, models.AsyncQuery)
 
     async def get_query(
@@ -252,10 +219,7 @@ class HaloClient:
 
         A failed status is returned, not raised: inspect ``is_failed`` and ``failure``.
         """
-        site, query = (
-            _validate.uuid_str("site_id", site_id),
-            _validate.uuid_str("query_id", query_id),
-        )
+        site, query = _validate.site_and_query(site_id, query_id)
         response = await self._get(f"/integrator/sites/{site}/queries/{query}", site)
         data = _json_object(response)
         if data.get("mode") == "immediate":
@@ -330,11 +294,7 @@ class HaloClient:
                 field="page_number",
                 value=page_number,
             )
-        return (
-            _validate.uuid_str("site_id", site_id),
-            _validate.uuid_str("query_id", query_id),
-            page_number,
-        )
+        return (*_validate.site_and_query(site_id, query_id), page_number)
 
     # -- jobs ----------------------------------------------------------------------------
 
@@ -343,27 +303,23 @@ class HaloClient:
         site_id: str | uuid.UUID,
         command: SqlOrCommand,
         *,
-        parameters: Parameters | None = None,
-        execution_mode: models.ExecutionMode | str | None = None,
-        command_type: models.CommandType | str | None = None,
-        catalogue: str | None = None,
-        max_time_in_queue: int | None = None,
         poll: PollPolicy | None = None,
         prefetch: int = C.PAGE_PREFETCH,
+        **options: Unpack[QueryOptions],
     ) -> QueryJob:
         """Create an async query and return its :class:`~halo_async.jobs.QueryJob`.
 
-        ``async for row in job.rows()`` then streams the rows as pages land.
+        The options are those of :meth:`create_async_query`. ``async for row in
+        job.rows()`` then streams the rows as pages land; ``prefetch`` pages are fetched
+        ahead. Every argument is checked before the query is created.
         """
-        query = await self.create_async_query(
-            site_id,
-            command,
-            parameters=parameters,
-            execution_mode=execution_mode,
-            command_type=command_type,
-            catalogue=catalogue,
-            max_time_in_queue=max_time_in_queue,
-        )
+        from halo_async.jobs import QueryJob
+
+        site = _validate.uuid_str("site_id", site_id)
+        body = _async_body(command, options)
+        _validate.int_in_range("prefetch", prefetch, 1, None, "pages")
+        _validate.instance_or_none("poll", poll, PollPolicy)
+        query = await self._create_async_query(site, body)
         return QueryJob(self, query.site_id, query.id, query=query, poll=poll, prefetch=prefetch)
 
     def resume(
@@ -373,14 +329,21 @@ class HaloClient:
         poll: PollPolicy | None = None,
         prefetch: int = C.PAGE_PREFETCH,
     ) -> QueryJob:
-        """A job that carries on streaming from a :meth:`QueryJob.checkpoint`."""
-        site, query = (
-            _validate.uuid_str("site_id", checkpoint.site_id),
-            _validate.uuid_str("query_id", checkpoint.query_id),
-        )
-        _validate.int_in_range("next_page", checkpoint.next_page, 1, None, "page number")
+        """A job that carries on from a :meth:`QueryJob.checkpoint`, at its exact row."""
+        from halo_async.jobs import QueryJob
+
+        site, query = _validate.site_and_query(checkpoint.site_id, checkpoint.query_id)
+        next_page = _validate.int_in_range("next_page", checkpoint.next_page, 1, None, "page")
+        next_row = _validate.int_in_range("next_row", checkpoint.next_row, 0, None, "row")
+        _validate.instance_or_none("poll", poll, PollPolicy)
         return QueryJob(
-            self, site, query, poll=poll, prefetch=prefetch, next_page=checkpoint.next_page
+            self,
+            site,
+            query,
+            poll=poll,
+            prefetch=prefetch,
+            next_page=next_page,
+            next_row=next_row,
         )
 
     async def query(
@@ -388,13 +351,9 @@ class HaloClient:
         site_id: str | uuid.UUID,
         command: SqlOrCommand,
         *,
-        parameters: Parameters | None = None,
-        execution_mode: models.ExecutionMode | str | None = None,
-        command_type: models.CommandType | str | None = None,
-        catalogue: str | None = None,
-        max_time_in_queue: int | None = None,
         fallback_to_async: bool = False,
         poll: PollPolicy | None = None,
+        **options: Unpack[QueryOptions],
     ) -> AsyncGenerator[dict[str, Any], None]:
         """Run a query immediately and yield its rows.
 
@@ -403,7 +362,8 @@ class HaloClient:
         yielded the same way. Only for reads: the query runs twice when it falls back, so
         ``nonQuery`` commands are refused with it.
         """
-        command_obj = _validate.command_from(command, parameters, execution_mode, command_type)
+        command_obj = _validate.command_of(command, options)
+        _validate.instance_or_none("poll", poll, PollPolicy)
         if fallback_to_async and command_obj.execution_mode == models.ExecutionMode.NON_QUERY:
             raise ValidationError(
                 "fallback_to_async runs the command a second time; it is refused for "
@@ -411,15 +371,16 @@ class HaloClient:
                 field="fallback_to_async",
                 value=True,
             )
-        immediate_queue = max_time_in_queue
-        if fallback_to_async and max_time_in_queue is not None:
+        catalogue, queue_ms = options.get("catalogue"), options.get("max_time_in_queue")
+        immediate_queue_ms = queue_ms
+        if fallback_to_async and queue_ms is not None:
             # One queue time serves both tries: checked against the async range up front,
             # clipped to the immediate range for the first try.
-            _validate.time_in_queue(max_time_in_queue, C.ASYNC_MAX_TIME_IN_QUEUE_MS, "async")
-            immediate_queue = min(max_time_in_queue, C.IMMEDIATE_MAX_TIME_IN_QUEUE_MS)
+            _validate.time_in_queue(queue_ms, C.ASYNC_MAX_TIME_IN_QUEUE_MS, "async")
+            immediate_queue_ms = min(queue_ms, C.IMMEDIATE_MAX_TIME_IN_QUEUE_MS)
         try:
             result = await self.immediate_query(
-                site_id, command_obj, catalogue=catalogue, max_time_in_queue=immediate_queue
+                site_id, command_obj, catalogue=catalogue, max_time_in_queue=immediate_queue_ms
             )
         except HaloError as exc:
             if not (fallback_to_async and _immediate_limit_exceeded(exc)):
@@ -430,11 +391,7 @@ class HaloClient:
                 yield row
             return
         job = await self.submit(
-            site_id,
-            command_obj,
-            catalogue=catalogue,
-            max_time_in_queue=max_time_in_queue,
-            poll=poll,
+            site_id, command_obj, poll=poll, catalogue=catalogue, max_time_in_queue=queue_ms
         )
         async for row in job.rows():
             yield row
@@ -442,53 +399,69 @@ class HaloClient:
     def fan_out(
         self,
         command: SqlOrCommand,
-        site_ids: Sequence[str],
+        site_ids: Sequence[str | uuid.UUID],
         *,
-        parameters: Parameters | None = None,
-        execution_mode: models.ExecutionMode | str | None = None,
-        command_type: models.CommandType | str | None = None,
-        catalogue: str | None = None,
-        max_time_in_queue: int | None = None,
-        max_in_flight: int = C.FANOUT_MAX_IN_FLIGHT,
-        per_site: int = C.FANOUT_PER_SITE,
+        limits: FanOutLimits | None = None,
         deadline: float | None = None,
         poll: PollPolicy | None = None,
-        prefetch: int = C.FANOUT_PAGE_PREFETCH,
         stream: bool = False,
         coalesce_status: bool = True,
         on_event: Callable[[FanOutEvent], None] | None = None,
         jobs: JobRegistry | None = None,
+        **options: Unpack[QueryOptions],
     ) -> AsyncGenerator[SiteOutcome | SitePage, None]:
-        """Run one async query on every site; yield each site's outcome as it completes.
-
-        See :func:`halo_async.fanout.fan_out` for the limits, streaming mode, deadline and
-        progress events::
+        """Run one async query on every site; yield a :class:`~halo_async.SiteOutcome` per
+        entry as each completes (in completion order)::
 
             async for outcome in halo.fan_out(sql, site_ids):
                 if outcome.ok:
                     save(outcome.site_id, outcome.rows)
                 else:
                     log.warning("site %s failed: %s", outcome.site_id, outcome.error)
+
+        The options are those of :meth:`create_async_query`, checked once before anything
+        is sent. ``limits`` (a :class:`~halo_async.FanOutLimits`) bounds the queries in
+        flight overall and per site, and the pages prefetched per query; a site listed
+        twice runs the query twice. With ``stream=True`` rows arrive as
+        :class:`~halo_async.SitePage` items as pages land, and each site still ends with its
+        outcome (``rows`` None). ``deadline`` (seconds) bounds the whole fan-out: queries
+        still running then are stopped, rows already fetched are still delivered, and each
+        unfinished site ends with :class:`~halo_async.errors.FanOutDeadlineError` (with a
+        checkpoint to resume it). ``on_event`` receives a :class:`~halo_async.FanOutEvent`
+        for every submission, status change, page and end. With ``jobs``, each query's job
+        is registered while it runs, so that a verified Halo webhook
+        (:mod:`halo_async.webhooks`) wakes it at once instead of at its next poll.
+        ``coalesce_status=False`` polls each query on its own instead of through the batch
+        status endpoint. Breaking out of the loop or cancelling it stops every query's
+        polling at once (the queries themselves cannot be cancelled on Halo's side).
         """
-        return fan_out(
+        from halo_async.fanout import DEFAULT_FANOUT_LIMITS, FanOutLimits, _FanOut
+
+        body = _async_body(command, options)
+        if isinstance(site_ids, str):
+            raise ValidationError(
+                f"site_ids must be a sequence of Halo GUIDs, got the string {site_ids!r}",
+                field="site_ids",
+                value=site_ids,
+            )
+        sites = [_validate.uuid_str("site_ids[]", site) for site in site_ids]
+        if deadline is not None:
+            _validate.seconds("deadline", deadline)
+        _validate.instance_or_none("limits", limits, FanOutLimits)
+        _validate.instance_or_none("poll", poll, PollPolicy)
+        run = _FanOut(
             self,
-            command,
-            site_ids,
-            parameters=parameters,
-            execution_mode=execution_mode,
-            command_type=command_type,
-            catalogue=catalogue,
-            max_time_in_queue=max_time_in_queue,
-            max_in_flight=max_in_flight,
-            per_site=per_site,
+            body,
+            sites,
+            limits=limits if limits is not None else DEFAULT_FANOUT_LIMITS,
             deadline=deadline,
             poll=poll,
-            prefetch=prefetch,
             stream=stream,
             coalesce_status=coalesce_status,
             on_event=on_event,
             jobs=jobs,
         )
+        return run.results()
 
     # -- sites -------------------------------------------------------------------------
 
@@ -537,13 +510,9 @@ class HaloClient:
             "practiceManagementName": name,
         }
         if pairing_code is not None:
-            if not isinstance(pairing_code, str) or not pairing_code.strip():
-                raise ValidationError(
-                    f"pairing_code must be the practice's pairing code, got {pairing_code!r}",
-                    field="pairing_code",
-                    value=pairing_code,
-                )
-            params["pairingCode"] = pairing_code
+            params["pairingCode"] = _validate.non_blank(
+                "pairing_code", pairing_code, "the practice's pairing code"
+            )
         elif name == "Best Practice":
             raise ValidationError(
                 "pairing_code is required for Best Practice "
@@ -575,10 +544,7 @@ class HaloClient:
         ``duration`` seconds (<= 86400); returns its id. Never retried once it may have
         reached Halo (see :meth:`create_async_query`)."""
         site = _validate.uuid_str("site_id", site_id)
-        if not isinstance(name, str) or not name.strip():
-            raise ValidationError(
-                f"name must be a non-blank label, got {name!r}", field="name", value=name
-            )
+        _validate.non_blank("name", name, "a non-blank label")
         _validate.int_in_range(
             "frequency", frequency, C.REGISTERED_MIN_FREQUENCY_S, None, "seconds"
         )
@@ -591,13 +557,7 @@ class HaloClient:
             "duration": duration,
             "registerCommand": {"command": _convert.unstructure_command(command_obj)},
         }
-        response = await self._http.request(
-            "POST",
-            f"/integrator/sites/{site}/queries/registered",
-            safety=Safety.CREATES_QUERY,
-            json=body,
-            site_id=site,
-        )
+        response = await self._create(f"/integrator/sites/{site}/queries/registered", site, body)
         created = _json_object(response)
         if not isinstance(created.get("id"), str):
             raise DecodeError(f"registered query created, but the answer has no id: {created!r}")
@@ -616,10 +576,7 @@ class HaloClient:
         self, site_id: str | uuid.UUID, query_id: str | uuid.UUID
     ) -> models.RegisteredQuery:
         """One registered query, with its run metrics."""
-        site, query = (
-            _validate.uuid_str("site_id", site_id),
-            _validate.uuid_str("query_id", query_id),
-        )
+        site, query = _validate.site_and_query(site_id, query_id)
         response = await self._get(f"/integrator/sites/{site}/queries/registered/{query}", site)
         return _structure(response, models.RegisteredQuery)
 
@@ -627,10 +584,7 @@ class HaloClient:
         self, site_id: str | uuid.UUID, query_id: str | uuid.UUID
     ) -> None:
         """Stop a registered query's runs."""
-        site, query = (
-            _validate.uuid_str("site_id", site_id),
-            _validate.uuid_str("query_id", query_id),
-        )
+        site, query = _validate.site_and_query(site_id, query_id)
         await self._http.request(
             "DELETE",
             f"/integrator/sites/{site}/queries/registered/{query}",
@@ -642,15 +596,25 @@ class HaloClient:
         self, site_id: str | uuid.UUID, query_id: str | uuid.UUID
     ) -> models.RegisteredQueryResult:
         """The latest stored result of a registered query (``decode_rows()`` for its rows)."""
-        site, query = (
-            _validate.uuid_str("site_id", site_id),
-            _validate.uuid_str("query_id", query_id),
-        )
+        site, query = _validate.site_and_query(site_id, query_id)
         path = f"/integrator/sites/{site}/queries/registered/{query}/results"
         response = await self._get(path, site)
         return _structure(response, models.RegisteredQueryResult)
 
     # -- plumbing ----------------------------------------------------------------------
+
+    async def _create(
+        self, path: str, site_id: str, body: dict[str, Any], *, read_timeout: float | None = None
+    ) -> Response:
+        """A query-creating POST: never resent once the query may exist."""
+        return await self._http.request(
+            "POST",
+            path,
+            safety=Safety.CREATES_QUERY,
+            json=body,
+            read_timeout=read_timeout,
+            site_id=site_id,
+        )
 
     async def _get(
         self, path: str, site_id: str | None, *, params: Mapping[str, str] | None = None
@@ -658,6 +622,12 @@ class HaloClient:
         return await self._http.request(
             "GET", path, safety=Safety.IDEMPOTENT, params=params, site_id=site_id
         )
+
+
+def _async_body(command: SqlOrCommand, options: QueryOptions) -> dict[str, Any]:
+    return _validate.query_body(
+        command, options, max_queue_ms=C.ASYNC_MAX_TIME_IN_QUEUE_MS, mode="async"
+    )
 
 
 def _site_preference(site: models.Site) -> tuple[bool, bool, float]:

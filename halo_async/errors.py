@@ -10,6 +10,12 @@
     ├── DecodeError                an answer not in the documented shape (body, rows)
     ├── HaloConnectionError        no answer after the retries (connection, timeout)
     ├── SubmissionOutcomeUnknownError  a query-creating POST whose fate is unknown
+    ├── IncompleteResultError      a successful result's pages and counts do not add up
+    ├── RowTypeError               a result row does not fit the type asked for
+    ├── PollTimeoutError           a job's poll deadline passed; resume it later
+    ├── FanOutDeadlineError        the fan-out's deadline passed before this site finished
+    ├── WebhookError               a webhook delivery not to act on: WebhookSignatureError,
+    │                              WebhookTimestampError, WebhookPayloadError, WebhookReplayError
     ├── APIError                   an HTTP error answer (status, message, envelope)
     │   ├── BadRequestError 400, AuthenticationError 401, NotFoundError 404
     │   ├── PermissionDeniedError 403
@@ -18,6 +24,7 @@
     │   ├── ResultExpiredError 410        resubmit the query
     │   ├── ResultTooLargeError 413       narrow it, or run it async
     │   ├── RateLimitedError 429          retry_after seconds
+    │   ├── RedirectRefusedError 3xx      a redirect off-origin, or of a create: not followed
     │   └── ServerError 5xx: BadGatewayError 502, SiteUnavailableError 503,
     │                        GatewayTimeoutError 504
     └── QueryFailedError           a query that ran (or was meant to) and failed
@@ -39,7 +46,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from halo_async.models import AsyncQuery, ErrorDetails, ImmediateQuery
+    from halo_async.models import AsyncQuery, Checkpoint, ErrorDetails, ImmediateQuery
+    from halo_async.webhooks import WebhookEvent
 
 __all__ = [
     "APIError",
@@ -49,20 +57,25 @@ __all__ = [
     "ClientClosedError",
     "ConfigurationError",
     "DecodeError",
+    "FanOutDeadlineError",
     "GatewayTimeoutError",
     "HaloConnectionError",
     "HaloError",
     "HaloLinkError",
+    "IncompleteResultError",
     "InitialisationFailedError",
     "NotAuthoritativeError",
     "NotFoundError",
     "PermissionDeniedError",
+    "PollTimeoutError",
     "QueryExpiredInQueueError",
     "QueryFailedError",
     "RateLimitedError",
+    "RedirectRefusedError",
     "ResultExpiredError",
     "ResultTooLargeError",
     "ResultTransferError",
+    "RowTypeError",
     "ServerError",
     "SiteGuidChangedError",
     "SiteNotFoundError",
@@ -72,11 +85,24 @@ __all__ = [
     "SubmissionOutcomeUnknownError",
     "UploadFailedError",
     "ValidationError",
+    "WebhookError",
+    "WebhookPayloadError",
+    "WebhookReplayError",
+    "WebhookSignatureError",
+    "WebhookTimestampError",
 ]
 
 
 class HaloError(Exception):
-    """The base of every error halo-async raises."""
+    """The base of every error halo-async raises.
+
+    Every one pickles with its attributes (process pools, Celery and arq carry errors
+    between processes), although most take keyword-only arguments that pickle's default
+    ``cls(*args)`` could not pass.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self.args, self.__dict__))
 
 
 class ValidationError(HaloError, ValueError):
@@ -141,6 +167,65 @@ class SubmissionOutcomeUnknownError(HaloError):
         self.cause = cause
 
 
+class IncompleteResultError(HaloError):
+    """A successful query's result does not add up: a listed page is missing (a gap in the
+    page numbers), a page holds a different number of rows than the server counts, or the
+    pages' counts miss the result's total. Rows are never dropped silently; ``page_number``
+    names the page at fault (None for the total). Resubmit, or report it to Halo."""
+
+    def __init__(
+        self, message: str, *, site_id: str, query_id: str, page_number: int | None
+    ) -> None:
+        super().__init__(message)
+        self.site_id = site_id
+        self.query_id = query_id
+        self.page_number = page_number
+
+
+class RowTypeError(HaloError, ValueError):
+    """A result row did not fit the requested type. Names the page, row and column."""
+
+    def __init__(
+        self, message: str, *, page_number: int, row_index: int, columns: list[str]
+    ) -> None:
+        super().__init__(message)
+        self.page_number = page_number
+        self.row_index = row_index
+        self.columns = columns
+
+
+class PollTimeoutError(HaloError, TimeoutError):
+    """The query did not finish within the poll deadline. It may still finish: the job
+    can be resumed (``job.checkpoint()``) while Halo keeps its result."""
+
+    def __init__(self, message: str, *, site_id: str, query_id: str) -> None:
+        super().__init__(message)
+        self.site_id = site_id
+        self.query_id = query_id
+
+
+class FanOutDeadlineError(HaloError, TimeoutError):
+    """The fan-out's overall deadline passed before this site finished.
+
+    ``query_id`` is the site's query when it was created (None when it never started), and
+    ``checkpoint`` where its delivered rows end: ``client.resume(checkpoint)`` carries on
+    from the first row not yet delivered, without creating the query again.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        site_id: str,
+        query_id: str | None = None,
+        checkpoint: Checkpoint | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.site_id = site_id
+        self.query_id = query_id
+        self.checkpoint = checkpoint
+
+
 class APIError(HaloError):
     """Halo answered with an HTTP error.
 
@@ -168,6 +253,17 @@ class APIError(HaloError):
         self.envelope = envelope
         self.body = body
         self.headers: Mapping[str, str] = dict(headers or {})
+
+
+class RedirectRefusedError(APIError):
+    """Halo (or something in front of it) answered with a redirect that was not followed:
+    to another origin (the API key never leaves for one), for a query-creating POST (it is
+    never redirected), or one too many. ``location`` is where it pointed."""
+
+    @property
+    def location(self) -> str | None:
+        """The redirect's ``Location`` header."""
+        return self.headers.get("Location")
 
 
 class BadRequestError(APIError):
@@ -297,6 +393,44 @@ class InitialisationFailedError(QueryFailedError):
 
 class SiteOfflineError(InitialisationFailedError):
     """The site was offline or unreachable when the query was created."""
+
+
+class WebhookError(HaloError):
+    """A webhook delivery that must not be acted on; the subclass says why."""
+
+
+class WebhookSignatureError(WebhookError):
+    """The signature or timestamp header is missing, or the signature does not match the
+    body and timestamp under any configured secret: the delivery is not from Halo (or the
+    secret is wrong). Answer 401."""
+
+
+class WebhookTimestampError(WebhookError):
+    """The signed ``X-Halo-Timestamp`` is unreadable or further than the tolerance from now:
+    a replayed capture, or a clock gone wrong. Answer 401 (the signature no longer proves
+    the delivery is fresh)."""
+
+
+class WebhookPayloadError(WebhookError):
+    """The delivery is signed but its body is not a webhook payload, or ``X-Halo-Id`` does
+    not match the payload's id. Answer 400."""
+
+
+class WebhookReplayError(WebhookError):
+    """A delivery id already handled: a retry or a replay. Acknowledge it (2xx) without
+    acting on it again; ``event`` is the repeated event."""
+
+    def __init__(self, message: str, *, event: WebhookEvent) -> None:
+        super().__init__(message)
+        self.event = event
+
+
+def _rebuild(cls: type[HaloError], args: tuple[Any, ...], state: dict[str, Any]) -> HaloError:
+    """An unpickled error: its message arguments and attributes, without ``__init__``."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    error.__dict__.update(state)
+    return error
 
 
 def _str_or_none(value: object) -> str | None:

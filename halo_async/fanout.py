@@ -1,10 +1,17 @@
-"""fan_out(): one query across many sites, results as each site completes.
+"""Fan-out: one query across many sites, results as each site completes.
 
-Limits: ``max_in_flight`` queries at once across the fan-out, ``per_site`` at once on one
-site (Halo Link runs one query at a time per site), and the client's connection limit on
-HTTP requests in flight. One site's failure, timeout or expiry becomes that site's
-:class:`SiteOutcome`; it never cancels the others. Status checks of the queries in flight
-on one site are coalesced into the batch status endpoint.
+Limits (one :class:`FanOutLimits`): ``max_in_flight`` queries at once across the fan-out,
+``per_site`` at once on one site (Halo Link runs one query at a time per site), and the
+client's connection limit on HTTP requests in flight. One site's failure, timeout or
+expiry becomes that site's :class:`SiteOutcome`; it never cancels the others. Status
+checks of the queries in flight on one site are coalesced into the batch status endpoint.
+:meth:`HaloClient.fan_out <halo_async.HaloClient.fan_out>` is the way in.
+
+Exactly once: every row an ``ok`` outcome counts was yielded before it (in ``rows``, or as
+:class:`SitePage` items), in order, once. A deadline stops the queries still running, but
+what was already fetched and queued is still delivered, and each site stopped short gets
+a :class:`~halo_async.errors.FanOutDeadlineError` with a checkpoint at its first row not
+delivered.
 """
 
 from __future__ import annotations
@@ -15,31 +22,58 @@ import enum
 import time
 from collections import defaultdict
 from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
 from halo_async import _constants as C
-from halo_async import _validate, models
-from halo_async.errors import HaloError, NotFoundError, ValidationError
-from halo_async.jobs import PollPolicy, QueryJob
+from halo_async import models
+from halo_async._api import QueryApi
+from halo_async._retry import PollPolicy
+from halo_async.errors import FanOutDeadlineError, NotFoundError, ValidationError
+from halo_async.jobs import QueryJob
 from halo_async.webhooks import JobRegistry
-
-if TYPE_CHECKING:
-    from halo_async.client import HaloClient
 
 __all__ = [
     "FanOutDeadlineError",
     "FanOutEvent",
+    "FanOutEventKind",
+    "FanOutLimits",
     "FanOutProgress",
     "SiteOutcome",
     "SitePage",
-    "fan_out",
 ]
 
 
-class FanOutDeadlineError(HaloError, TimeoutError):
-    """The fan-out's overall deadline passed before this site finished."""
+def _at_least_one(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValidationError(
+            f"FanOutLimits.{attribute.name} must be an integer >= 1, got {value!r}",
+            field=attribute.name,
+            value=value,
+        )
+
+
+@attrs.frozen
+class FanOutLimits:
+    """How much of a fan-out runs at once.
+
+    ``max_in_flight`` queries across the whole fan-out; ``per_site`` on any one site (Halo
+    Link runs one query at a time per site: more only queue there); ``prefetch`` result
+    pages fetched ahead per query; ``buffered_pages`` streamed pages fetched but not yet
+    taken by the consumer (a slow consumer holds the queries back instead of buffering
+    their rows). Memory in streaming mode is about ``max_in_flight * (prefetch + 1) +
+    buffered_pages`` pages. The client's ``connection_limit`` bounds the HTTP requests in
+    flight on top of these.
+    """
+
+    max_in_flight: int = attrs.field(default=C.FANOUT_MAX_IN_FLIGHT, validator=_at_least_one)
+    per_site: int = attrs.field(default=C.FANOUT_PER_SITE, validator=_at_least_one)
+    prefetch: int = attrs.field(default=C.FANOUT_PAGE_PREFETCH, validator=_at_least_one)
+    buffered_pages: int = attrs.field(default=C.FANOUT_BUFFERED_PAGES, validator=_at_least_one)
+
+
+DEFAULT_FANOUT_LIMITS = FanOutLimits()
 
 
 @attrs.frozen
@@ -48,6 +82,8 @@ class SiteOutcome:
 
     ``rows`` holds the site's rows (None in streaming mode, where they came as
     :class:`SitePage` items, and on failure). ``error`` is the typed error of a failed site.
+    ``row_count`` and ``page_count`` are what was delivered for the site: the rows in
+    ``rows``, or those of the :class:`SitePage` items yielded before this outcome.
     ``waited`` is the time spent waiting for a free slot, ``elapsed`` the time from
     submission to the end.
     """
@@ -65,7 +101,7 @@ class SiteOutcome:
 
     @property
     def ok(self) -> bool:
-        """True when the site's query succeeded."""
+        """True when the site's query succeeded and all its rows were delivered."""
         return self.error is None
 
 
@@ -123,6 +159,297 @@ class FanOutEvent:
 
 
 @attrs.define(eq=False)
+class _Run:
+    """One entry of ``site_ids``: its job, what it fetched, and what was delivered of it."""
+
+    index: int
+    site_id: str
+    queued_at: float = 0.0
+    started: float | None = None
+    job: QueryJob | None = None
+    rows: list[dict[str, Any]] = attrs.Factory(list)
+    fetched_rows: int = 0
+    fetched_pages: int = 0
+    delivered_rows: int = 0
+    delivered_pages: int = 0
+    next_page: int = 1
+    """The page after the last one delivered as a SitePage."""
+    ended: bool = False
+
+
+class _FanOut:
+    """One fan-out: runs each entry's query, builds its outcome, reports the unfinished.
+
+    It is also the runner of its jobs (:class:`~halo_async.jobs._Runner`): their status
+    asks go to the site's batcher, and their status changes become events.
+    """
+
+    def __init__(
+        self,
+        api: QueryApi,
+        body: dict[str, Any],
+        site_ids: Sequence[str],
+        *,
+        limits: FanOutLimits,
+        deadline: float | None,
+        poll: PollPolicy | None,
+        stream: bool,
+        coalesce_status: bool,
+        on_event: Callable[[FanOutEvent], None] | None,
+        jobs: JobRegistry | None,
+    ) -> None:
+        self._api = api
+        self._body = body
+        self._limits = limits
+        self._deadline = deadline
+        self._poll = poll
+        self._stream = stream
+        self._on_event = on_event
+        self._jobs = jobs
+        self.coalesces = coalesce_status
+        self._runs = [_Run(index, site) for index, site in enumerate(site_ids)]
+        self._progress = FanOutProgress(total=len(self._runs))
+        self._queue: asyncio.Queue[SiteOutcome | SitePage] = asyncio.Queue()
+        # The queue's pages are bounded: a slow consumer holds the producers back instead
+        # of buffering rows. (Outcomes are small and one per entry.)
+        self._page_room = asyncio.Semaphore(limits.buffered_pages)
+        # Set while the consumer waits for an item. A query is created only then: a
+        # consumer that broke out of the loop but still holds the generator (so it was
+        # not closed) must not go on paying for queries nobody will read.
+        self._asked = asyncio.Event()
+        self._global_slots = asyncio.Semaphore(limits.max_in_flight)
+        self._site_slots: defaultdict[str, asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(limits.per_site)
+        )
+        self._batchers: dict[str, _StatusBatcher] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._expired = False
+
+    # -- the consumer's side -------------------------------------------------------------
+
+    async def results(self) -> AsyncGenerator[SiteOutcome | SitePage, None]:
+        """Every SitePage and SiteOutcome, in the order they were queued."""
+        loop = asyncio.get_running_loop()
+        for run in self._runs:
+            run.queued_at = time.perf_counter()
+        self._tasks = [asyncio.ensure_future(self._run_site(run)) for run in self._runs]
+        timer = None if self._deadline is None else loop.call_later(self._deadline, self._expire)
+        ends_at = None if self._deadline is None else loop.time() + self._deadline
+        try:
+            left = len(self._runs)
+            while left and (item := await self._next_item(ends_at)) is not None:
+                run = self._runs[item.index]
+                if isinstance(item, SiteOutcome):
+                    left -= 1
+                    run.ended = True
+                else:
+                    run.delivered_rows += len(item.rows)
+                    run.delivered_pages += 1
+                    run.next_page = item.page_number + 1
+                yield item
+            for run in self._runs:
+                if not run.ended:
+                    yield self._deadline_outcome(run)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            await _cancel(self._tasks)
+            for batcher in self._batchers.values():
+                await batcher.close()
+
+    async def _next_item(self, ends_at: float | None) -> SiteOutcome | SitePage | None:
+        """The next queued item; None once the deadline passed and nothing is left queued.
+
+        What was queued before the deadline is delivered after it too: those rows were
+        fetched, and a site's outcome comes only after its pages.
+        """
+        self._asked.set()  # wakes every producer waiting to create its query
+        try:
+            if not self._queue.empty():
+                return self._taken(self._queue.get_nowait())
+            if self._expired:
+                return None
+            try:
+                async with asyncio.timeout_at(ends_at):
+                    return self._taken(await self._queue.get())
+            except TimeoutError:
+                self._expire()
+                return self._taken(self._queue.get_nowait()) if not self._queue.empty() else None
+        finally:
+            self._asked.clear()
+
+    def _taken(self, item: SiteOutcome | SitePage) -> SiteOutcome | SitePage:
+        if isinstance(item, SitePage):
+            self._page_room.release()
+        return item
+
+    def _expire(self) -> None:
+        """The deadline: stop every query still running (their queued items stay)."""
+        self._expired = True
+        for task in self._tasks:
+            task.cancel()
+
+    def _deadline_outcome(self, run: _Run) -> SiteOutcome:
+        self._count(failed=1)
+        job = run.job
+        checkpoint = (
+            models.Checkpoint(job.site_id, job.query_id, run.next_page) if job is not None else None
+        )
+        error = FanOutDeadlineError(
+            f"site {run.site_id}: the fan-out deadline of {self._deadline} s passed first "
+            f"({run.delivered_rows} rows delivered"
+            + (f"; resume from {checkpoint}" if checkpoint is not None else "; never started")
+            + ")",
+            site_id=run.site_id,
+            query_id=job.query_id if job is not None else None,
+            checkpoint=checkpoint,
+        )
+        self._emit(FanOutEventKind.FAILED, run.site_id, query_id=error.query_id)
+        return self._outcome_of(
+            run, error, rows=None, row_count=run.delivered_rows, page_count=run.delivered_pages
+        )
+
+    # -- the producers' side -------------------------------------------------------------
+
+    async def _run_site(self, run: _Run) -> None:
+        try:
+            # The site's slot first: an entry waiting for its site (listed twice, say) must
+            # not sit on a global slot that another site could use meanwhile.
+            async with self._site_slots[run.site_id], self._global_slots:
+                run.started = time.perf_counter()
+                await self._stream_site(run)
+        except Exception as exc:
+            self._count(failed=1)
+            self._emit(FanOutEventKind.FAILED, run.site_id, query_id=_query_id(run))
+            outcome = self._outcome(run, exc, rows=None)
+        else:
+            self._count(completed=1)
+            self._emit(FanOutEventKind.COMPLETED, run.site_id, query_id=_query_id(run))
+            outcome = self._outcome(run, None, rows=None if self._stream else run.rows)
+        self._put(outcome)
+
+    def _put(self, item: SiteOutcome | SitePage) -> None:
+        self._queue.put_nowait(item)
+        # The waiting consumer has its item: no more queries until it asks again.
+        self._asked.clear()
+
+    async def _stream_site(self, run: _Run) -> None:
+        await self._asked.wait()
+        query = await self._api._create_async_query(run.site_id, self._body)
+        self._count(submitted=1)
+        self._emit(FanOutEventKind.SUBMITTED, run.site_id, query_id=query.id)
+        job = run.job = QueryJob(
+            self._api,
+            query.site_id,
+            query.id,
+            query=query,
+            poll=self._poll,
+            prefetch=self._limits.prefetch,
+            _runner=self,
+        )
+        tracking = self._jobs.tracking(job) if self._jobs is not None else contextlib.nullcontext()
+        with tracking:
+            async for page in job.pages():
+                run.fetched_pages += 1
+                run.fetched_rows += len(page.rows)
+                self._count(pages=1, rows=len(page.rows))
+                self._emit(
+                    FanOutEventKind.PAGE_FETCHED,
+                    run.site_id,
+                    query_id=query.id,
+                    page_number=page.page_number,
+                )
+                if self._stream:
+                    await self._page_room.acquire()
+                    self._put(
+                        SitePage(run.site_id, query.id, page.page_number, page.rows, run.index)
+                    )
+                else:
+                    run.rows.extend(page.rows)
+
+    def _outcome(
+        self, run: _Run, error: BaseException | None, *, rows: list[dict[str, Any]] | None
+    ) -> SiteOutcome:
+        """A producer's outcome. Its counts are what reaches the consumer with it or before
+        it: in streaming mode every fetched page was queued ahead of it."""
+        delivered = self._stream or rows is not None
+        return self._outcome_of(
+            run,
+            error,
+            rows=rows,
+            row_count=run.fetched_rows if delivered else 0,
+            page_count=run.fetched_pages if delivered else 0,
+        )
+
+    def _outcome_of(
+        self,
+        run: _Run,
+        error: BaseException | None,
+        *,
+        rows: list[dict[str, Any]] | None,
+        row_count: int,
+        page_count: int,
+    ) -> SiteOutcome:
+        now = time.perf_counter()
+        started = run.started if run.started is not None else now
+        return SiteOutcome(
+            site_id=run.site_id,
+            query_id=_query_id(run),
+            rows=rows,
+            error=error,
+            row_count=row_count,
+            page_count=page_count,
+            waited=started - run.queued_at,
+            elapsed=now - started,
+            index=run.index,
+        )
+
+    # -- progress ------------------------------------------------------------------------
+
+    def _count(self, **increments: int) -> None:
+        progress = self._progress
+        self._progress = attrs.evolve(
+            progress, **{name: getattr(progress, name) + n for name, n in increments.items()}
+        )
+
+    def _emit(self, kind: FanOutEventKind, site_id: str, **fields: Any) -> None:
+        if self._on_event is not None:
+            self._on_event(FanOutEvent(kind, site_id, self._progress, **fields))
+
+    # -- the jobs' runner ----------------------------------------------------------------
+
+    def _batcher(self, site_id: str) -> _StatusBatcher:
+        batcher = self._batchers.get(site_id)
+        if batcher is None:
+            batcher = self._batchers[site_id] = _StatusBatcher(self._api, site_id)
+        return batcher
+
+    async def status(self, job: QueryJob, earliest: float, latest: float) -> models.AsyncQuery:
+        return await self._batcher(job.site_id).status(job.query_id, earliest, latest)
+
+    def hurry(self, job: QueryJob) -> None:
+        self._batcher(job.site_id).hurry(job.query_id)
+
+    def status_changed(self, job: QueryJob, query: models.AsyncQuery) -> None:
+        self._emit(
+            FanOutEventKind.STATUS, job.site_id, query_id=job.query_id, status=str(query.status)
+        )
+
+
+def _query_id(run: _Run) -> str | None:
+    return run.job.query_id if run.job is not None else None
+
+
+async def _cancel(tasks: Sequence[asyncio.Future[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+# -- status coalescing ----------------------------------------------------------------------
+
+
+@attrs.define(eq=False)
 class _Ask:
     """A job's status ask: answer it with a batch sent between ``earliest`` and ``latest``."""
 
@@ -142,8 +469,8 @@ class _StatusBatcher:
     come while a batch request is in flight go in the next one.
     """
 
-    def __init__(self, client: HaloClient, site_id: str) -> None:
-        self._client = client
+    def __init__(self, api: QueryApi, site_id: str) -> None:
+        self._api = api
         self._site_id = site_id
         self._asks: list[_Ask] = []
         self._arrived = asyncio.Event()
@@ -200,7 +527,7 @@ class _StatusBatcher:
     async def _answer(self, batch: dict[str, list[asyncio.Future[models.AsyncQuery]]]) -> None:
         try:
             self.requests += 1
-            results = await self._client.get_query_statuses(self._site_id, list(batch))
+            results = await self._api.get_query_statuses(self._site_id, list(batch))
         except asyncio.CancelledError:
             _settle(batch, cancel=True)
             raise
@@ -217,7 +544,7 @@ class _StatusBatcher:
                 # A batch answer without the query object (the spec's example has none):
                 # ask for this one alone.
                 if result is not None and result.status == models.BatchStatus.FOUND:
-                    single = await self._client.get_query(self._site_id, query_id)
+                    single = await self._api.get_query(self._site_id, query_id)
                     if isinstance(single, models.AsyncQuery):
                         _settle({query_id: futures}, value=single)
                         continue
@@ -258,206 +585,3 @@ def _settle(
             else:
                 assert value is not None
                 future.set_result(value)
-
-
-async def fan_out(
-    client: HaloClient,
-    command: str | models.Command,
-    site_ids: Sequence[str],
-    *,
-    parameters: Any = None,
-    execution_mode: models.ExecutionMode | str | None = None,
-    command_type: models.CommandType | str | None = None,
-    catalogue: str | None = None,
-    max_time_in_queue: int | None = None,
-    max_in_flight: int = C.FANOUT_MAX_IN_FLIGHT,
-    per_site: int = C.FANOUT_PER_SITE,
-    deadline: float | None = None,
-    poll: PollPolicy | None = None,
-    prefetch: int = C.FANOUT_PAGE_PREFETCH,
-    stream: bool = False,
-    coalesce_status: bool = True,
-    on_event: Callable[[FanOutEvent], None] | None = None,
-    jobs: JobRegistry | None = None,
-) -> AsyncGenerator[SiteOutcome | SitePage, None]:
-    """Run one query on every site in ``site_ids``; yield a :class:`SiteOutcome` per entry
-    as each completes (in completion order).
-
-    A site listed twice runs the query twice (``per_site`` at a time). With ``stream=True``
-    the rows arrive as :class:`SitePage` items as pages land, and each site still ends with
-    its :class:`SiteOutcome` (``rows`` None). ``deadline`` (seconds) bounds the whole
-    fan-out: sites unfinished by then end with :class:`FanOutDeadlineError`. ``on_event``
-    receives a :class:`FanOutEvent` for every submission, status change, page and end.
-    With ``jobs``, each query's job is registered there while it runs, so that a verified
-    Halo webhook (:mod:`halo_async.webhooks`) wakes it at once instead of at its next poll.
-    Breaking out of the loop or cancelling it stops every query's polling at once (the
-    queries themselves cannot be cancelled on Halo's side).
-    """
-    command_obj = _validate.command_from(command, parameters, execution_mode, command_type)
-    sites = [_validate.uuid_str("site_ids[]", site) for site in site_ids]
-    for name, value in (("max_in_flight", max_in_flight), ("per_site", per_site)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValidationError(
-                f"{name} must be an integer >= 1, got {value!r}", field=name, value=value
-            )
-    if deadline is not None and deadline <= 0:
-        raise ValidationError(
-            f"deadline must be > 0 seconds, got {deadline!r}", field="deadline", value=deadline
-        )
-
-    progress = FanOutProgress(total=len(sites))
-
-    def count(**increments: int) -> None:
-        nonlocal progress
-        progress = attrs.evolve(
-            progress, **{name: getattr(progress, name) + n for name, n in increments.items()}
-        )
-
-    # Bounded, so that a slow consumer holds the producers back instead of buffering rows.
-    queue: asyncio.Queue[SiteOutcome | SitePage] = asyncio.Queue(maxsize=max(16, 2 * max_in_flight))
-    global_slots = asyncio.Semaphore(max_in_flight)
-    site_slots: defaultdict[str, asyncio.Semaphore] = defaultdict(
-        lambda: asyncio.Semaphore(per_site)
-    )
-    batchers: dict[str, _StatusBatcher] = {}
-    finished: set[int] = set()
-
-    def emit(kind: FanOutEventKind, site: str, **fields: Any) -> None:
-        if on_event is not None:
-            on_event(FanOutEvent(kind, site, progress, **fields))
-
-    async def run(index: int, site: str) -> None:
-        queued_at = time.perf_counter()
-        started = queued_at
-        job: QueryJob | None = None
-        rows: list[dict[str, Any]] = []
-        pages = row_count = 0
-        try:
-            async with global_slots, site_slots[site]:
-                started = time.perf_counter()
-                query = await client.create_async_query(
-                    site, command_obj, catalogue=catalogue, max_time_in_queue=max_time_in_queue
-                )
-                count(submitted=1)
-                emit(FanOutEventKind.SUBMITTED, site, query_id=query.id)
-                job = _job_for(query)
-                tracking = jobs.tracking(job) if jobs is not None else contextlib.nullcontext()
-                with tracking:
-                    async for page in job.pages():
-                        pages += 1
-                        row_count += len(page.rows)
-                        count(pages=1, rows=len(page.rows))
-                        emit(
-                            FanOutEventKind.PAGE_FETCHED,
-                            site,
-                            query_id=query.id,
-                            page_number=page.page_number,
-                        )
-                        if stream:
-                            await queue.put(
-                                SitePage(site, query.id, page.page_number, page.rows, index)
-                            )
-                        else:
-                            rows.extend(page.rows)
-        except Exception as exc:
-            count(failed=1)
-            outcome = SiteOutcome(
-                site_id=site,
-                query_id=job.query_id if job else None,
-                rows=None,
-                error=exc,
-                row_count=row_count,
-                page_count=pages,
-                waited=started - queued_at,
-                elapsed=time.perf_counter() - started,
-                index=index,
-            )
-            emit(FanOutEventKind.FAILED, site, query_id=outcome.query_id)
-        else:
-            count(completed=1)
-            assert job is not None
-            outcome = SiteOutcome(
-                site_id=site,
-                query_id=job.query_id,
-                rows=None if stream else rows,
-                error=None,
-                row_count=row_count,
-                page_count=pages,
-                waited=started - queued_at,
-                elapsed=time.perf_counter() - started,
-                index=index,
-            )
-            emit(FanOutEventKind.COMPLETED, site, query_id=job.query_id)
-        await queue.put(outcome)
-
-    def _job_for(query: models.AsyncQuery) -> QueryJob:
-        status_source = None
-        hurry = None
-        if coalesce_status:
-            batcher = batchers.get(query.site_id)
-            if batcher is None:
-                batcher = batchers[query.site_id] = _StatusBatcher(client, query.site_id)
-            bound = batcher
-
-            async def status_source(earliest: float, latest: float) -> models.AsyncQuery:
-                return await bound.status(query.id, earliest, latest)
-
-            def hurry() -> None:
-                bound.hurry(query.id)
-
-        return QueryJob(
-            client,
-            query.site_id,
-            query.id,
-            query=query,
-            poll=poll,
-            prefetch=prefetch,
-            status_source=status_source,
-            hurry=hurry,
-            on_status=lambda q: emit(
-                FanOutEventKind.STATUS, q.site_id, query_id=q.id, status=str(q.status)
-            ),
-        )
-
-    tasks = [asyncio.ensure_future(run(index, site)) for index, site in enumerate(sites)]
-    outcomes_left = len(tasks)
-    loop = asyncio.get_running_loop()
-    ends_at = None if deadline is None else loop.time() + deadline
-    try:
-        while outcomes_left:
-            timeout = None if ends_at is None else max(0.0, ends_at - loop.time())
-            try:
-                item = await asyncio.wait_for(queue.get(), timeout)
-            except TimeoutError:
-                break
-            if isinstance(item, SiteOutcome):
-                outcomes_left -= 1
-                finished.add(item.index)
-            yield item
-        else:
-            return
-        # The deadline passed: stop the rest, and report each unfinished site.
-        await _cancel(tasks)
-        while not queue.empty():
-            item = queue.get_nowait()
-            if isinstance(item, SiteOutcome):
-                finished.add(item.index)
-                yield item
-        for index, site in enumerate(sites):
-            if index not in finished:
-                count(failed=1)
-                error = FanOutDeadlineError(
-                    f"site {site}: the fan-out deadline of {deadline} s passed first"
-                )
-                emit(FanOutEventKind.FAILED, site)
-                yield SiteOutcome(site, None, None, error, 0, 0, 0.0, float(deadline or 0), index)
-    finally:
-        await _cancel(tasks)
-        for batcher in batchers.values():
-            await batcher.close()
-
-
-async def _cancel(tasks: Sequence[asyncio.Future[Any]]) -> None:
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,128 +1,59 @@
 """QueryJob: one async query, from submission to rows.
 
 A job polls its query's status under a :class:`PollPolicy`, fetches each result page as
-soon as it is ``cached`` (while later pages still upload), and yields pages or rows in
-order. Its iteration state (the next page to yield) lives on the job, so an error that
-escapes one ``pages()`` loop does not lose or repeat a row: calling ``pages()`` again
-resumes where the last one stopped, and :meth:`QueryJob.checkpoint` lets another process
-resume it while the result is retained.
+soon as it can be fetched (while later pages still upload), and yields pages or rows in
+order. Its delivery state (the page being delivered and the next row in it) lives on the
+job, as trino's ``TrinoResult`` keeps its rows: breaking out of ``rows()``, an error
+escaping it, or a cancelled consumer loses and repeats nothing, and calling ``rows()`` (or
+``pages()``) again carries on at the first row not yet delivered. :meth:`QueryJob.checkpoint`
+carries the same position to another process while Halo retains the result.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import random
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from collections.abc import AsyncGenerator, Callable, Mapping
+from typing import Any, Protocol, TypeVar, overload
 
 import attrs
-import cattrs
 
 from halo_async import _constants as C
-from halo_async import models
-from halo_async.errors import HaloError, ValidationError, error_for_query
-
-if TYPE_CHECKING:
-    from halo_async.client import HaloClient
+from halo_async import _decode, _validate, models
+from halo_async._api import QueryApi
+from halo_async._retry import PollPolicy
+from halo_async.errors import (
+    HaloError,
+    IncompleteResultError,
+    PollTimeoutError,
+    RowTypeError,
+    error_for_query,
+)
+from halo_async.models import Checkpoint
 
 __all__ = ["Checkpoint", "PollPolicy", "PollTimeoutError", "QueryJob", "RowTypeError"]
 
 T = TypeVar("T")
 
-# Fetches the status between ``earliest`` and ``latest`` seconds from now, so that a shared
-# source (fan-out's per-site batcher) can answer the asks of many jobs with one request.
-StatusSource = Callable[[float, float], Awaitable[models.AsyncQuery]]
 
+class _Runner(Protocol):
+    """What runs a job inside a fan-out: its status asks, shared with the other jobs of
+    the site (one batch request answers them), and its status changes, reported."""
 
-def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
-    if value < 0:
-        raise ValidationError(
-            f"PollPolicy.{attribute.name} must be >= 0, got {value!r}",
-            field=attribute.name,
-            value=value,
-        )
+    coalesces: bool
+    """True when :meth:`status` answers the job's polls; False when the job polls itself."""
 
+    async def status(self, job: QueryJob, earliest: float, latest: float) -> models.AsyncQuery:
+        """The job's status, fetched between ``earliest`` and ``latest`` seconds from now."""
+        ...
 
-@attrs.frozen
-class PollPolicy:
-    """How a job polls its query's status.
+    def hurry(self, job: QueryJob) -> None:
+        """Make the job's pending status ask due now (a webhook woke it)."""
+        ...
 
-    The first wait is ``initial_interval`` seconds; each poll that shows no progress
-    multiplies it by ``multiplier`` up to ``max_interval``, and progress (a new status or a
-    newly cached page) resets it. With ``jitter`` each wait is drawn uniformly from
-    ``[interval/2, interval]`` so that many jobs do not poll in lockstep. ``deadline`` bounds
-    the whole wait in seconds; when None it is derived from the query's ``maxTimeInQueue``
-    plus the 5 minutes Halo allows for execution and a margin for the upload.
-
-    ``sleep`` and ``clock`` are injectable for tests.
-    """
-
-    initial_interval: float = attrs.field(
-        default=C.POLL_INITIAL_INTERVAL_S, validator=_non_negative
-    )
-    multiplier: float = attrs.field(default=C.POLL_MULTIPLIER, validator=_non_negative)
-    max_interval: float = attrs.field(default=C.POLL_MAX_INTERVAL_S, validator=_non_negative)
-    deadline: float | None = None
-    jitter: bool = True
-    sleep: Callable[[float], Awaitable[None]] = attrs.field(default=asyncio.sleep, repr=False)
-    clock: Callable[[], float] | None = attrs.field(default=None, repr=False)
-    rng: random.Random = attrs.field(factory=random.Random, repr=False, eq=False)
-
-    def now(self) -> float:
-        """Seconds on the policy's clock (the event loop's, unless one was injected)."""
-        return self.clock() if self.clock is not None else asyncio.get_running_loop().time()
-
-    def next_interval(self, interval: float) -> float:
-        """The interval after a poll that showed no progress."""
-        return min(self.max_interval, max(interval, 1e-3) * self.multiplier)
-
-    def wait_for(self, interval: float) -> float:
-        """The actual wait for ``interval``, jittered."""
-        return self.rng.uniform(interval / 2, interval) if self.jitter else interval
-
-    def deadline_for(self, max_time_in_queue_ms: int | None) -> float:
-        """The total wait allowed for a query with this ``maxTimeInQueue``."""
-        if self.deadline is not None:
-            return self.deadline
-        queue_ms = (
-            max_time_in_queue_ms
-            if max_time_in_queue_ms is not None
-            else C.ASYNC_DEFAULT_TIME_IN_QUEUE_MS
-        )
-        return queue_ms / 1000 + C.ASYNC_EXECUTION_LIMIT_S + C.ASYNC_UPLOAD_MARGIN_S
-
-
-@attrs.frozen
-class Checkpoint:
-    """Where a job's row stream stands: enough for another process to resume it."""
-
-    site_id: str
-    query_id: str
-    next_page: int = 1
-
-
-class RowTypeError(HaloError, ValueError):
-    """A result row did not fit the requested type. Names the page, row and column."""
-
-    def __init__(
-        self, message: str, *, page_number: int, row_index: int, columns: list[str]
-    ) -> None:
-        super().__init__(message)
-        self.page_number = page_number
-        self.row_index = row_index
-        self.columns = columns
-
-
-class PollTimeoutError(HaloError, TimeoutError):
-    """The query did not finish within the poll deadline. It may still finish: the job
-    can be resumed (``job.checkpoint()``) while Halo keeps its result."""
-
-    def __init__(self, message: str, *, site_id: str, query_id: str) -> None:
-        super().__init__(message)
-        self.site_id = site_id
-        self.query_id = query_id
+    def status_changed(self, job: QueryJob, query: models.AsyncQuery) -> None:
+        """The job saw a new status or newly fetchable pages."""
+        ...
 
 
 class QueryJob:
@@ -136,12 +67,13 @@ class QueryJob:
 
     ``prefetch`` pages are fetched concurrently ahead of the consumer, in order, so memory
     is bounded by the window, not by the result. Breaking out of the loop, ``aclose()`` or
-    cancelling the task stops polling and every prefetch at once.
+    cancelling the task stops polling and every prefetch at once; the next ``rows()`` call
+    carries on at the next row.
     """
 
     def __init__(
         self,
-        client: HaloClient,
+        api: QueryApi,
         site_id: str,
         query_id: str,
         *,
@@ -149,34 +81,30 @@ class QueryJob:
         poll: PollPolicy | None = None,
         prefetch: int = C.PAGE_PREFETCH,
         next_page: int = 1,
-        status_source: StatusSource | None = None,
-        on_page: Callable[[models.ResultPage], None] | None = None,
-        on_status: Callable[[models.AsyncQuery], None] | None = None,
-        hurry: Callable[[], None] | None = None,
+        next_row: int = 0,
+        _runner: _Runner | None = None,
     ) -> None:
-        if prefetch < 1:
-            raise ValidationError(
-                f"prefetch must be >= 1 page, got {prefetch!r}", field="prefetch", value=prefetch
-            )
-        self._client = client
+        self._api = api
         self.site_id = site_id
         self.query_id = query_id
         self.poll = poll or PollPolicy()
-        self.prefetch = prefetch
+        self.prefetch = _validate.int_in_range("prefetch", prefetch, 1, None, "pages")
         self._query = query
-        self._next_page = next_page
-        self._status_source = status_source
-        self._on_page = on_page
-        self._on_status = on_status
-        self._hurry = hurry
+        self._runner = _runner
         self._wake = asyncio.Event()
         self.status_polls = 0
+        # Delivery state. ``_held`` is the fetched page being delivered (None between
+        # pages) and ``_offset`` the next row in it; with no page held, ``_offset`` is the
+        # rows of page ``_next_page`` delivered before (a checkpoint's ``next_row``).
+        self._next_page = next_page
+        self._held: models.ResultPage | None = None
+        self._offset = next_row
 
     def __repr__(self) -> str:
-        status = self._query.status if self._query is not None else "unknown"
+        point = self.checkpoint()
         return (
-            f"<QueryJob site={self.site_id} query={self.query_id} status={status} "
-            f"next_page={self._next_page}>"
+            f"<QueryJob site={self.site_id} query={self.query_id} status={self.status} "
+            f"next_page={point.next_page} next_row={point.next_row}>"
         )
 
     @property
@@ -190,24 +118,30 @@ class QueryJob:
         return self._query.status if self._query is not None else None
 
     def checkpoint(self) -> Checkpoint:
-        """Where streaming stands: pass it to :meth:`HaloClient.resume` to carry on."""
-        return Checkpoint(self.site_id, self.query_id, self._next_page)
+        """Where delivery stands: the page and row of the first row not yet delivered.
+        Pass it to :meth:`HaloClient.resume` to carry on, in this process or another."""
+        held = self._held
+        if held is not None and self._offset < len(held.rows):
+            return Checkpoint(self.site_id, self.query_id, held.page_number, self._offset)
+        if held is not None:  # its last row went out: the next page is next
+            return Checkpoint(self.site_id, self.query_id, self._next_page)
+        return Checkpoint(self.site_id, self.query_id, self._next_page, self._offset)
 
     def notify(self) -> None:
         """Wake the poller now (e.g. a webhook said the query finished)."""
         self._wake.set()
-        if self._hurry is not None:
-            self._hurry()  # a shared status source: make this job's pending ask due now
+        if self._runner is not None:
+            self._runner.hurry(self)
 
     # -- status ----------------------------------------------------------------------
 
     async def refresh(self) -> models.AsyncQuery:
         """Fetch the query's status once."""
         self.status_polls += 1
-        if self._status_source is not None:
-            query = await self._status_source(0.0, 0.0)
+        if self._runner is not None and self._runner.coalesces:
+            query = await self._runner.status(self, 0.0, 0.0)
         else:
-            fetched = await self._client.get_query(self.site_id, self.query_id)
+            fetched = await self._api.get_query(self.site_id, self.query_id)
             if not isinstance(fetched, models.AsyncQuery):
                 raise HaloError(f"query {self.query_id} is not an async query")
             query = fetched
@@ -226,8 +160,8 @@ class QueryJob:
     ) -> AsyncGenerator[models.AsyncQuery, None]:
         """Yield each new status until ``until`` holds for one; raise on failure/deadline.
 
-        A status that made no progress (same status, same cached pages) lengthens the next
-        wait; progress resets it.
+        A status that made no progress (same status, same fetchable pages) lengthens the
+        next wait; progress resets it.
         """
         policy = self.poll
         started = policy.now()
@@ -241,12 +175,12 @@ class QueryJob:
         while True:
             if query.is_failed:
                 raise error_for_query(query)
-            progress = (query.status, len(query.cached_pages))
+            progress = (query.status, len(query.fetchable_pages))
             if progress != seen:
                 seen = progress
                 interval = policy.initial_interval
-                if self._on_status is not None:
-                    self._on_status(query)
+                if self._runner is not None:
+                    self._runner.status_changed(self, query)
                 yield query
             else:
                 interval = policy.next_interval(interval)
@@ -266,21 +200,18 @@ class QueryJob:
         if self._wake.is_set():
             self._wake.clear()
             return await self.refresh()
-        if self._status_source is None:
+        if self._runner is None or not self._runner.coalesces:
             await self._sleep_or_wake(self.poll.wait_for(interval))
             return await self.refresh()
         # A shared source schedules the ask itself, anywhere in the jitter window, so that
         # it can answer it together with other jobs' asks; notify() hurries it along.
         earliest = interval / 2 if self.poll.jitter else interval
         self.status_polls += 1
-        self._query = await self._status_source(earliest, interval)
+        self._query = await self._runner.status(self, earliest, interval)
         self._wake.clear()
         return self._query
 
     async def _sleep_or_wake(self, seconds: float) -> None:
-        if self._wake.is_set():
-            self._wake.clear()
-            return
         if self.poll.sleep is asyncio.sleep:
             # The common case, without a task per wait: the wake-up event under a timeout.
             with contextlib.suppress(TimeoutError):
@@ -300,45 +231,15 @@ class QueryJob:
     # -- pages and rows ----------------------------------------------------------------
 
     async def pages(self) -> AsyncGenerator[models.ResultPage, None]:
-        """Yield the result pages in order, each as soon as it is cached."""
-        window: dict[int, asyncio.Task[models.ResultPage]] = {}
-        try:
-            async for query in self._statuses(until=self._all_pages_listed_cached):
-                async for page in self._drain(query, window):
-                    yield page
-            # The last status listed every page as cached: drain what is left.
-            assert self._query is not None
-            async for page in self._drain(self._query, window):
-                yield page
-        finally:
-            await _cancel_all(window)
+        """Yield the result pages in order, each as soon as it can be fetched.
 
-    def _all_pages_listed_cached(self, query: models.AsyncQuery) -> bool:
-        return query.status == models.QueryStatus.SUCCESSFUL and all(
-            page.is_cached for page in query.pages
-        )
-
-    async def _drain(
-        self,
-        query: models.AsyncQuery,
-        window: dict[int, asyncio.Task[models.ResultPage]],
-    ) -> AsyncGenerator[models.ResultPage, None]:
-        """Yield every consecutive cached page from ``next_page`` on, prefetching ahead."""
-        cached = {page.page_number for page in query.cached_pages}
-        while self._next_page in cached:
-            for number in range(self._next_page, self._next_page + self.prefetch):
-                if number in cached and number not in window:
-                    window[number] = asyncio.ensure_future(self._fetch(number))
-            task = window[self._next_page]
-            page = await task
-            del window[self._next_page]
-            self._next_page += 1
-            if self._on_page is not None:
-                self._on_page(page)
-            yield page
-
-    async def _fetch(self, page_number: int) -> models.ResultPage:
-        return await self._client.get_result_page(self.site_id, self.query_id, page_number)
+        A page that ``rows()`` had begun to deliver comes first with its remaining rows.
+        """
+        async with contextlib.aclosing(self._fetched_pages()) as fetched:
+            while (page := await self._page_to_deliver(fetched)) is not None:
+                rest = page if self._offset == 0 else _rows_from(page, self._offset)
+                self._held, self._offset = None, 0
+                yield rest
 
     @overload
     def rows(self) -> AsyncGenerator[dict[str, Any], None]: ...
@@ -353,19 +254,26 @@ class QueryJob:
     ) -> AsyncGenerator[Any, None]:
         """Yield the result rows in order, as dicts, or structured into ``as_type``.
 
-        ``as_type`` is an attrs class or dataclass; columns map to fields by name, ignoring
-        case and underscores (``FIRSTNAME`` fills ``firstname`` and ``first_name``), or as
-        ``rename`` (column -> field) says. A row that does not fit raises
-        :class:`RowTypeError` naming the page, the row and the column.
+        A row counts as delivered once yielded: after a ``break`` the next ``rows()`` call
+        starts at the row after it. ``as_type`` is an attrs class or dataclass; columns map
+        to fields by name, ignoring case and underscores (``FIRSTNAME`` fills ``firstname``
+        and ``first_name``), or as ``rename`` (column -> field) says. A row that does not
+        fit raises :class:`RowTypeError` naming the page, the row and the column, and stays
+        undelivered.
         """
-        structure = _RowStructurer(as_type, rename) if as_type is not None else None
-        async for page in self.pages():
-            if structure is None:
-                for row in page.rows:
+        structure = _decode.RowStructurer(as_type, rename) if as_type is not None else None
+        async with contextlib.aclosing(self._fetched_pages()) as fetched:
+            while (page := await self._page_to_deliver(fetched)) is not None:
+                rows = page.rows
+                while self._offset < len(rows):
+                    index = self._offset
+                    row: Any = rows[index]
+                    if structure is not None:
+                        row = structure(row, page.page_number, index)
+                    # Counted before the yield: a consumer that breaks here has the row.
+                    self._offset += 1
                     yield row
-            else:
-                for index, row in enumerate(page.rows):
-                    yield structure(row, page.page_number, index)
+                self._held, self._offset = None, 0
 
     async def fetch_all(self) -> list[dict[str, Any]]:
         """Every remaining row, as a list (mind the memory on large results)."""
@@ -374,6 +282,99 @@ class QueryJob:
             collected.extend(page.rows)
         return collected
 
+    async def _page_to_deliver(
+        self, fetched: AsyncGenerator[models.ResultPage, None]
+    ) -> models.ResultPage | None:
+        """The page held (delivery began), else the next fetched one; None at the end."""
+        if self._held is None:
+            page = await anext(fetched, None)
+            if page is None:
+                return None
+            self._held = page
+        return self._held
+
+    async def _fetched_pages(self) -> AsyncGenerator[models.ResultPage, None]:
+        """Fetch pages from ``_next_page`` on, in order, as they become fetchable."""
+        window: dict[int, asyncio.Task[models.ResultPage]] = {}
+        # Closed explicitly, inner generators too: a consumer that breaks out must leave
+        # no generator for the loop's finalizer (and no prefetch task) behind.
+        try:
+            statuses = self._statuses(until=lambda q: q.is_successful)
+            async with contextlib.aclosing(statuses):
+                async for query in statuses:
+                    async with contextlib.aclosing(self._drain(query, window)) as pages:
+                        async for page in pages:
+                            yield page
+            assert self._query is not None
+            self._check_complete(self._query)
+        finally:
+            await _cancel_all(window)
+
+    async def _drain(
+        self,
+        query: models.AsyncQuery,
+        window: dict[int, asyncio.Task[models.ResultPage]],
+    ) -> AsyncGenerator[models.ResultPage, None]:
+        """Yield every consecutive fetchable page from ``_next_page`` on, prefetching ahead."""
+        fetchable = {page.page_number for page in query.fetchable_pages}
+        while self._next_page in fetchable:
+            for number in range(self._next_page, self._next_page + self.prefetch):
+                if number in fetchable and number not in window:
+                    window[number] = asyncio.ensure_future(
+                        self._api.get_result_page(self.site_id, self.query_id, number)
+                    )
+            page = await window[self._next_page]
+            del window[self._next_page]
+            self._check_page(page, query)
+            self._next_page += 1
+            yield page
+
+    def _incomplete(self, message: str, page_number: int | None) -> IncompleteResultError:
+        return IncompleteResultError(
+            f"query {self.query_id} on site {self.site_id}: {message}",
+            site_id=self.site_id,
+            query_id=self.query_id,
+            page_number=page_number,
+        )
+
+    def _check_page(self, page: models.ResultPage, query: models.AsyncQuery) -> None:
+        """The page holds the rows the server counts for it (the listing's count, which
+        REFERENCE §11 #5 says to trust, else the page's ``Rows-Count``)."""
+        listed = next((p for p in query.pages if p.page_number == page.page_number), None)
+        counted = listed.rows.count if listed is not None and listed.rows is not None else None
+        expected = counted if counted is not None else page.rows_count
+        if expected is not None and expected != len(page.rows):
+            raise self._incomplete(
+                f"page {page.page_number} holds {len(page.rows)} rows where the server counts "
+                f"{expected}",
+                page.page_number,
+            )
+
+    def _check_complete(self, query: models.AsyncQuery) -> None:
+        """After the last page: no listed page was skipped, and the pages' counts make the
+        result's total."""
+        numbers = sorted(page.page_number for page in query.pages)
+        if numbers and self._next_page <= numbers[-1]:
+            raise self._incomplete(
+                f"page {self._next_page} is missing from the listed pages {numbers}",
+                self._next_page,
+            )
+        counts = [
+            page.rows.count
+            for page in query.pages
+            if page.rows is not None and page.rows.count is not None
+        ]
+        total = query.result.rows if query.result is not None else None
+        if total is not None and len(counts) == len(query.pages) and sum(counts) != total:
+            raise self._incomplete(
+                f"its pages hold {sum(counts)} rows where the result counts {total}", None
+            )
+
+
+def _rows_from(page: models.ResultPage, offset: int) -> models.ResultPage:
+    """The page without its first ``offset`` rows (already delivered)."""
+    return attrs.evolve(page, rows=page.rows[offset:])
+
 
 async def _cancel_all(tasks: Mapping[int, asyncio.Task[Any]]) -> None:
     for task in tasks.values():
@@ -381,72 +382,3 @@ async def _cancel_all(tasks: Mapping[int, asyncio.Task[Any]]) -> None:
     if tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*tasks.values(), return_exceptions=True)
-
-
-# -- typed rows ---------------------------------------------------------------------------
-
-_row_converter = cattrs.Converter(forbid_extra_keys=False)
-
-
-def _fold(name: str) -> str:
-    return name.replace("_", "").lower()
-
-
-class _RowStructurer:
-    """Structures row dicts into a user's class; builds the column map on the first row."""
-
-    def __init__(self, cls: type[Any], rename: Mapping[str, str] | None) -> None:
-        if not (attrs.has(cls) or _is_dataclass(cls)):
-            raise ValidationError(
-                f"as_type must be an attrs class or a dataclass, got {cls!r}",
-                field="as_type",
-                value=cls,
-            )
-        self._cls = cls
-        self._rename = dict(rename or {})
-        self._fields = {_fold(name): name for name in _field_names(cls)}
-        self._column_map: dict[str, str] | None = None
-
-    def _map_for(self, row: Mapping[str, Any]) -> dict[str, str]:
-        mapping: dict[str, str] = {}
-        for column in row:
-            field = self._rename.get(column) or self._fields.get(_fold(column))
-            if field is not None:
-                mapping[column] = field
-        return mapping
-
-    def __call__(self, row: Mapping[str, Any], page_number: int, row_index: int) -> Any:
-        if self._column_map is None:
-            self._column_map = self._map_for(row)
-        mapping = self._column_map
-        data = {mapping[column]: value for column, value in row.items() if column in mapping}
-        try:
-            return _row_converter.structure(data, self._cls)
-        except Exception as exc:
-            messages = (
-                cattrs.transform_error(exc) if isinstance(exc, cattrs.BaseValidationError) else []
-            )
-            detail = "; ".join(messages) or str(exc)
-            reverse = {field: column for column, field in mapping.items()}
-            columns = sorted(
-                reverse.get(message.rsplit("$.", 1)[-1], message.rsplit("$.", 1)[-1])
-                for message in messages
-                if "$." in message
-            )
-            raise RowTypeError(
-                f"page {page_number}, row {row_index}: the row does not fit "
-                f"{self._cls.__name__} ({detail}; columns {columns or list(row)})",
-                page_number=page_number,
-                row_index=row_index,
-                columns=columns,
-            ) from exc
-
-
-def _is_dataclass(cls: type[Any]) -> bool:
-    return dataclasses.is_dataclass(cls)
-
-
-def _field_names(cls: type[Any]) -> list[str]:
-    if attrs.has(cls):
-        return [field.name for field in attrs.fields(cls)]
-    return [field.name for field in dataclasses.fields(cls)]

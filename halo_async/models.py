@@ -27,6 +27,7 @@ __all__ = [
     "AsyncResult",
     "BatchStatus",
     "Catalogue",
+    "Checkpoint",
     "Command",
     "CommandType",
     "Direction",
@@ -199,31 +200,19 @@ class RegisteredQueryStatus(enum.StrEnum):
 ParameterValue = str | int | float | bool | Decimal | dt.date | dt.datetime | dt.time | None
 
 
-def _parameter_value_to_wire(value: ParameterValue) -> str | None:
-    """Halo takes parameter values as plain strings and converts them itself (REFERENCE §3)."""
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        # Bit parameters: SQL Server reads "1"/"0"; "True" would fail the implicit conversion.
-        return "1" if value else "0"
-    if isinstance(value, dt.datetime | dt.date | dt.time):
-        return value.isoformat()
-    return str(value)
-
-
 @attrs.frozen
 class Parameter:
     """A command parameter, e.g. ``Parameter("@id", "Int", 42)``.
 
     ``type`` is one of the API's 32 type names (``Int``, ``NVarChar``, ``Date``...), checked
-    before a query is sent. ``value`` travels as a plain string: ints, decimals, dates and
-    datetimes are converted for you (booleans become ``"1"``/``"0"``). Output values come
-    back as strings too and are never base64-decoded.
+    before a query is sent. ``value`` is kept as given and travels as a plain string: ints,
+    decimals, dates and datetimes are converted on the wire (booleans become ``"1"``/
+    ``"0"``). Output values come back as strings and are never base64-decoded.
     """
 
     name: str | None = None
     type: str | None = None
-    value: str | None = attrs.field(default=None, converter=_parameter_value_to_wire)
+    value: ParameterValue = None
     direction: Direction | str | None = None
     size: int | None = None
 
@@ -434,8 +423,19 @@ class AsyncQuery(_QueryBase):
 
     @property
     def cached_pages(self) -> tuple[Page, ...]:
-        """The pages that can be fetched now."""
+        """The pages whose status says ``cached``."""
         return tuple(page for page in self.pages if page.is_cached)
+
+    @property
+    def fetchable_pages(self) -> tuple[Page, ...]:
+        """The pages that can be fetched now: every listed page once the query succeeded,
+        the ``cached`` ones before.
+
+        The official document lists a query's pages only at ``successful`` and defaults a
+        page's absent ``status`` to ``queued``; a successful query's pages are all cached,
+        whatever their status field says.
+        """
+        return self.pages if self.is_successful else self.cached_pages
 
 
 @attrs.frozen
@@ -470,6 +470,52 @@ class ResultPage:
     rows_count: int | None = None
     range_start: int | None = None
     range_end: int | None = None
+
+
+@attrs.frozen
+class Checkpoint:
+    """Where a job's row stream stands: enough for another process to resume it.
+
+    ``next_page`` is the page holding the next row not yet delivered, and ``next_row`` that
+    row's offset within the page (0: the page's first row). Store it with :meth:`as_dict`
+    and load it with :meth:`from_dict`; a checkpoint saved before ``next_row`` existed
+    (dict or pickle) loads as the start of its page.
+    """
+
+    site_id: str
+    query_id: str
+    next_page: int = 1
+    next_row: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The checkpoint as plain JSON-ready data."""
+        return {
+            "site_id": self.site_id,
+            "query_id": self.query_id,
+            "next_page": self.next_page,
+            "next_row": self.next_row,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Checkpoint:
+        """A checkpoint from :meth:`as_dict`'s data (``next_page``/``next_row`` optional)."""
+        return cls(
+            site_id=data["site_id"],
+            query_id=data["query_id"],
+            next_page=data.get("next_page", 1),
+            next_row=data.get("next_row", 0),
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        return self.as_dict()
+
+    def __setstate__(self, state: Mapping[str, Any] | tuple[Any, ...]) -> None:
+        # attrs pickled slotted classes as a tuple of field values before 22.2, and a
+        # checkpoint pickled before next_row existed lacks it: both still load.
+        if isinstance(state, tuple):
+            state = dict(zip(("site_id", "query_id", "next_page", "next_row"), state, strict=False))
+        for name, value in Checkpoint.from_dict(state).as_dict().items():
+            object.__setattr__(self, name, value)
 
 
 # -- Sites ------------------------------------------------------------------------------------

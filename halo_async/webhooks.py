@@ -30,7 +30,15 @@ import attrs
 import orjson
 
 from halo_async import _convert
-from halo_async.errors import DecodeError, HaloError, ValidationError
+from halo_async.errors import (
+    DecodeError,
+    ValidationError,
+    WebhookError,
+    WebhookPayloadError,
+    WebhookReplayError,
+    WebhookSignatureError,
+    WebhookTimestampError,
+)
 
 __all__ = [
     "DEFAULT_REMEMBER",
@@ -68,39 +76,6 @@ DEFAULT_REMEMBER: Final = 10_000
 DEFAULT_REMEMBER_FOR: Final = dt.timedelta(hours=24)
 
 Secret = str | bytes
-
-
-# -- errors -------------------------------------------------------------------------------------
-
-
-class WebhookError(HaloError):
-    """A webhook delivery that must not be acted on; the subclass says why."""
-
-
-class WebhookSignatureError(WebhookError):
-    """The signature or timestamp header is missing, or the signature does not match the
-    body and timestamp under any configured secret: the delivery is not from Halo (or the
-    secret is wrong). Answer 401."""
-
-
-class WebhookTimestampError(WebhookError):
-    """The signed ``X-Halo-Timestamp`` is unreadable or further than the tolerance from now:
-    a replayed capture, or a clock gone wrong. Answer 401 (the signature no longer proves
-    the delivery is fresh)."""
-
-
-class WebhookPayloadError(WebhookError):
-    """The delivery is signed but its body is not a webhook payload, or ``X-Halo-Id`` does
-    not match the payload's id. Answer 400."""
-
-
-class WebhookReplayError(WebhookError):
-    """A delivery id already handled: a retry or a replay. Acknowledge it (2xx) without
-    acting on it again; ``event`` is the repeated event."""
-
-    def __init__(self, message: str, *, event: WebhookEvent) -> None:
-        super().__init__(message)
-        self.event = event
 
 
 # -- the payload --------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from rich.logging import RichHandler
 from rich.markup import escape as _escape
 from rich.table import Table
 
-from halo_async import errors, models
+from halo_async import FanOutLimits, PollPolicy, errors, models
 from halo_async._retry import RetryPolicy
 from halo_async.cli._connection import configure_logging, emulator_missing
 from halo_async.cli._errors import run_async
@@ -35,7 +35,6 @@ from halo_async.cli._output import print_wide
 from halo_async.cli._progress import FanOutMonitor
 from halo_async.client import HaloClient
 from halo_async.fanout import SiteOutcome
-from halo_async.jobs import PollPolicy
 
 if TYPE_CHECKING:
     from halo_async.emulator import Emulator, SiteSpec
@@ -315,7 +314,7 @@ async def _fan_out(
             async for item in halo.fan_out(
                 QUERIES[pms_type],
                 [site.id for site in group],
-                max_in_flight=share,
+                limits=FanOutLimits(max_in_flight=share),
                 max_time_in_queue=_MAX_TIME_IN_QUEUE_MS,
                 deadline=_DEADLINE_S,
                 poll=poll,

@@ -9,7 +9,7 @@ import click
 
 from halo_async.cli._connection import emulator_missing
 from halo_async.cli._errors import run_async
-from halo_async.cli._output import FORMATS, row_writer
+from halo_async.cli._output import format_option, row_writer
 
 __all__ = ["emulator_group"]
 
@@ -67,14 +67,7 @@ def serve_command(sites: int, seed: int, host: str, port: int, latency: str) -> 
     is_flag=True,
     help="Print only the GUIDs of the sites that can be queried (a --sites-file for fan-out).",
 )
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(FORMATS),
-    default="table",
-    show_default=True,
-    help="Output format.",
-)
+@format_option()
 def sites_command(sites: int, seed: int, ids: bool, output_format: str) -> None:
     """List the sites an emulator with this --sites and --seed serves (nothing is started)."""
     rows = run_async(_emulated_sites(sites, seed))

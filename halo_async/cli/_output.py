@@ -8,7 +8,7 @@ every row to size its columns, so it collects them and prints at the end.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import IO, Any, Protocol
 
 import click
@@ -17,9 +17,24 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["FORMATS", "RowWriter", "plain_console", "print_wide", "row_writer"]
+__all__ = ["FORMATS", "RowWriter", "format_option", "plain_console", "print_wide", "row_writer"]
 
 FORMATS = ("table", "jsonl", "csv")
+
+
+def format_option(
+    choices: tuple[str, ...] = FORMATS, help: str = "Output format."
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The ``--format`` option of every command that prints rows."""
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(choices),
+        default="table",
+        show_default=True,
+        help=help,
+    )
+
 
 # Wide enough that a table of GUIDs and practice names is never wrapped in a pipe or a log.
 _PLAIN_MIN_WIDTH = 160

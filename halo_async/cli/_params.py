@@ -61,23 +61,22 @@ def _uuid(value: str) -> str:
     return str(uuid.UUID(value))
 
 
-def _checker(type_name: str) -> tuple[Callable[[str], str], str] | None:
+_Check = tuple[Callable[[str], str], str]
+# Each type's check of a value and what it expects; types not listed take free text.
+_CHECKS: dict[str, _Check] = {
+    **{name: (_integer, "a whole number") for name in _INTEGER_TYPES},
+    **{name: (_number, "a number such as 12.5") for name in _NUMBER_TYPES},
+    **{name: (_datetime, "a date and time YYYY-MM-DDTHH:MM:SS") for name in _DATETIME_TYPES},
+    "Bit": (_bit, "0, 1, true or false"),
+    "Date": (_date, "a date YYYY-MM-DD"),
+    "Time": (_time, "a time HH:MM:SS"),
+    "UniqueIdentifier": (_uuid, "a UUID"),
+}
+
+
+def _checker(type_name: str) -> _Check | None:
     """The check for a type's values and what it expects, or None for free text."""
-    if type_name in _INTEGER_TYPES:
-        return _integer, "a whole number"
-    if type_name in _NUMBER_TYPES:
-        return _number, "a number such as 12.5"
-    if type_name == "Bit":
-        return _bit, "0, 1, true or false"
-    if type_name == "Date":
-        return _date, "a date YYYY-MM-DD"
-    if type_name in _DATETIME_TYPES:
-        return _datetime, "a date and time YYYY-MM-DDTHH:MM:SS"
-    if type_name == "Time":
-        return _time, "a time HH:MM:SS"
-    if type_name == "UniqueIdentifier":
-        return _uuid, "a UUID"
-    return None
+    return _CHECKS.get(type_name)
 
 
 def parse_parameter(text: str) -> models.Parameter:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from types import TracebackType
+from typing import Self
 
 from rich.console import Console
 from rich.progress import (
@@ -30,7 +31,25 @@ __all__ = ["FanOutMonitor", "QueryMonitor"]
 _STAGES = ("submitted", "initialising", "queued", "executing", "uploading", "successful")
 
 
-class FanOutMonitor:
+class _Monitor:
+    """A rich progress display, started and stopped as a context manager."""
+
+    _progress: Progress
+
+    def __enter__(self) -> Self:
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._progress.stop()
+
+
+class FanOutMonitor(_Monitor):
     """Progress of one or more concurrent fan-outs, as one bar (only when ``enabled``, by
     default when ``console`` is a terminal).
 
@@ -68,18 +87,6 @@ class FanOutMonitor:
         self._task: TaskID = self._progress.add_task(
             description, total=total, failed=0, rows=0, pages=0, stages=""
         )
-
-    def __enter__(self) -> FanOutMonitor:
-        self._progress.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._progress.stop()
 
     @property
     def totals(self) -> FanOutProgress:
@@ -129,7 +136,7 @@ class FanOutMonitor:
         return ", ".join(f"{counts[stage]} {stage}" for stage in ordered)
 
 
-class QueryMonitor:
+class QueryMonitor(_Monitor):
     """Progress of one query: its status, pages and rows so far (only when ``enabled``, by
     default when ``console`` is a terminal)."""
 
@@ -150,18 +157,6 @@ class QueryMonitor:
         self._task = self._progress.add_task(
             description, total=None, status="submitting", rows=0, pages=0
         )
-
-    def __enter__(self) -> QueryMonitor:
-        self._progress.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._progress.stop()
 
     def on_status(self, query: models.AsyncQuery | models.ImmediateQuery) -> None:
         """A new status of the query."""

@@ -14,25 +14,19 @@ from rich.console import Console
 from halo_async import models
 from halo_async.cli._connection import Connection, connection_options, open_session
 from halo_async.cli._errors import CommandFailed, describe, run_async
-from halo_async.cli._output import FORMATS, RowWriter, row_writer
+from halo_async.cli._output import RowWriter, format_option, row_writer
 from halo_async.cli._params import PARAM_HELP, parameters_callback
 from halo_async.cli._progress import FanOutMonitor, QueryMonitor
 from halo_async.client import HaloClient
-from halo_async.fanout import SiteOutcome, SitePage
-from halo_async.jobs import QueryJob
+from halo_async.fanout import FanOutEvent, FanOutEventKind, FanOutLimits, SiteOutcome, SitePage
 
 __all__ = ["fan_out_command", "query_command"]
 
 # Each fan-out row says which site it came from, under a name no practice column uses.
 SITE_COLUMN = "halo_site_id"
 
-_format_option = click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(FORMATS),
-    default="table",
-    show_default=True,
-    help="table for reading (printed at the end); jsonl or csv stream rows as pages land.",
+_format_option = format_option(
+    help="table for reading (printed at the end); jsonl or csv stream rows as pages land."
 )
 _param_option = click.option(
     "--param",
@@ -161,13 +155,26 @@ async def _stream_async_query(
     writer: RowWriter,
     monitor: QueryMonitor,
 ) -> None:
-    created = await halo.create_async_query(
-        site_id, sql, parameters=list(parameters) or None, catalogue=catalogue
-    )
-    job = QueryJob(halo, created.site_id, created.id, query=created, on_status=monitor.on_status)
-    async for page in job.pages():
-        monitor.on_rows(len(page.rows))
-        writer.write(page.rows)
+    # A one-site fan-out: its events carry each status change for the progress line, and
+    # its pages arrive as they land.
+    def on_event(event: FanOutEvent) -> None:
+        if event.kind is FanOutEventKind.STATUS and event.status is not None:
+            monitor.set_status(event.status)
+
+    async for item in halo.fan_out(
+        sql,
+        [site_id],
+        parameters=list(parameters) or None,
+        catalogue=catalogue,
+        stream=True,
+        coalesce_status=False,
+        on_event=on_event,
+    ):
+        if isinstance(item, SitePage):
+            monitor.on_rows(len(item.rows))
+            writer.write(item.rows)
+        elif item.error is not None:
+            raise item.error
 
 
 @click.command("fan-out")
@@ -275,7 +282,7 @@ async def _run_fan_out(
                 site_ids,
                 parameters=list(parameters) or None,
                 catalogue=catalogue,
-                max_in_flight=max_in_flight,
+                limits=FanOutLimits(max_in_flight=max_in_flight),
                 deadline=deadline,
                 stream=True,
                 on_event=monitor.listener("fan-out"),

@@ -11,7 +11,7 @@ from rich.table import Table
 from halo_async import models
 from halo_async.cli._connection import Connection, connection_options, open_session
 from halo_async.cli._errors import CommandFailed, run_async
-from halo_async.cli._output import FORMATS, plain_console, print_wide, row_writer
+from halo_async.cli._output import format_option, plain_console, print_wide, row_writer
 
 __all__ = ["site_row", "sites_group"]
 
@@ -47,14 +47,7 @@ def sites_group() -> None:
 @sites_group.command("find")
 @click.argument("pms_site_id")
 @click.option("--pms", required=True, metavar="NAME", help=_PMS_HELP)
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(FORMATS),
-    default="table",
-    show_default=True,
-    help="Output format.",
-)
+@format_option()
 @connection_options
 def find_command(pms_site_id: str, pms: str, output_format: str, connection: Connection) -> None:
     """List the Halo sites of a practice, by its PMS site id (Bp Site ID, Zedmed Database ID).
@@ -85,14 +78,7 @@ async def _find(connection: Connection, pms_site_id: str, pms: str) -> list[dict
 @sites_group.command("status")
 @click.argument("site")
 @click.option("--pms", metavar="NAME", help=f"SITE is a PMS site id. {_PMS_HELP}")
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(("table", "jsonl")),
-    default="table",
-    show_default=True,
-    help="Output format.",
-)
+@format_option(("table", "jsonl"))
 @connection_options
 def status_command(site: str, pms: str | None, output_format: str, connection: Connection) -> None:
     """Show a site's status: availability, last heartbeat, Halo Link version, catalogues."""

@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import hypothesis
@@ -35,12 +33,13 @@ schemathesis = pytest.importorskip("schemathesis")
 
 from halo_async.emulator import Emulator, SiteSpec  # noqa: E402
 from halo_async.emulator.app import EmulatorStats  # noqa: E402
+from tests.support import OPENAPI_PATH, load_openapi  # noqa: E402
 
 pytestmark = pytest.mark.contract
 
-OPENAPI = Path(__file__).resolve().parents[2] / ".." / "shared" / "halo-api" / "openapi.json"
-if not OPENAPI.exists():
-    pytest.skip(f"the OpenAPI document is not at {OPENAPI}", allow_module_level=True)
+OFFICIAL = load_openapi()
+if OFFICIAL is None:
+    pytest.skip(f"the OpenAPI document is not at {OPENAPI_PATH}", allow_module_level=True)
 
 KEY = "contract-key"
 # The document's own example Halo GUID, so example-driven cases hit a real site.
@@ -54,8 +53,7 @@ MAX_EXAMPLES = 12
 
 
 def _patched_document() -> dict[str, Any]:
-    document: dict[str, Any] = json.loads(OPENAPI.read_text(encoding="utf-8"))
-    document = copy.deepcopy(document)
+    document = copy.deepcopy(OFFICIAL)
     responses = document["components"]["responses"]
     for name, response in responses.items():
         schema = response.get("content", {}).get("application/json", {}).get("schema", {})

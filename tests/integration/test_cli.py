@@ -28,6 +28,7 @@ from halo_async import PollPolicy, RetryPolicy
 from halo_async.cli import cli
 from halo_async.cli._demo import DemoSettings, demo_site_specs, print_report, run_demo
 from halo_async.emulator import Emulator, SiteSpec
+from tests.support import no_sleep
 
 GUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 PATIENTS_SQL = "SELECT TOP 5 InternalID, Firstname, Surname FROM BPS_Patients ORDER BY InternalID"
@@ -124,10 +125,6 @@ def test_demo_names_every_site_with_its_rows_and_totals_and_exits_0() -> None:
     assert "Busiest practitioners this week" in result.stdout
     # Off a terminal there is no live bar, one plain line per finished site instead.
     assert len(re.findall(r"\[\d/8\]", result.stdout)) == 8
-
-
-async def no_sleep(_: float) -> None:
-    await asyncio.sleep(0)
 
 
 async def test_demo_with_faults_shows_failed_sites_in_the_table() -> None:

@@ -21,14 +21,6 @@ async def emu() -> AsyncIterator[Emulator]:
         yield emulator
 
 
-@pytest.fixture
-async def http(emu: Emulator) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(
-        emu.base_url, headers={"Ocp-Apim-Subscription-Key": KEY}
-    ) as session:
-        yield session
-
-
 async def test_faults_are_off_by_default(http: aiohttp.ClientSession, emu: Emulator) -> None:
     for _ in range(20):
         async with http.get(f"/integrator/sites/{emu.sites[0].id}") as response:

@@ -35,13 +35,6 @@ async def emu() -> AsyncIterator[Emulator]:
 
 
 @pytest.fixture
-async def http(emu: Emulator) -> AsyncIterator[aiohttp.ClientSession]:
-    headers = {"Ocp-Apim-Subscription-Key": KEY}
-    async with aiohttp.ClientSession(emu.base_url, headers=headers) as session:
-        yield session
-
-
-@pytest.fixture
 def bp(emu: Emulator) -> str:
     return emu.sites[0].id
 

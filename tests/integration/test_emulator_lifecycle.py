@@ -49,14 +49,6 @@ async def emu(clock: ManualClock) -> AsyncIterator[Emulator]:
         yield emulator
 
 
-@pytest.fixture
-async def http(emu: Emulator) -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession(
-        emu.base_url, headers={"Ocp-Apim-Subscription-Key": KEY}
-    ) as session:
-        yield session
-
-
 async def test_every_phase_is_visible_and_stamped(
     http: aiohttp.ClientSession, emu: Emulator, clock: ManualClock
 ) -> None:

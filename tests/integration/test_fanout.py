@@ -3,74 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from halo_async import (
     FanOutEvent,
+    FanOutLimits,
     HaloClient,
     PollPolicy,
     RetryPolicy,
     SiteOutcome,
     SitePage,
 )
-from halo_async.emulator import Emulator, SiteSpec
-from halo_async.errors import HaloError, QueryFailedError, RateLimitedError
-from halo_async.fanout import FanOutDeadlineError
+from halo_async.emulator import Emulator
+from halo_async.errors import (
+    ClientClosedError,
+    FanOutDeadlineError,
+    HaloError,
+    QueryFailedError,
+    RateLimitedError,
+)
 from halo_async.webhooks import JobRegistry
+from tests.support import FAST_POLL, FAST_RETRY, bp_sites, client_tasks, expected_counts
 
 ORDERED_PATIENTS = "SELECT INTERNALID, SURNAME FROM PATIENTS ORDER BY INTERNALID"
 
-
-async def no_sleep(_: float) -> None:
-    await asyncio.sleep(0)
-
-
-# Real sockets, zero emulator latency: retry waits (Retry-After included) are skipped, and
-# polls come milliseconds apart instead of a quarter second.
-FAST_POLL = PollPolicy(initial_interval=0.005, max_interval=0.05)
-FAST_RETRY = RetryPolicy(sleep=no_sleep, max_attempts=6)
-
-
-def client_tasks() -> set[asyncio.Task[object]]:
-    """Tasks of the client side (the in-process emulator's connection handlers excluded)."""
-    return {
-        task
-        for task in asyncio.all_tasks()
-        if "/emulator/" not in task.get_coro().cr_code.co_filename  # type: ignore[union-attr]
-        and "web_protocol" not in task.get_coro().cr_code.co_filename  # type: ignore[union-attr]
-    }
-
-
-def bp_sites(count: int, patients: int = 60) -> list[SiteSpec]:
-    return [SiteSpec(pms_type="BestPractice", patients=patients) for _ in range(count)]
-
-
-@pytest.fixture
-async def emulator(request: pytest.FixtureRequest) -> AsyncIterator[Emulator]:
-    marker = request.node.get_closest_marker("emu")
-    kwargs: dict[str, Any] = {"sites": bp_sites(6), "seed": 7, "page_size": 2_000}
-    if marker is not None:
-        kwargs.update(marker.kwargs)
-    async with Emulator(**kwargs) as emu:
-        yield emu
-
-
-@pytest.fixture
-async def halo(emulator: Emulator) -> AsyncIterator[HaloClient]:
-    async with HaloClient(emulator.api_key, base_url=emulator.base_url, retry=FAST_RETRY) as c:
-        yield c
-
-
-async def expected_counts(halo: HaloClient, site_ids: list[str]) -> dict[str, int]:
-    counts = {}
-    for site in site_ids:
-        query = await halo.immediate_query(site, "SELECT COUNT(*) AS N FROM PATIENTS")
-        counts[site] = int(query.decode_rows()[0]["N"])
-    return counts
+# The project's own pytest plugin serves these tests (halo_emulator, halo_client); these are
+# their defaults here, which a test's own marker overrides.
+pytestmark = pytest.mark.halo_emulator(sites=bp_sites(6), seed=7, page_size=2_000)
 
 
 def assert_complete_and_ordered(rows: list[dict[str, Any]], expected: int) -> None:
@@ -79,18 +42,20 @@ def assert_complete_and_ordered(rows: list[dict[str, Any]], expected: int) -> No
     assert ids == sorted(set(ids)), "rows repeated or out of order"
 
 
-@pytest.mark.emu(sites=bp_sites(120, patients=40), seed=11, page_size=400)
-async def test_fan_out_across_120_sites_with_faults(emulator: Emulator, halo: HaloClient) -> None:
-    site_ids = [site.id for site in emulator.sites]
-    expected = await expected_counts(halo, site_ids)
-    emulator.faults.set(server_errors=0.03, rate_limits=0.03, retry_after=1)
-    emulator.faults.set("getResultPage", page_expiry=0.02, server_errors=0.05)
-    emulator.faults.set("createAsyncQuery", site_offline=0.05, drops=0.02)
-    emulator.set_site_offline(site_ids[0])
+@pytest.mark.halo_emulator(sites=bp_sites(120, patients=40), seed=11, page_size=400)
+async def test_fan_out_across_120_sites_with_faults(
+    halo_emulator: Emulator, halo_client: HaloClient
+) -> None:
+    site_ids = [site.id for site in halo_emulator.sites]
+    expected = await expected_counts(halo_client, site_ids)
+    halo_emulator.faults.set(server_errors=0.03, rate_limits=0.03, retry_after=1)
+    halo_emulator.faults.set("getResultPage", page_expiry=0.02, server_errors=0.05)
+    halo_emulator.faults.set("createAsyncQuery", site_offline=0.05, drops=0.02)
+    halo_emulator.set_site_offline(site_ids[0])
     tasks_before = client_tasks()
 
     outcomes: list[SiteOutcome] = []
-    async for item in halo.fan_out(ORDERED_PATIENTS, site_ids, poll=FAST_POLL):
+    async for item in halo_client.fan_out(ORDERED_PATIENTS, site_ids, poll=FAST_POLL):
         assert isinstance(item, SiteOutcome)
         outcomes.append(item)
 
@@ -113,11 +78,11 @@ async def test_fan_out_across_120_sites_with_faults(emulator: Emulator, halo: Ha
     assert client_tasks() == tasks_before
 
 
-@pytest.mark.emu(sites=bp_sites(4), page_size=2_000)
+@pytest.mark.halo_emulator(sites=bp_sites(4), page_size=2_000)
 async def test_per_site_limit_and_batch_status_coalescing(
-    emulator: Emulator, halo: HaloClient
+    halo_emulator: Emulator, halo_client: HaloClient
 ) -> None:
-    site_ids = [site.id for site in emulator.sites] * 3  # three runs per site
+    site_ids = [site.id for site in halo_emulator.sites] * 3  # three runs per site
     in_flight: Counter[str] = Counter()
     peak: defaultdict[str, int] = defaultdict(int)
 
@@ -133,8 +98,12 @@ async def test_per_site_limit_and_batch_status_coalescing(
 
     outcomes = [
         item
-        async for item in halo.fan_out(
-            ORDERED_PATIENTS, site_ids, per_site=2, poll=FAST_POLL, on_event=track
+        async for item in halo_client.fan_out(
+            ORDERED_PATIENTS,
+            site_ids,
+            limits=FanOutLimits(per_site=2),
+            poll=FAST_POLL,
+            on_event=track,
         )
     ]
 
@@ -146,21 +115,21 @@ async def test_per_site_limit_and_batch_status_coalescing(
     assert final.rows == sum(o.row_count for o in outcomes if isinstance(o, SiteOutcome))
     assert final.pages == sum(o.page_count for o in outcomes if isinstance(o, SiteOutcome))
     assert {e.status for e in events if e.kind == "status"} >= {"successful"}
-    requests = emulator.stats.requests
+    requests = halo_emulator.stats.requests
     assert requests.get("getQuery", 0) == 0
     assert requests["getQueryStatusBatch"] >= 1
     assert requests["createAsyncQuery"] == 12
 
 
 async def test_streaming_mode_yields_pages_then_the_outcome(
-    emulator: Emulator, halo: HaloClient
+    halo_emulator: Emulator, halo_client: HaloClient
 ) -> None:
-    site_ids = [site.id for site in emulator.sites]
-    expected = await expected_counts(halo, site_ids)
+    site_ids = [site.id for site in halo_emulator.sites]
+    expected = await expected_counts(halo_client, site_ids)
     pages: defaultdict[str, list[dict[str, Any]]] = defaultdict(list)
     ended: dict[str, SiteOutcome] = {}
 
-    async for item in halo.fan_out(ORDERED_PATIENTS, site_ids, stream=True, poll=FAST_POLL):
+    async for item in halo_client.fan_out(ORDERED_PATIENTS, site_ids, stream=True, poll=FAST_POLL):
         if isinstance(item, SitePage):
             assert item.site_id not in ended, "a page arrived after its site's outcome"
             pages[item.site_id].extend(item.rows)
@@ -175,13 +144,13 @@ async def test_streaming_mode_yields_pages_then_the_outcome(
 
 
 async def test_one_failing_site_does_not_sink_the_others(
-    emulator: Emulator, halo: HaloClient
+    halo_emulator: Emulator, halo_client: HaloClient
 ) -> None:
-    site_ids = [site.id for site in emulator.sites]
-    emulator.set_site_offline(site_ids[2])
+    site_ids = [site.id for site in halo_emulator.sites]
+    halo_emulator.set_site_offline(site_ids[2])
 
     outcomes: dict[str, SiteOutcome] = {}
-    async for item in halo.fan_out(ORDERED_PATIENTS, site_ids, poll=FAST_POLL):
+    async for item in halo_client.fan_out(ORDERED_PATIENTS, site_ids, poll=FAST_POLL):
         assert isinstance(item, SiteOutcome)
         outcomes[item.site_id] = item
 
@@ -189,13 +158,15 @@ async def test_one_failing_site_does_not_sink_the_others(
     assert all(outcomes[s].ok for s in site_ids if s != site_ids[2])
 
 
-@pytest.mark.emu(sites=bp_sites(5), latency="realistic")
-async def test_deadline_ends_unfinished_sites_cleanly(emulator: Emulator, halo: HaloClient) -> None:
-    site_ids = [site.id for site in emulator.sites]
+@pytest.mark.halo_emulator(sites=bp_sites(5), latency="realistic")
+async def test_deadline_ends_unfinished_sites_cleanly(
+    halo_emulator: Emulator, halo_client: HaloClient
+) -> None:
+    site_ids = [site.id for site in halo_emulator.sites]
     tasks_before = client_tasks()
 
     outcomes: list[SiteOutcome] = []
-    async for item in halo.fan_out(ORDERED_PATIENTS, site_ids, deadline=0.2, poll=FAST_POLL):
+    async for item in halo_client.fan_out(ORDERED_PATIENTS, site_ids, deadline=0.2, poll=FAST_POLL):
         assert isinstance(item, SiteOutcome)
         outcomes.append(item)
 
@@ -205,12 +176,12 @@ async def test_deadline_ends_unfinished_sites_cleanly(emulator: Emulator, halo: 
 
 
 async def test_breaking_out_of_a_fan_out_stops_everything(
-    emulator: Emulator, halo: HaloClient
+    halo_emulator: Emulator, halo_client: HaloClient
 ) -> None:
-    site_ids = [site.id for site in emulator.sites]
+    site_ids = [site.id for site in halo_emulator.sites]
     tasks_before = client_tasks()
 
-    results = halo.fan_out(ORDERED_PATIENTS, site_ids, poll=FAST_POLL)
+    results = halo_client.fan_out(ORDERED_PATIENTS, site_ids, poll=FAST_POLL)
     async for _ in results:
         break
     await results.aclose()  # type: ignore[attr-defined]
@@ -219,12 +190,12 @@ async def test_breaking_out_of_a_fan_out_stops_everything(
 
 
 async def test_a_job_streams_pages_while_the_query_uploads(
-    emulator: Emulator, halo: HaloClient
+    halo_emulator: Emulator, halo_client: HaloClient
 ) -> None:
-    site = emulator.sites[0].id
-    expected = (await expected_counts(halo, [site]))[site]
+    site = halo_emulator.sites[0].id
+    expected = (await expected_counts(halo_client, [site]))[site]
 
-    job = await halo.submit(site, ORDERED_PATIENTS, poll=FAST_POLL, prefetch=2)
+    job = await halo_client.submit(site, ORDERED_PATIENTS, poll=FAST_POLL, prefetch=2)
     rows = [row async for row in job.rows()]
 
     assert_complete_and_ordered(rows, expected)
@@ -234,10 +205,10 @@ async def test_a_job_streams_pages_while_the_query_uploads(
 
 
 async def test_a_job_registry_lets_webhooks_wake_fan_out_jobs(
-    emulator: Emulator, halo: HaloClient
+    halo_emulator: Emulator, halo_client: HaloClient
 ) -> None:
     registry = JobRegistry()
-    site_ids = [site.id for site in emulator.sites]
+    site_ids = [site.id for site in halo_emulator.sites]
     woken: set[str] = set()
     stop = asyncio.Event()
 
@@ -245,7 +216,7 @@ async def test_a_job_registry_lets_webhooks_wake_fan_out_jobs(
         # Stands in for the webhook route: once a query has finished, wake its job.
         while not stop.is_set():
             for query_id in registry.query_ids():
-                record = emulator.query(query_id)
+                record = halo_emulator.query(query_id)
                 if record is not None and record.terminal and query_id not in woken:
                     woken.add(query_id)
                     registry.notify(query_id)
@@ -256,7 +227,8 @@ async def test_a_job_registry_lets_webhooks_wake_fan_out_jobs(
     poll = PollPolicy(initial_interval=60, max_interval=60)
     async with asyncio.timeout(20):
         outcomes = [
-            o async for o in halo.fan_out(ORDERED_PATIENTS, site_ids, poll=poll, jobs=registry)
+            o
+            async for o in halo_client.fan_out(ORDERED_PATIENTS, site_ids, poll=poll, jobs=registry)
         ]
     stop.set()
     await sender
@@ -267,16 +239,20 @@ async def test_a_job_registry_lets_webhooks_wake_fan_out_jobs(
     assert len(registry) == 0
 
 
-async def test_a_rate_limited_site_slows_only_itself(emulator: Emulator, halo: HaloClient) -> None:
-    slow, *others = [site.id for site in emulator.sites]
-    await expected_counts(halo, [slow, *others])  # every site's database generated first
-    emulator.faults.set("getQueryStatusBatch", slow, rate_limits=1.0, retry_after=2)
+async def test_a_rate_limited_site_slows_only_itself(
+    halo_emulator: Emulator, halo_client: HaloClient
+) -> None:
+    slow, *others = [site.id for site in halo_emulator.sites]
+    await expected_counts(halo_client, [slow, *others])  # every site's database generated first
+    halo_emulator.faults.set("getQueryStatusBatch", slow, rate_limits=1.0, retry_after=2)
 
     async def scaled_sleep(seconds: float) -> None:
         await asyncio.sleep(seconds / 10)  # Retry-After: 2 s becomes 0.2 s of real waiting
 
     retry = RetryPolicy(sleep=scaled_sleep, max_attempts=4)
-    async with HaloClient(emulator.api_key, base_url=emulator.base_url, retry=retry) as scaled:
+    async with HaloClient(
+        halo_emulator.api_key, base_url=halo_emulator.base_url, retry=retry
+    ) as scaled:
         outcomes: dict[str, SiteOutcome] = {}
         async for item in scaled.fan_out(ORDERED_PATIENTS, [slow, *others], poll=FAST_POLL):
             assert isinstance(item, SiteOutcome)
@@ -287,3 +263,83 @@ async def test_a_rate_limited_site_slows_only_itself(emulator: Emulator, halo: H
     assert all(outcomes[site].ok for site in others)
     # The others finished while the slow site was still waiting out its Retry-After.
     assert max(outcomes[site].elapsed for site in others) < outcomes[slow].elapsed / 2
+
+
+@pytest.mark.halo_emulator(sites=bp_sites(12, patients=30))
+async def test_a_held_generator_stops_creating_queries(
+    halo_emulator: Emulator, halo_client: HaloClient
+) -> None:
+    site_ids = [site.id for site in halo_emulator.sites]
+    results = halo_client.fan_out(
+        ORDERED_PATIENTS, site_ids, limits=FanOutLimits(max_in_flight=2), poll=FAST_POLL
+    )
+    first = await anext(results)  # then the consumer breaks out but keeps the generator
+    created = halo_emulator.stats.requests["createAsyncQuery"]
+    for _ in range(40):  # long enough for the queries in flight to finish several times
+        await asyncio.sleep(0.01)
+    held = halo_emulator.stats.requests["createAsyncQuery"]
+    await results.aclose()
+
+    assert isinstance(first, SiteOutcome)
+    assert held == created <= 3, f"{held - created} queries created after the consumer left"
+
+
+@pytest.mark.halo_emulator(sites=bp_sites(6, patients=300), page_size=1_500)
+async def test_streamed_pages_waiting_for_a_slow_consumer_are_bounded(
+    halo_emulator: Emulator, halo_client: HaloClient
+) -> None:
+    site_ids = [site.id for site in halo_emulator.sites]
+    limits = FanOutLimits(max_in_flight=6, prefetch=1, buffered_pages=3)
+    fetched = 0
+
+    def count(event: FanOutEvent) -> None:
+        nonlocal fetched
+        fetched += event.kind == "page_fetched"
+
+    results = halo_client.fan_out(
+        ORDERED_PATIENTS, site_ids, limits=limits, stream=True, poll=FAST_POLL, on_event=count
+    )
+    async with contextlib.aclosing(results):
+        taken = [await anext(results)]
+        for _ in range(40):  # the consumer stalls; the sites have pages to spare
+            await asyncio.sleep(0.01)
+        stalled_at = fetched
+        taken += [item async for item in results]
+
+    pages = sum(isinstance(item, SitePage) for item in taken)
+    assert pages > 30, "the sites should have many pages each"
+    # One taken, three waiting, and one more in each site's hands (fetched, waiting for room):
+    # the rest wait on the server, not in memory.
+    assert stalled_at <= 1 + 3 + 6, stalled_at
+
+
+@pytest.mark.halo_emulator(sites=bp_sites(8, patients=200), page_size=1_500)
+async def test_closing_the_client_under_a_fan_out_gives_client_closed_errors(
+    halo_emulator: Emulator,
+) -> None:
+    site_ids = [site.id for site in halo_emulator.sites]
+    # Requests being retried when the client closes: their next attempt finds it closed.
+    halo_emulator.faults.set("getResultPage", server_errors=0.5)
+    halo_emulator.faults.set("getQueryStatusBatch", server_errors=0.5)
+    halo = HaloClient(halo_emulator.api_key, base_url=halo_emulator.base_url, retry=FAST_RETRY)
+    outcomes: list[SiteOutcome] = []
+    async with contextlib.aclosing(
+        halo.fan_out(ORDERED_PATIENTS, site_ids, stream=True, poll=FAST_POLL)
+    ) as results:
+        async for item in results:
+            if isinstance(item, SitePage) and not halo.closed:
+                await halo.close()  # mid-stream: every site is still fetching pages
+            elif isinstance(item, SiteOutcome):
+                outcomes.append(item)
+    job_error: BaseException | None = None
+    try:
+        await halo.submit(site_ids[0], ORDERED_PATIENTS)
+    except Exception as exc:
+        job_error = exc
+
+    failed = [o for o in outcomes if not o.ok]
+    assert len(outcomes) == len(site_ids)
+    assert failed, "closing the client should stop the sites still running"
+    for outcome in failed:
+        assert isinstance(outcome.error, ClientClosedError), repr(outcome.error)
+    assert isinstance(job_error, ClientClosedError)

@@ -24,6 +24,7 @@ import pytest
 
 from halo_async import HaloClient, PollPolicy, RetryPolicy
 from halo_async.emulator import Emulator, SiteSpec
+from tests.support import no_sleep
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 FENCE = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
@@ -32,10 +33,6 @@ FENCE = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 def snippets() -> list[tuple[int, str]]:
     text = README.read_text(encoding="utf-8")
     return [(text.count("\n", 0, m.start()) + 1, m.group(1)) for m in FENCE.finditer(text)]
-
-
-async def no_wait(_: float) -> None:
-    await asyncio.sleep(0)
 
 
 @pytest.fixture
@@ -49,7 +46,7 @@ async def emulator() -> AsyncIterator[Emulator]:
 
 @pytest.fixture
 async def halo(emulator: Emulator) -> AsyncIterator[HaloClient]:
-    retry = RetryPolicy(sleep=no_wait)
+    retry = RetryPolicy(sleep=no_sleep)
     async with HaloClient(emulator.api_key, base_url=emulator.base_url, retry=retry) as client:
         yield client
 
@@ -80,6 +77,7 @@ async def test_readme_snippet_runs(
         "site_ids": [site.id for site in emulator.sites],
         "sql": "SELECT TOP 5 SURNAME FROM PATIENTS",
         "handle": handled.append,
+        "handled": handled,
         "save": saved.__setitem__,
     }
     # The README's snippets poll at the library's pace; the test need not wait for it.
@@ -99,6 +97,10 @@ async def test_readme_snippet_runs(
         assert lines, "the FastAPI snippet's route streamed no rows"
     if "job.rows()" in code:
         assert handled, "no row reached handle()"
+    if "halo.resume(" in code:
+        ids = [row["InternalID"] for row in handled]
+        assert len(ids) > 3, "the resumed job delivered nothing"
+        assert ids == sorted(set(ids)), "a row was lost or repeated across the resume"
     if "fan_out(" in code:
         assert sorted(saved) == sorted(namespace["site_ids"])
         assert all(isinstance(rows, list) and rows for rows in saved.values())

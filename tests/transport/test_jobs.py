@@ -7,7 +7,7 @@ import base64
 import dataclasses
 import json
 import re
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -15,12 +15,14 @@ from aioresponses import CallbackResult
 
 from halo_async import Checkpoint, HaloClient, PollPolicy
 from halo_async.errors import (
+    IncompleteResultError,
     ResultExpiredError,
     SqlExecutionError,
     SubmissionOutcomeUnknownError,
     ValidationError,
 )
 from halo_async.jobs import PollTimeoutError, RowTypeError
+from tests.support import no_sleep
 
 if TYPE_CHECKING:
     from conftest import HaloMock
@@ -84,10 +86,6 @@ class Log:
             return CallbackResult(status=200, payload=body)
 
         return callback
-
-
-async def no_sleep(_: float) -> None:
-    await asyncio.sleep(0)
 
 
 POLL = PollPolicy(sleep=no_sleep, jitter=False)
@@ -272,7 +270,11 @@ async def test_typed_rows_map_columns_and_name_the_row_that_does_not_fit(
     patients = [p async for p in job.rows(Patient, rename={"InternalID": "internal_id"})]
     assert patients[0] == Patient(internal_id=100, first_name="P1-0")
 
-    bad = [{"InternalID": 1, "FIRSTNAME": "A"}, {"InternalID": "not a number", "FIRSTNAME": "B"}]
+    bad = [
+        {"InternalID": 1, "FIRSTNAME": "A"},
+        {"InternalID": "not a number", "FIRSTNAME": "B"},
+        {"InternalID": 3, "FIRSTNAME": "C"},
+    ]
     data = base64.b64encode(json.dumps(bad).encode()).decode()
     mocked.get(STATUS_URL, payload=query_body("successful", ["cached"]), repeat=True)
     mocked.get(f"{STATUS_URL}/results/1", payload={"data": data})
@@ -401,3 +403,101 @@ async def test_a_new_job_waits_one_interval_before_its_first_poll(
     await job.wait()
 
     assert log.entries == ["sleep 0.5", "status successful"]
+
+
+def successful_with_bare_pages(statuses: list[str | None]) -> dict[str, Any]:
+    """A successful answer shaped as the official document shows it: ``result`` only at
+    ``successful``, its pages' ``status`` absent (the schema defaults it to ``queued``) or
+    stale."""
+    body = query_body("successful", ["cached"] * len(statuses))
+    for page, status in zip(body["result"]["pages"], statuses, strict=True):
+        if status is None:
+            del page["status"]
+        else:
+            page["status"] = status
+    return body
+
+
+@pytest.mark.parametrize(
+    "page_statuses",
+    [[None, None, None], ["queued", "uploading", None], ["cached", None, "cached"]],
+    ids=["no-statuses", "stale-statuses", "mixed"],
+)
+async def test_a_successful_querys_listed_pages_are_fetched_whatever_their_status_says(
+    client: HaloClient, mocked: HaloMock, page_statuses: list[str | None]
+) -> None:
+    log = Log()
+    # Before success the answers list no result at all, as in the document's examples.
+    for body in (query_body("queued"), query_body("executing")):
+        mocked.get(STATUS_URL, callback=log.status_callback(body))
+    mocked.get(
+        STATUS_URL,
+        callback=log.status_callback(successful_with_bare_pages(page_statuses)),
+        repeat=True,
+    )
+    mocked.get(PAGE_URL, callback=log.page_callback(), repeat=True)
+    now = [0.0]
+
+    async def advancing_sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    poll = PollPolicy(sleep=advancing_sleep, clock=lambda: now[0], jitter=False)
+    job = client.resume(Checkpoint(SITE, QUERY), poll=poll)
+    rows = [row async for row in job.rows()]
+
+    assert rows == all_rows(1, 2, 3)
+    # No polling after success: one status ask per answer shown, then the pages.
+    assert log.entries.count("status successful") == 1
+
+
+async def collect(rows: AsyncIterator[dict[str, Any]], into: list[dict[str, Any]]) -> None:
+    async for row in rows:
+        into.append(row)
+
+
+def listing(pages: dict[int, int], total: int) -> dict[str, Any]:
+    """A successful answer listing ``pages`` (number -> row count) and the total rows."""
+    body = query_body("successful")
+    body["result"] = {
+        "rows": total,
+        "pages": [
+            {"pageNumber": n, "status": "cached", "rows": {"count": count}}
+            for n, count in pages.items()
+        ],
+    }
+    return body
+
+
+@pytest.mark.parametrize(
+    ("pages", "total", "bodies", "page_at_fault", "delivered"),
+    [
+        ({1: 3, 3: 3}, 6, {1: page_body(1), 3: page_body(3)}, 2, 3),
+        ({1: 3, 2: 5}, 8, {1: page_body(1), 2: page_body(2)}, 2, 3),
+        ({1: 3, 2: 3}, 6, {1: page_body(1), 2: {"parameters": []}}, 2, 3),
+        ({1: 3, 2: 3}, 9, {1: page_body(1), 2: page_body(2)}, None, 6),
+    ],
+    ids=["a-gap-in-the-pages", "fewer-rows-than-counted", "a-page-without-data", "total-off"],
+)
+async def test_rows_are_never_lost_silently(
+    client: HaloClient,
+    mocked: HaloMock,
+    pages: dict[int, int],
+    total: int,
+    bodies: dict[int, Any],
+    page_at_fault: int | None,
+    delivered: int,
+) -> None:
+    mocked.get(STATUS_URL, payload=listing(pages, total), repeat=True)
+    for number, body in bodies.items():
+        mocked.get(f"{STATUS_URL}/results/{number}", payload=body)
+
+    job = client.resume(Checkpoint(SITE, QUERY), poll=POLL)
+    rows: list[dict[str, Any]] = []
+    with pytest.raises(IncompleteResultError) as caught:
+        await collect(job.rows(), rows)
+
+    assert caught.value.page_number == page_at_fault
+    assert (caught.value.site_id, caught.value.query_id) == (SITE, QUERY)
+    assert len(rows) == delivered  # what did add up was delivered before the error
+    if page_at_fault is not None:
+        assert f"page {page_at_fault}" in str(caught.value)

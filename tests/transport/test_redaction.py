@@ -120,6 +120,19 @@ SCENARIOS: dict[str, Scenario] = {
         lambda c: c.get_site(SITE),
         errors.AuthenticationError,
     ),
+    # Escaped in the JSON, the key reads back whole once the body is parsed.
+    "server-echoes-the-key-json-escaped": (
+        lambda m: m.get(
+            SITE_URL,
+            status=401,
+            body=b'{"error": {"status": 401, "message": "Invalid key '
+            + "".join(f"\\u{ord(c):04x}" for c in API_KEY).encode()
+            + b'"}}',
+            content_type="application/json",
+        ),
+        lambda c: c.get_site(SITE),
+        errors.AuthenticationError,
+    ),
     "validation": (
         lambda m: None,
         lambda c: c.get_result_page(SITE, QUERY, 0),

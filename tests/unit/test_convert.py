@@ -369,3 +369,14 @@ def test_a_body_that_does_not_fit_raises_decode_error_naming_the_field(
 
     assert names in str(caught.value)
     assert isinstance(caught.value, errors.HaloError)
+
+
+@pytest.mark.parametrize("bad_id", [None, 12345, {"id": "x"}, ["x"], True])
+def test_a_null_or_wrong_typed_id_is_a_decode_error_not_a_string_of_it(bad_id: Any) -> None:
+    body = {"id": bad_id, "siteId": "3f91c577-20a8-467b-8991-b96dfb90e8c6", "status": "queued"}
+    body["mode"] = "async"
+
+    with pytest.raises(errors.DecodeError, match=r"expected str @ <AsyncQuery>\.id"):
+        _convert.structure(body, models.AsyncQuery)
+    with pytest.raises(errors.DecodeError):
+        _convert.structure([{"queryId": bad_id, "status": "found"}], list[models.QueryStatusResult])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import orjson
@@ -337,3 +338,68 @@ def test_every_error_is_a_halo_error() -> None:
 
     assert all(issubclass(cls, errors.HaloError) for cls in classes)
     assert issubclass(errors.ValidationError, ValueError)
+
+
+def _sample_errors() -> list[errors.HaloError]:
+    """One of every error the client raises, built as the client builds them."""
+    details = models.ErrorDetails(error_type="mssql", error_code=208, error_message="Invalid")
+    query = _convert.structure(
+        {"id": QUERY, "siteId": SITE, "status": "executionFailed", "mode": "async"},
+        models.AsyncQuery,
+    )
+    made: list[errors.HaloError] = [
+        error_from_response(
+            status, b'{"error": {"message": "no"}}', {"Retry-After": "3"}, method="GET", path="/x"
+        )
+        for status in (400, 401, 403, 404, 410, 413, 429, 500, 502, 503, 504)
+    ]
+    made += [
+        errors.ValidationError("bad", field="site_id", value="x"),
+        errors.ConfigurationError("no key"),
+        errors.ClientClosedError("closed"),
+        errors.SiteNotFoundError("none"),
+        errors.DecodeError("not json"),
+        errors.HaloConnectionError("no answer", method="GET", path="/x"),
+        errors.SubmissionOutcomeUnknownError(
+            "unknown", method="POST", path="/q", body={"command": {}}, cause=TimeoutError("t")
+        ),
+        errors.RowTypeError("row", page_number=2, row_index=3, columns=["DOB"]),
+        errors.PollTimeoutError("slow", site_id=SITE, query_id=QUERY),
+        errors.FanOutDeadlineError(
+            "late",
+            site_id=SITE,
+            query_id=QUERY,
+            checkpoint=models.Checkpoint(SITE, QUERY, 2, 5),
+        ),
+        errors.WebhookSignatureError("sig"),
+        errors.error_for_query(query),
+        errors.error_for_details(details, status="executionFailed", site_id=SITE, query_id=QUERY),
+    ]
+    return made
+
+
+def test_every_error_pickles_with_its_attributes() -> None:
+    samples = _sample_errors()
+    classes = {type(error) for error in samples}
+    assert len(classes) >= 20
+
+    for error in samples:
+        restored = pickle.loads(pickle.dumps(error))
+
+        assert type(restored) is type(error)
+        assert str(restored) == str(error)
+        for name, value in vars(error).items():
+            if isinstance(value, BaseException):
+                assert repr(getattr(restored, name)) == repr(value)
+            else:
+                assert getattr(restored, name) == value, (type(error).__name__, name)
+
+
+def test_a_huge_error_body_is_capped_in_the_message() -> None:
+    html = b"<html>" + b"x" * 2_000_000 + b"</html>"
+
+    error = error_from_response(502, html, {}, method="GET", path="/integrator/sites")
+
+    assert len(str(error)) < 2_000
+    assert "2000013 bytes" in str(error)
+    assert len(error.body) <= 65_536

@@ -8,7 +8,16 @@ from typing import Any
 import pytest
 from aioresponses import aioresponses
 
-from halo_async import Command, HaloClient, Parameter, RetryPolicy, errors
+from halo_async import (
+    Checkpoint,
+    Command,
+    FanOutLimits,
+    HaloClient,
+    Parameter,
+    PollPolicy,
+    RetryPolicy,
+    errors,
+)
 
 SITE = "3f91c577-20a8-467b-8991-b96dfb90e8c6"
 QUERY = "1366ef6e-d536-457c-8f1b-eaa4352059f9"
@@ -199,6 +208,76 @@ CASES: dict[str, tuple[Call, Any, str]] = {
         "name",
     ),
     "empty-query-ids": (lambda c: c.get_query_statuses(SITE, []), [], "query_ids"),
+    # A job's own settings are checked before its query is created: afterwards, a retry
+    # of the call would run the query twice.
+    "submit-prefetch-zero": (lambda c: c.submit(SITE, "SELECT 1", prefetch=0), 0, "prefetch"),
+    "fan-out-deadline-negative": (
+        lambda c: c.fan_out("SELECT 1", [SITE], deadline=-1),  # type: ignore[return-value]
+        -1,
+        "deadline",
+    ),
+    "fan-out-site-not-a-uuid": (
+        lambda c: c.fan_out("SELECT 1", [SITE, "x-1"]),  # type: ignore[return-value]
+        "x-1",
+        "site_ids[]",
+    ),
+    "fan-out-queue-over-7200000": (
+        lambda c: c.fan_out(  # type: ignore[return-value]
+            "SELECT 1", [SITE], max_time_in_queue=7_200_001
+        ),
+        7_200_001,
+        "max_time_in_queue",
+    ),
+    "submit-poll-not-a-policy": (
+        lambda c: c.submit(SITE, "SELECT 1", poll="fast"),  # type: ignore[arg-type]
+        "fast",
+        "poll",
+    ),
+    "fan-out-deadline-nan": (
+        lambda c: c.fan_out("SELECT 1", [SITE], deadline=float("nan")),  # type: ignore[return-value]
+        float("nan"),
+        "deadline",
+    ),
+    "fan-out-deadline-a-string": (
+        lambda c: c.fan_out("SELECT 1", [SITE], deadline="5"),  # type: ignore[arg-type,return-value]
+        "5",
+        "deadline",
+    ),
+    "fan-out-site-ids-a-string": (
+        lambda c: c.fan_out("SELECT 1", SITE),  # type: ignore[return-value]
+        SITE,
+        "site_ids",
+    ),
+    "parameter-nan": (
+        lambda c: c.immediate_query(SITE, "SELECT @x", parameters={"@x": float("nan")}),
+        float("nan"),
+        "parameters[].value",
+    ),
+    "parameter-infinity": (
+        lambda c: c.submit(SITE, "SELECT @x", parameters={"@x": float("inf")}),
+        float("inf"),
+        "parameters[].value",
+    ),
+    "parameter-bytes": (
+        lambda c: c.immediate_query(SITE, "SELECT @x", parameters={"@x": b"\x00\x01"}),  # type: ignore[dict-item]
+        b"\x00\x01",
+        "parameters[].value",
+    ),
+    "parameter-a-list": (
+        lambda c: c.immediate_query(SITE, "SELECT @x", parameters={"@x": [1, 2]}),  # type: ignore[dict-item]
+        [1, 2],
+        "parameters[].value",
+    ),
+    "parameter-name-injected": (
+        lambda c: c.immediate_query(SITE, "SELECT 1", parameters={"@x; DROP TABLE y": 1}),
+        "@x; DROP TABLE y",
+        "parameters[].name",
+    ),
+    "resume-negative-row": (
+        lambda c: c.resume(Checkpoint(SITE, QUERY, 1, -1)),  # type: ignore[arg-type,return-value]
+        -1,
+        "next_row",
+    ),
     "query-ids-a-string": (lambda c: c.get_query_statuses(SITE, QUERY), QUERY, "query_ids"),
 }
 
@@ -216,7 +295,7 @@ async def test_bad_arguments_are_refused_before_sending(
     error = caught.value
     assert repr(value) in str(error), f"{str(error)!r} does not name {value!r}"
     assert error.field == field
-    assert error.value == value
+    assert error.value == value or (value != value and error.value != error.value)  # NaN
     assert isinstance(error, ValueError)
 
 
@@ -235,6 +314,10 @@ async def test_a_command_object_with_options_beside_it_is_refused(
         ({"request_timeout": 0}, "request_timeout"),
         ({"connect_timeout": -1.0}, "connect_timeout"),
         ({"connection_limit": 0}, "connection_limit"),
+        ({"connection_limit": 2.5}, "connection_limit"),
+        ({"request_timeout": float("nan")}, "request_timeout"),
+        ({"connect_timeout": "3"}, "connect_timeout"),
+        ({"retry": 3}, "retry"),
     ],
 )
 def test_bad_client_settings_are_refused(kwargs: dict[str, Any], field: str) -> None:
@@ -253,6 +336,10 @@ def test_bad_client_settings_are_refused(kwargs: dict[str, Any], field: str) -> 
         ({"max_delay": -1}, "max_delay"),
         ({"deadline": -1}, "deadline"),
         ({"retry_after_cap": -1}, "retry_after_cap"),
+        ({"max_attempts": 2.5}, "max_attempts"),
+        ({"initial_delay": float("nan")}, "initial_delay"),
+        ({"deadline": float("nan")}, "deadline"),
+        ({"multiplier": "2"}, "multiplier"),
     ],
 )
 def test_bad_retry_policies_are_refused(kwargs: dict[str, Any], field: str) -> None:
@@ -261,3 +348,60 @@ def test_bad_retry_policies_are_refused(kwargs: dict[str, Any], field: str) -> N
 
     assert caught.value.field == field
     assert repr(kwargs[field]) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"max_in_flight": 0}, "max_in_flight"),
+        ({"per_site": True}, "per_site"),
+        ({"prefetch": 1.5}, "prefetch"),
+    ],
+)
+def test_bad_fan_out_limits_are_refused(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(errors.ValidationError) as caught:
+        FanOutLimits(**kwargs)
+
+    assert caught.value.field == field
+    assert repr(kwargs[field]) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"initial_interval": -1}, "initial_interval"),
+        ({"deadline": -5}, "deadline"),
+        ({"max_interval": float("nan")}, "max_interval"),
+        ({"multiplier": None}, "multiplier"),
+    ],
+)
+def test_bad_poll_policies_are_refused(kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(errors.ValidationError) as caught:
+        PollPolicy(**kwargs)
+
+    assert caught.value.field == field
+    assert "PollPolicy" in str(caught.value)
+
+
+async def test_a_misspelt_query_option_is_refused_before_sending(
+    client: HaloClient, mocked: aioresponses
+) -> None:
+    with pytest.raises(TypeError, match="'catalog'") as caught:
+        await client.submit(SITE, "SELECT 1", catalog="Patients")  # type: ignore[call-arg]
+
+    assert "catalogue" in str(caught.value)  # the options it could have meant
+    assert mocked.requests == {}
+
+
+@pytest.mark.parametrize(
+    "key", ["abc\r\nX-Injected: 1", "abc\n", " abc", 12345], ids=["crlf", "lf", "space", "int"]
+)
+def test_an_api_key_unfit_for_a_header_is_refused_without_quoting_it(key: Any) -> None:
+    with pytest.raises(errors.ConfigurationError) as caught:
+        HaloClient(key)
+    assert str(key) not in str(caught.value) or isinstance(key, int)
+
+    halo = HaloClient("good-key")
+    with pytest.raises(errors.ConfigurationError):
+        halo.api_key = key
+    assert halo.api_key == "good-key"

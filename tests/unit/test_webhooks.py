@@ -343,26 +343,32 @@ def test_registry_tracking_never_leaks() -> None:
 
 
 class StatusScript:
-    """A status source: ``executing`` until ``finish()``, then ``successful``.
+    """A job runner whose statuses are ``executing`` until ``finish()``, then ``successful``.
 
     Like fan-out's batcher it schedules each ask within its window: an ask that may wait
     (``latest`` > 0) parks, standing in for an hour-long poll interval, until ``hurry()``
     (which the job calls when notified) makes it due.
     """
 
+    coalesces = True
+
     def __init__(self) -> None:
         self.finished = False
         self.calls = 0
         self.windows: list[tuple[float, float]] = []
         self.hurried = asyncio.Event()
+        self.changes: list[str] = []
 
-    def hurry(self) -> None:
+    def hurry(self, job: QueryJob) -> None:
         self.hurried.set()
+
+    def status_changed(self, job: QueryJob, query: models.AsyncQuery) -> None:
+        self.changes.append(str(query.status))
 
     def finish(self) -> None:
         self.finished = True
 
-    async def __call__(self, earliest: float, latest: float) -> models.AsyncQuery:
+    async def status(self, job: QueryJob, earliest: float, latest: float) -> models.AsyncQuery:
         self.windows.append((earliest, latest))
         if latest > 0:
             await self.hurried.wait()
@@ -383,8 +389,7 @@ async def test_registry_notify_cuts_a_real_jobs_long_wait_short() -> None:
         script_site := "3f91c577-20a8-467b-8991-b96dfb90e8c6",
         "0b7e2c1a-0000-4000-8000-00000000000a",
         poll=PollPolicy(initial_interval=3600, max_interval=3600, jitter=False),
-        status_source=script,
-        hurry=script.hurry,
+        _runner=script,
     )
     registry = JobRegistry()
 
@@ -407,6 +412,7 @@ async def test_registry_notify_cuts_a_real_jobs_long_wait_short() -> None:
     assert query.status == models.QueryStatus.SUCCESSFUL
     assert query.site_id == script_site
     assert script.calls == 2
+    assert script.changes == ["executing", "successful"]
     assert len(registry) == 0
 
 

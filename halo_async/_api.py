@@ -1,0 +1,36 @@
+"""The operations query jobs and fan-out call: a protocol, so that they depend on these
+four methods and not on the client module (which imports them lazily in turn)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from halo_async import models
+
+
+class QueryApi(Protocol):
+    """What a :class:`~halo_async.jobs.QueryJob` and a fan-out need of a client."""
+
+    async def _create_async_query(self, site_id: str, body: dict[str, Any]) -> models.AsyncQuery:
+        """Create an async query from a request body already validated (a fan-out checks
+        its arguments once, not once per site)."""
+        ...
+
+    async def get_query(
+        self, site_id: str, query_id: str
+    ) -> models.AsyncQuery | models.ImmediateQuery:
+        """A query's current state."""
+        ...
+
+    async def get_query_statuses(
+        self, site_id: str, query_ids: Sequence[str]
+    ) -> list[models.QueryStatusResult]:
+        """The status of several queries of one site, in one request."""
+        ...
+
+    async def get_result_page(
+        self, site_id: str, query_id: str, page_number: int
+    ) -> models.ResultPage:
+        """One fetched, decoded result page."""
+        ...
