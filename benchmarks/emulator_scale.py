@@ -24,7 +24,7 @@ from typing import Any
 from benchmarks._emulator import EmulatorProcess, plan_sites
 from benchmarks._measure import Stopwatch, median
 from benchmarks._report import BenchmarkResult, Figure, Target
-from halo_async import HaloClient, SiteOutcome
+from halo_async import FanOutLimits, HaloClient, SiteOutcome
 from halo_async.emulator._template import TemplateCache
 from halo_async.emulator.database import PracticeDatabase
 
@@ -43,6 +43,8 @@ STARTUP_TARGET_S = 2.0
 IDLE_SITE_TARGET_KIB = 16.0
 SETUP_PATIENTS = 2000
 SMALL_EMULATOR = 3
+# Every site's query in flight at once: the sweep is bounded by the emulator, not the client.
+_LIMITS = FanOutLimits(max_in_flight=2000)
 
 
 def _rss_kib(pid: int | None) -> float | None:
@@ -98,7 +100,7 @@ async def _fan_out(emulator: EmulatorProcess, site_ids: list[str]) -> tuple[floa
     async with HaloClient(emulator.api_key, base_url=emulator.base_url) as halo:
         with Stopwatch() as watch:
             ok = 0
-            async for item in halo.fan_out(SQL, site_ids, max_in_flight=1000):
+            async for item in halo.fan_out(SQL, site_ids, limits=_LIMITS):
                 if isinstance(item, SiteOutcome) and item.ok:
                     ok += 1
     return watch.wall, ok
