@@ -62,6 +62,10 @@ class TemplateCache:
         self._lock = threading.Lock()
         self._images: dict[Hashable, bytes] = {}
         self._building: dict[Hashable, threading.Lock] = {}
+        # One build at a time: generation is pure Python, so two builds in two threads take
+        # as long as one after the other, and each extra busy thread is one more contender
+        # for the GIL the event loop needs.
+        self._build_slot = threading.Lock()
         self.builds = 0
         """How many templates were generated (the rest of the copies came from the cache)."""
 
@@ -83,11 +87,12 @@ class TemplateCache:
         with key_lock:
             image = self._images.get(key)
             if image is None:
-                conn = generate(build)
-                try:
-                    image = conn.serialize()
-                finally:
-                    conn.close()
+                with self._build_slot:
+                    conn = generate(build)
+                    try:
+                        image = conn.serialize()
+                    finally:
+                        conn.close()
                 self._images[key] = image
                 self.builds += 1
         with self._lock:
