@@ -13,7 +13,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["BenchmarkResult", "Figure", "Target", "format_table", "report_json", "write_json"]
+__all__ = [
+    "BenchmarkResult",
+    "Figure",
+    "Target",
+    "format_comparison",
+    "format_table",
+    "report_json",
+    "write_json",
+]
 
 Comparison = Literal["<=", "<", ">=", ">"]
 
@@ -169,3 +177,63 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
     """Write ``document`` to ``path``, creating its folder."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(document, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+
+
+def format_comparison(results: Sequence[BenchmarkResult], old: dict[str, Any]) -> str:
+    """Each figure of this run against the same figure (benchmark and name) in ``old``, a
+    document :func:`report_json` wrote earlier; figures only one side has are listed so."""
+    previous = {
+        (benchmark, figure["name"]): figure
+        for benchmark, result in old.get("benchmarks", {}).items()
+        for figure in result.get("figures", [])
+    }
+    current = {
+        (result.name, figure.name): figure for result in results for figure in result.figures
+    }
+    rows = [("benchmark", "figure", "old", "new", "change")]
+    for key, figure in current.items():
+        before = previous.get(key)
+        if before is None:
+            rows.append((*key, "missing", figure.formatted_value(), ""))
+            continue
+        old_value = before.get("value")
+        rows.append(
+            (*key, _old_value(before), figure.formatted_value(), _change(old_value, figure))
+        )
+    gone = [key for key in previous if key not in current and key[0] in {r.name for r in results}]
+    for key in gone:
+        rows.append((*key, _old_value(previous[key]), "missing", ""))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    skipped = sorted({b for b, _ in previous} - {r.name for r in results})
+    if skipped:
+        lines.append(f"not run this time: {', '.join(skipped)}")
+    when = old.get("generated_at")
+    return f"compared with {when or 'an undated run'}:\n" + "\n".join(lines)
+
+
+def _old_value(figure: dict[str, Any]) -> str:
+    value = figure.get("value")
+    if not isinstance(value, int | float):
+        return "n/a"
+    return Figure(
+        str(figure.get("name")), float(value), unit=str(figure.get("unit", "x"))
+    ).formatted_value()
+
+
+def _change(old_value: Any, figure: Figure) -> str:
+    """The relative change, with a word saying whether it is towards the target."""
+    if not isinstance(old_value, int | float) or figure.value is None:
+        return "n/a"
+    if old_value == 0:
+        return "from 0"
+    change = (figure.value - old_value) / abs(old_value)
+    text = f"{change:+.1%}"
+    if figure.target is not None and change != 0:
+        better = (change > 0) == (figure.target.comparison in (">=", ">"))
+        text += " better" if better else " worse"
+    return text

@@ -2,21 +2,29 @@
 
 Options: ``--quick`` (small sizes, a smoke run), ``--only NAME`` (repeatable), ``--repeat N``
 (each figure is the median of N runs), ``--output PATH`` (default
-``benchmarks/results/latest.json``). The exit status is 0 when every target is met, 1 when one
-is missed.
+``benchmarks/results/latest.json``), ``--compare OLD.json`` (print each figure's change against
+an earlier run's JSON). The exit status is 0 when every target is met, 1 when one is missed.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-from benchmarks import decode, emulator_scale, fanout, first_row, memory
-from benchmarks._report import BenchmarkResult, format_table, report_json, write_json
+from benchmarks import decode, emulator_scale, fanout, first_row, memory, stall
+from benchmarks._report import (
+    BenchmarkResult,
+    format_comparison,
+    format_table,
+    report_json,
+    write_json,
+)
 
 __all__ = ["BENCHMARKS", "main", "run_benchmarks"]
 
@@ -27,6 +35,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     decode.NAME: decode.run,
     memory.NAME: memory.run,
     first_row.NAME: first_row.run,
+    stall.NAME: stall.run,
     emulator_scale.NAME: emulator_scale.run,
 }
 """Every benchmark by name, in the order they run."""
@@ -53,7 +62,24 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output", type=Path, default=DEFAULT_OUTPUT, help=f"JSON file ({DEFAULT_OUTPUT.name})"
     )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        metavar="OLD.json",
+        help="an earlier run's JSON: print each figure's change against it",
+    )
     return parser
+
+
+def _read_old(path: Path) -> dict[str, Any]:
+    """The earlier run to compare with, read before anything runs so a typo fails fast."""
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"--compare {path}: cannot read it: {exc}") from exc
+    if not isinstance(document, dict) or not isinstance(document.get("benchmarks"), dict):
+        raise SystemExit(f"--compare {path}: not a benchmarks.run results file")
+    return document
 
 
 async def run_benchmarks(
@@ -76,9 +102,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.repeat < 1:
         _parser().error("--repeat must be at least 1")
+    old = _read_old(args.compare) if args.compare is not None else None
     names = [name for name in BENCHMARKS if not args.only or name in args.only]
     results = asyncio.run(run_benchmarks(names, quick=args.quick, repeat=args.repeat))
     print(format_table(results))
+    if old is not None:
+        print("\n" + format_comparison(results, old))
     options = {"quick": args.quick, "repeat": args.repeat, "only": names}
     write_json(args.output, report_json(results, options))
     print(f"\nwritten: {args.output}")

@@ -30,8 +30,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, HTTPException
 
 from halo_async import HaloClient, PollPolicy, SitePage
 from halo_async.contrib.fastapi import (
@@ -39,10 +38,11 @@ from halo_async.contrib.fastapi import (
     JobRegistryDep,
     NDJSONResponse,
     halo_lifespan,
+    install_exception_handlers,
     rows_response,
     webhook_router,
 )
-from halo_async.errors import HaloError, SiteNotFoundError
+from halo_async.errors import HaloError
 from halo_async.webhooks import JobRegistry, WebhookVerifier
 
 PATIENTS_SQL = (
@@ -88,16 +88,10 @@ def create_app(
     )
 
     app = FastAPI(title="halo-async example", lifespan=halo_lifespan(client_factory))
+    # A Halo error raised before the first row becomes a JSON answer: 404 for a PMS site id
+    # that resolves to no site, 422 for SQL the practice rejects, 429, 502/503/504...
+    install_exception_handlers(app)
     app.include_router(webhook_router(verifier))
-
-    @app.exception_handler(SiteNotFoundError)
-    async def site_not_found(_: Request, exc: SiteNotFoundError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
-
-    @app.exception_handler(HaloError)
-    async def halo_failed(_: Request, exc: HaloError) -> JSONResponse:
-        # Raised before the first row: Halo (or the practice) failed, not this service.
-        return JSONResponse({"detail": f"{type(exc).__name__}: {exc}"}, status_code=502)
 
     @app.get("/sites/{pms_site_id}/patients")
     async def site_patients(

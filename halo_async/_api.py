@@ -4,21 +4,33 @@ four methods and not on the client module (which imports them lazily in turn).""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from halo_async import models
+from halo_async._http import Response
+
+
+class FetchedPage(NamedTuple):
+    """A result page's answer, not yet decoded: what a job's prefetch window holds."""
+
+    site_id: str
+    query_id: str
+    page_number: int
+    response: Response
 
 
 class QueryApi(Protocol):
     """What a :class:`~halo_async.jobs.QueryJob` and a fan-out need of a client."""
 
-    async def _create_async_query(self, site_id: str, body: dict[str, Any]) -> models.AsyncQuery:
+    async def _create_async_query(
+        self, site_id: str, body: dict[str, Any], timeout: float | None = None
+    ) -> models.AsyncQuery:
         """Create an async query from a request body already validated (a fan-out checks
         its arguments once, not once per site)."""
         ...
 
     async def get_query(
-        self, site_id: str, query_id: str
+        self, site_id: str, query_id: str, *, timeout: float | None = None
     ) -> models.AsyncQuery | models.ImmediateQuery:
         """A query's current state."""
         ...
@@ -29,8 +41,12 @@ class QueryApi(Protocol):
         """The status of several queries of one site, in one request."""
         ...
 
-    async def get_result_page(
+    async def _fetch_result_page(
         self, site_id: str, query_id: str, page_number: int
-    ) -> models.ResultPage:
-        """One fetched, decoded result page."""
+    ) -> FetchedPage:
+        """One result page's answer, not yet decoded."""
+        ...
+
+    async def _decode_result_page(self, fetched: FetchedPage) -> models.ResultPage:
+        """The page of a fetched answer (decoded off the event loop when it is large)."""
         ...

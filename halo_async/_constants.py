@@ -64,7 +64,10 @@ CONNECTION_LIMIT: Final = 100
 RETRY_MAX_ATTEMPTS: Final = 5
 RETRY_INITIAL_DELAY_S: Final = 0.5
 RETRY_MAX_DELAY_S: Final = 30.0
-RETRY_DEADLINE_S: Final = 120.0
+# The deadline bounds every attempt too (an attempt is cut to the time left), so it must
+# leave room for the longest single one: an immediate query that waits its full 60 s queue
+# time gets 125 s; 180 s also leaves room for a retry of a shorter request or two.
+RETRY_DEADLINE_S: Final = 180.0
 RETRY_AFTER_CAP_S: Final = 120.0
 
 # -- Polling and streaming (our choice; REFERENCE §9: no polling interval is published) ---
@@ -107,3 +110,16 @@ ERROR_BODY_KEPT_BYTES: Final = 65_536
 # Redirects: Halo's API does not redirect, but a proxy in front of it may. Same-origin ones
 # are followed for requests that change nothing, up to this many in a row.
 MAX_REDIRECTS: Final = 5
+
+# -- Decoding (our choice; measured with `python -m benchmarks.run --only decode --only stall`)
+# Result page bodies this large or larger are decoded in a worker thread. Inline, a usual
+# 1 MB page (a ~1.3 MB body) holds the event loop for ~3 ms, and the same body sent to the
+# thread costs ~0.5-2 ms more CPU (the hop, the slicing) for little gain; an 8 MB page (a
+# ~11 MB body) holds it for 40-70 ms, and a few arriving together for hundreds of ms. 2 MiB
+# keeps the usual pages inline and sends everything from ~1.5 MB of rows up off the loop.
+DECODE_OFF_LOOP_MIN_BYTES: Final = 2 * 1024 * 1024
+# Off the loop, rows are parsed this many bytes of JSON at a time (~0.3 ms of orjson each):
+# orjson holds the GIL for a whole call, so the loop's thread waits for it about one slice
+# (the decoding thread offers the GIL between slices). Smaller slices cost no measurable
+# CPU down to 32 KiB.
+DECODE_SLICE_BYTES: Final = 64 * 1024

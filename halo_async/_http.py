@@ -95,6 +95,8 @@ class _Attempt:
     read_timeout: float | None
     site_id: str | None
     safety: Safety
+    policy: RetryPolicy
+    started: float
     count: int = 0
 
 
@@ -174,27 +176,30 @@ class HttpTransport:
         json: Any = None,
         read_timeout: float | None = None,
         site_id: str | None = None,
+        retry: RetryPolicy | None = None,
     ) -> Response:
         """Send a request, retrying as ``safety`` allows, and return a 2xx answer.
 
-        Raises :class:`~halo_async.errors.APIError` subclasses for error answers,
-        :class:`~halo_async.errors.QueryFailedError` for query-failure bodies,
-        :class:`~halo_async.errors.HaloConnectionError` when no answer came, and
-        :class:`~halo_async.errors.SubmissionOutcomeUnknownError` for a query-creating
-        POST whose fate is unknown.
+        ``read_timeout`` bounds each attempt (``request_timeout`` by default), cut to the
+        time left before the deadline of ``retry`` (the transport's policy by default).
+        Raises ``APIError`` subclasses for error answers, ``QueryFailedError`` for failure
+        bodies, ``HaloConnectionError`` when no answer came, and
+        ``SubmissionOutcomeUnknownError`` for a query-creating POST whose fate is unknown.
         """
+        policy = retry or self.retry
         attempt = _Attempt(
-            session=self._ensure_session(),
-            method=method,
-            path=path,
-            params=params,
-            body=orjson.dumps(json) if json is not None else None,
-            read_timeout=read_timeout,
-            site_id=site_id,
-            safety=safety,
+            self._ensure_session(),
+            method,
+            path,
+            params,
+            orjson.dumps(json) if json is not None else None,
+            read_timeout,
+            site_id,
+            safety,
+            policy,
+            started=policy.now(),
         )
         retryable = retryable_for_read if safety is Safety.IDEMPOTENT else retryable_for_create
-        started = self.retry.now()
         while True:
             attempt.count += 1
             try:
@@ -207,17 +212,13 @@ class HttpTransport:
             except (APIError, aiohttp.ClientError, TimeoutError) as exc:
                 if self._closed:
                     raise self._closed_under(attempt) from exc
-                delay = self._retry_delay(attempt, exc, retryable, started)
+                delay = self._retry_delay(attempt, exc, retryable)
                 if delay is None:
                     error = self._final_error(attempt, safety, json, exc)
                     if error is exc:
                         raise
                     raise error from exc
-                logger.info(
-                    "%s %s: attempt %d failed (%s); retrying in %.2f s",
-                    method, path, attempt.count, _describe(exc), delay,
-                )  # fmt: skip
-                await self.retry.sleep(delay)
+                await attempt.policy.sleep(delay)
                 if self._closed:
                     raise self._closed_under(attempt) from exc
 
@@ -233,21 +234,17 @@ class HttpTransport:
         )
 
     def _retry_delay(
-        self,
-        attempt: _Attempt,
-        exc: BaseException,
-        retryable: Callable[[BaseException], bool],
-        started: float,
+        self, attempt: _Attempt, exc: BaseException, retryable: Callable[[BaseException], bool]
     ) -> float | None:
         """The wait before the next attempt, or None to stop here."""
-        policy = self.retry
+        policy = attempt.policy
         if not retryable(exc):
             # Not transient (a 4xx), or a query-creating POST that may have created a query.
             return None
         if attempt.count >= policy.max_attempts:
             return None
         delay = policy.delay(attempt.count, getattr(exc, "retry_after", None))
-        if policy.now() + delay - started > policy.deadline:
+        if policy.now() + delay - attempt.started > policy.deadline:
             # Waiting past the deadline to try once more would break the caller's bound.
             logger.warning(
                 "%s %s: giving up after %d attempt(s): the next wait (%.2f s) would pass "
@@ -255,6 +252,10 @@ class HttpTransport:
                 attempt.method, attempt.path, attempt.count, delay, policy.deadline,
             )  # fmt: skip
             return None
+        logger.info(
+            "%s %s: attempt %d failed (%s); retrying in %.2f s",
+            attempt.method, attempt.path, attempt.count, _describe(exc), delay,
+        )  # fmt: skip
         return delay
 
     def _final_error(
@@ -374,9 +375,11 @@ class HttpTransport:
         return headers
 
     def _timeout(self, attempt: _Attempt) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(
-            total=attempt.read_timeout or self.request_timeout, connect=self._connect_timeout
-        )
+        # The retry deadline bounds the whole request, attempts included: an attempt may
+        # not outlast it, however long the per-attempt timeout.
+        left = attempt.policy.deadline - (attempt.policy.now() - attempt.started)
+        total = min(attempt.read_timeout or self.request_timeout, max(left, 0.001))
+        return aiohttp.ClientTimeout(total=total, connect=min(self._connect_timeout, total))
 
     def _scrub(self, payload: bytes) -> bytes:
         """The body without the API key, should a server echo it back (a gateway quoting the

@@ -92,6 +92,17 @@ def uuid_str(field: str, value: str | uuid.UUID) -> str:
     )
 
 
+def site_ids(values: Any) -> list[str]:
+    """A fan-out's sites: a sequence of Halo GUIDs (not one GUID's characters)."""
+    if isinstance(values, str) or not isinstance(values, Sequence):
+        raise ValidationError(
+            f"site_ids must be a sequence of Halo GUIDs, got {values!r}",
+            field="site_ids",
+            value=values,
+        )
+    return [uuid_str("site_ids[]", site) for site in values]
+
+
 def site_and_query(site_id: str | uuid.UUID, query_id: str | uuid.UUID) -> tuple[str, str]:
     """Both ids of a query-level path, checked."""
     return uuid_str("site_id", site_id), uuid_str("query_id", query_id)

@@ -8,12 +8,13 @@ import uuid
 import warnings
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, Unpack, overload
 
 import aiohttp
 
 from halo_async import _constants as C
 from halo_async import _convert, _decode, _validate, models
+from halo_async._api import FetchedPage
 from halo_async._http import HttpTransport, Response, Safety, is_query_failure, query_failure
 from halo_async._retry import PollPolicy, RetryPolicy
 from halo_async._validate import Parameters, QueryOptions, SqlOrCommand
@@ -34,7 +35,14 @@ from halo_async.models import Checkpoint
 if TYPE_CHECKING:
     # Jobs and fan-out depend on the operations they call (``_api.QueryApi``), not on this
     # module; it imports them when a job or fan-out is asked for.
-    from halo_async.fanout import FanOutEvent, FanOutLimits, SiteOutcome, SitePage
+    from halo_async.fanout import (
+        FanOutEvent,
+        FanOutLimits,
+        SiteFailure,
+        SiteOutcome,
+        SitePage,
+        SiteSuccess,
+    )
     from halo_async.jobs import QueryJob
     from halo_async.webhooks import JobRegistry
 
@@ -96,6 +104,33 @@ class HaloClient:
                 "connection_limit", connection_limit, 1, None, "connections"
             ),
         )
+        # Set on the copies with_options() makes: they share _http with this client.
+        self._timeout: float | None = None
+        self._retry: RetryPolicy | None = None
+        self._is_copy = False
+
+    def with_options(
+        self, *, timeout: float | None = None, retry: RetryPolicy | None = None
+    ) -> HaloClient:
+        """A copy of this client with other defaults, sharing its session and its key::
+
+            fast = halo.with_options(timeout=5, retry=RetryPolicy.none())
+            site = await fast.get_site(site_id)
+
+        ``timeout`` bounds each attempt of every request the copy sends (a call's own
+        ``timeout=`` still wins); ``retry`` replaces the retry policy. Options not given
+        are this client's. Closing the copy leaves the shared session open: the original
+        owns it, and closing the original closes it for both.
+        """
+        if timeout is not None:
+            _validate.seconds("timeout", timeout)
+        _validate.instance_or_none("retry", retry, RetryPolicy)
+        copy = object.__new__(HaloClient)
+        copy._http = self._http
+        copy._timeout = timeout if timeout is not None else self._timeout
+        copy._retry = retry if retry is not None else self._retry
+        copy._is_copy = True
+        return copy
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -112,8 +147,11 @@ class HaloClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the client (and its session, if it owns one). Safe to call twice."""
-        await self._http.close()
+        """Close the client (and its session, if it owns one). Safe to call twice.
+
+        A :meth:`with_options` copy leaves the session it shares open."""
+        if not self._is_copy:
+            await self._http.close()
 
     @property
     def closed(self) -> bool:
@@ -137,7 +175,7 @@ class HaloClient:
     @property
     def retry(self) -> RetryPolicy:
         """The retry policy of every request."""
-        return self._http.retry
+        return self._retry or self._http.retry
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "open"
@@ -145,7 +183,7 @@ class HaloClient:
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
         http = getattr(self, "_http", None)
-        if http is not None and http.owns_open_session:
+        if http is not None and http.owns_open_session and not getattr(self, "_is_copy", False):
             _warn(
                 f"HaloClient for {http.base_url} was never closed: use 'async with "
                 "HaloClient(...)' or 'await client.close()'",
@@ -160,6 +198,8 @@ class HaloClient:
         self,
         site_id: str | uuid.UUID,
         command: SqlOrCommand,
+        *,
+        timeout: float | None = None,
         **options: Unpack[QueryOptions],
     ) -> models.ImmediateQuery:
         """Run a query and wait for its result in the same request (``createImmediateQuery``).
@@ -179,7 +219,9 @@ class HaloClient:
             f"/integrator/sites/{site}/queries/immediate",
             site,
             body,
+            # Halo answers an immediate query once it ran: wait the queue time and more.
             read_timeout=queue_ms / 1000 + C.IMMEDIATE_TIMEOUT_HEADROOM_S,
+            timeout=timeout,
         )
         data = _json_object(response)
         # Before 23.927 failures came with a 200 (the failed query, or a bare errorDetails
@@ -195,6 +237,8 @@ class HaloClient:
         self,
         site_id: str | uuid.UUID,
         command: SqlOrCommand,
+        *,
+        timeout: float | None = None,
         **options: Unpack[QueryOptions],
     ) -> models.AsyncQuery:
         """Queue a query on the site and return it, ``initialising`` (``createAsyncQuery``).
@@ -206,28 +250,38 @@ class HaloClient:
         outcome raises :class:`~halo_async.errors.SubmissionOutcomeUnknownError`.
         """
         site = _validate.uuid_str("site_id", site_id)
-        return await self._create_async_query(site, _async_body(command, options))
+        return await self._create_async_query(site, _async_body(command, options), timeout)
 
-    async def _create_async_query(self, site_id: str, body: dict[str, Any]) -> models.AsyncQuery:
-        response = await self._create(f"/integrator/sites/{site_id}/queries/async", site_id, body)
+    async def _create_async_query(
+        self, site_id: str, body: dict[str, Any], timeout: float | None = None
+    ) -> models.AsyncQuery:
+        response = await self._create(
+            f"/integrator/sites/{site_id}/queries/async", site_id, body, timeout=timeout
+        )
         return _structure(response, models.AsyncQuery)
 
     async def get_query(
-        self, site_id: str | uuid.UUID, query_id: str | uuid.UUID
+        self, site_id: str | uuid.UUID, query_id: str | uuid.UUID, *, timeout: float | None = None
     ) -> models.AsyncQuery | models.ImmediateQuery:
         """A query's current state (``getQuery``): an async query, or an immediate one by id.
 
         A failed status is returned, not raised: inspect ``is_failed`` and ``failure``.
         """
         site, query = _validate.site_and_query(site_id, query_id)
-        response = await self._get(f"/integrator/sites/{site}/queries/{query}", site)
+        response = await self._get(
+            f"/integrator/sites/{site}/queries/{query}", site, timeout=timeout
+        )
         data = _json_object(response)
         if data.get("mode") == "immediate":
             return _convert.structure(data, models.ImmediateQuery)
         return _convert.structure(data, models.AsyncQuery)
 
     async def get_query_statuses(
-        self, site_id: str | uuid.UUID, query_ids: Sequence[str | uuid.UUID]
+        self,
+        site_id: str | uuid.UUID,
+        query_ids: Sequence[str | uuid.UUID],
+        *,
+        timeout: float | None = None,
     ) -> list[models.QueryStatusResult]:
         """The status of several async queries of one site in one request (batch status)."""
         site = _validate.uuid_str("site_id", site_id)
@@ -238,33 +292,61 @@ class HaloClient:
                 value=query_ids,
             )
         ids = [_validate.uuid_str("query_ids[]", query_id) for query_id in query_ids]
-        response = await self._http.request(
+        response = await self._request(
             "POST",
             f"/integrator/sites/{site}/queries/status",
             safety=Safety.IDEMPOTENT,
             json={"queryIds": ids},
             site_id=site,
+            timeout=timeout,
         )
         results = _json_object(response).get("results", [])
         return _convert.structure(results, list[models.QueryStatusResult])
 
     async def get_result_page(
-        self, site_id: str | uuid.UUID, query_id: str | uuid.UUID, page_number: int
+        self,
+        site_id: str | uuid.UUID,
+        query_id: str | uuid.UUID,
+        page_number: int,
+        *,
+        timeout: float | None = None,
     ) -> models.ResultPage:
         """Fetch and decode one cached result page of a successful async query.
 
         Pages are numbered from 1. An expired result raises
         :class:`~halo_async.errors.ResultExpiredError` (resubmit the query).
         """
+        return await self._decode_result_page(
+            await self._fetch_result_page(site_id, query_id, page_number, timeout=timeout)
+        )
+
+    async def _fetch_result_page(
+        self,
+        site_id: str | uuid.UUID,
+        query_id: str | uuid.UUID,
+        page_number: int,
+        *,
+        timeout: float | None = None,
+    ) -> FetchedPage:
+        """The first half of :meth:`get_result_page`: the answer, not yet decoded (a job's
+        prefetch window holds these, and decodes each when its turn comes)."""
         site, query, page = self._page_args(site_id, query_id, page_number)
         path = f"/integrator/sites/{site}/queries/{query}/results/{page}"
-        response = await self._get(path, site)
-        envelope = _json_object(response)
-        rows = _decode.decode_rows(envelope["data"]) if envelope.get("data") is not None else []
-        return _result_page(site, query, page, rows, envelope.get("parameters"), response)
+        return FetchedPage(site, query, page, await self._get(path, site, timeout=timeout))
+
+    async def _decode_result_page(self, fetched: FetchedPage) -> models.ResultPage:
+        """The second half of :meth:`get_result_page`."""
+        site, query, page, response = fetched
+        decoded = await _decode.decode_result_body(response.body)
+        return _result_page(site, query, page, decoded.rows, decoded.parameters, response)
 
     async def stream_result_page(
-        self, site_id: str | uuid.UUID, query_id: str | uuid.UUID, page_number: int
+        self,
+        site_id: str | uuid.UUID,
+        query_id: str | uuid.UUID,
+        page_number: int,
+        *,
+        timeout: float | None = None,
     ) -> models.ResultPage:
         """Fetch one result page through the ``/stream`` endpoint (``streamResultPage``).
 
@@ -273,16 +355,9 @@ class HaloClient:
         """
         site, query, page = self._page_args(site_id, query_id, page_number)
         path = f"/integrator/sites/{site}/queries/{query}/results/{page}/stream"
-        response = await self._get(path, site)
-        value = _json(response)
-        if isinstance(value, str):
-            # The OAS types the body as a JSON string: the base64 data itself.
-            return _result_page(site, query, page, _decode.decode_rows(value), None, response)
-        if isinstance(value, dict) and ("data" in value or "parameters" in value):
-            data = value.get("data")
-            rows = _decode.decode_rows(data) if data is not None else []
-            return _result_page(site, query, page, rows, value.get("parameters"), response)
-        return _result_page(site, query, page, _decode.rows_from_value(value), None, response)
+        response = await self._get(path, site, timeout=timeout)
+        decoded = await _decode.decode_result_body(response.body, any_shape=True)
+        return _result_page(site, query, page, decoded.rows, decoded.parameters, response)
 
     def _page_args(
         self, site_id: str | uuid.UUID, query_id: str | uuid.UUID, page_number: int
@@ -396,6 +471,54 @@ class HaloClient:
         async for row in job.rows():
             yield row
 
+    @overload
+    def fan_out(
+        self,
+        command: SqlOrCommand,
+        site_ids: Sequence[str | uuid.UUID],
+        *,
+        limits: FanOutLimits | None = None,
+        deadline: float | None = None,
+        poll: PollPolicy | None = None,
+        stream: Literal[False] = False,
+        coalesce_status: bool = True,
+        on_event: Callable[[FanOutEvent], None] | None = None,
+        jobs: JobRegistry | None = None,
+        **options: Unpack[QueryOptions],
+    ) -> AsyncGenerator[SiteSuccess[list[dict[str, Any]]] | SiteFailure, None]: ...
+
+    @overload
+    def fan_out(
+        self,
+        command: SqlOrCommand,
+        site_ids: Sequence[str | uuid.UUID],
+        *,
+        limits: FanOutLimits | None = None,
+        deadline: float | None = None,
+        poll: PollPolicy | None = None,
+        stream: Literal[True],
+        coalesce_status: bool = True,
+        on_event: Callable[[FanOutEvent], None] | None = None,
+        jobs: JobRegistry | None = None,
+        **options: Unpack[QueryOptions],
+    ) -> AsyncGenerator[SitePage | SiteSuccess[None] | SiteFailure, None]: ...
+
+    @overload
+    def fan_out(
+        self,
+        command: SqlOrCommand,
+        site_ids: Sequence[str | uuid.UUID],
+        *,
+        limits: FanOutLimits | None = None,
+        deadline: float | None = None,
+        poll: PollPolicy | None = None,
+        stream: bool,
+        coalesce_status: bool = True,
+        on_event: Callable[[FanOutEvent], None] | None = None,
+        jobs: JobRegistry | None = None,
+        **options: Unpack[QueryOptions],
+    ) -> AsyncGenerator[SitePage | SiteOutcome, None]: ...
+
     def fan_out(
         self,
         command: SqlOrCommand,
@@ -409,7 +532,7 @@ class HaloClient:
         on_event: Callable[[FanOutEvent], None] | None = None,
         jobs: JobRegistry | None = None,
         **options: Unpack[QueryOptions],
-    ) -> AsyncGenerator[SiteOutcome | SitePage, None]:
+    ) -> AsyncGenerator[SitePage | SiteOutcome, None]:
         """Run one async query on every site; yield a :class:`~halo_async.SiteOutcome` per
         entry as each completes (in completion order)::
 
@@ -438,13 +561,7 @@ class HaloClient:
         from halo_async.fanout import DEFAULT_FANOUT_LIMITS, FanOutLimits, _FanOut
 
         body = _async_body(command, options)
-        if isinstance(site_ids, str):
-            raise ValidationError(
-                f"site_ids must be a sequence of Halo GUIDs, got the string {site_ids!r}",
-                field="site_ids",
-                value=site_ids,
-            )
-        sites = [_validate.uuid_str("site_ids[]", site) for site in site_ids]
+        sites = _validate.site_ids(site_ids)
         if deadline is not None:
             _validate.seconds("deadline", deadline)
         _validate.instance_or_none("limits", limits, FanOutLimits)
@@ -465,7 +582,9 @@ class HaloClient:
 
     # -- sites -------------------------------------------------------------------------
 
-    async def find_sites(self, pms_site_id: str, pms_name: str) -> list[models.Site]:
+    async def find_sites(
+        self, pms_site_id: str, pms_name: str, *, timeout: float | None = None
+    ) -> list[models.Site]:
         """The sites (Halo GUIDs) of a practice, by its PMS site id ("Get Halo GUIDs").
 
         ``pms_name`` is ``"Best Practice"``, ``"Zedmed"`` or ``"D4w"``. One PMS id can map to
@@ -475,15 +594,17 @@ class HaloClient:
             "practiceManagementSiteId": _validate.pms_site_id(pms_site_id),
             "practiceManagementName": _validate.pms_name(pms_name),
         }
-        response = await self._get("/integrator/sites", None, params=params)
+        response = await self._get("/integrator/sites", None, params=params, timeout=timeout)
         sites = _json_object(response).get("sites", [])
         return _convert.structure(sites, list[models.Site])
 
-    async def resolve_site(self, pms_site_id: str, pms_name: str) -> models.Site:
+    async def resolve_site(
+        self, pms_site_id: str, pms_name: str, *, timeout: float | None = None
+    ) -> models.Site:
         """The one site to query for a practice: authoritative first, then active, then
         the most recent heartbeat. Raises :class:`~halo_async.errors.SiteNotFoundError`
         when the PMS id has no site."""
-        sites = await self.find_sites(pms_site_id, pms_name)
+        sites = await self.find_sites(pms_site_id, pms_name, timeout=timeout)
         if not sites:
             raise SiteNotFoundError(
                 f"no Halo site for {_validate.pms_name(pms_name)} site id {pms_site_id!r}: is the "
@@ -491,14 +612,21 @@ class HaloClient:
             )
         return max(sites, key=_site_preference)
 
-    async def get_site(self, site_id: str | uuid.UUID) -> models.Site:
+    async def get_site(
+        self, site_id: str | uuid.UUID, *, timeout: float | None = None
+    ) -> models.Site:
         """A site's status and metadata ("Get site status")."""
         site = _validate.uuid_str("site_id", site_id)
-        response = await self._get(f"/integrator/sites/{site}", site)
+        response = await self._get(f"/integrator/sites/{site}", site, timeout=timeout)
         return _structure(response, models.Site)
 
     async def pair_site(
-        self, pms_site_id: str, pms_name: str, pairing_code: str | None = None
+        self,
+        pms_site_id: str,
+        pms_name: str,
+        pairing_code: str | None = None,
+        *,
+        timeout: float | None = None,
     ) -> models.Site:
         """Pair with a practice's site; required before any query.
 
@@ -521,8 +649,12 @@ class HaloClient:
                 value=None,
             )
         # Pairing the same site again yields the same site: safe to retry.
-        response = await self._http.request(
-            "POST", "/integrator/pair-site", safety=Safety.IDEMPOTENT, params=params
+        response = await self._request(
+            "POST",
+            "/integrator/pair-site",
+            safety=Safety.IDEMPOTENT,
+            params=params,
+            timeout=timeout,
         )
         return _structure(response, models.Site)
 
@@ -539,6 +671,7 @@ class HaloClient:
         parameters: Parameters | None = None,
         execution_mode: models.ExecutionMode | str | None = None,
         command_type: models.CommandType | str | None = None,
+        timeout: float | None = None,
     ) -> str:
         """Register a query that Halo Link re-runs every ``frequency`` seconds (>= 60) for
         ``duration`` seconds (<= 86400); returns its id. Never retried once it may have
@@ -557,70 +690,117 @@ class HaloClient:
             "duration": duration,
             "registerCommand": {"command": _convert.unstructure_command(command_obj)},
         }
-        response = await self._create(f"/integrator/sites/{site}/queries/registered", site, body)
+        response = await self._create(
+            f"/integrator/sites/{site}/queries/registered", site, body, timeout=timeout
+        )
         created = _json_object(response)
         if not isinstance(created.get("id"), str):
             raise DecodeError(f"registered query created, but the answer has no id: {created!r}")
         return str(created["id"])
 
     async def list_registered_queries(
-        self, site_id: str | uuid.UUID
+        self, site_id: str | uuid.UUID, *, timeout: float | None = None
     ) -> list[models.RegisteredQuery]:
         """The registered queries of a site."""
         site = _validate.uuid_str("site_id", site_id)
-        response = await self._get(f"/integrator/sites/{site}/queries/registered", site)
+        response = await self._get(
+            f"/integrator/sites/{site}/queries/registered", site, timeout=timeout
+        )
         items = _json_object(response).get("registeredQueries", [])
         return _convert.structure(items, list[models.RegisteredQuery])
 
     async def get_registered_query(
-        self, site_id: str | uuid.UUID, query_id: str | uuid.UUID
+        self, site_id: str | uuid.UUID, query_id: str | uuid.UUID, *, timeout: float | None = None
     ) -> models.RegisteredQuery:
         """One registered query, with its run metrics."""
         site, query = _validate.site_and_query(site_id, query_id)
-        response = await self._get(f"/integrator/sites/{site}/queries/registered/{query}", site)
+        response = await self._get(
+            f"/integrator/sites/{site}/queries/registered/{query}", site, timeout=timeout
+        )
         return _structure(response, models.RegisteredQuery)
 
     async def cancel_registered_query(
-        self, site_id: str | uuid.UUID, query_id: str | uuid.UUID
+        self, site_id: str | uuid.UUID, query_id: str | uuid.UUID, *, timeout: float | None = None
     ) -> None:
         """Stop a registered query's runs."""
         site, query = _validate.site_and_query(site_id, query_id)
-        await self._http.request(
+        await self._request(
             "DELETE",
             f"/integrator/sites/{site}/queries/registered/{query}",
             safety=Safety.IDEMPOTENT,
             site_id=site,
+            timeout=timeout,
         )
 
     async def get_registered_query_result(
-        self, site_id: str | uuid.UUID, query_id: str | uuid.UUID
+        self, site_id: str | uuid.UUID, query_id: str | uuid.UUID, *, timeout: float | None = None
     ) -> models.RegisteredQueryResult:
         """The latest stored result of a registered query (``decode_rows()`` for its rows)."""
         site, query = _validate.site_and_query(site_id, query_id)
         path = f"/integrator/sites/{site}/queries/registered/{query}/results"
-        response = await self._get(path, site)
+        response = await self._get(path, site, timeout=timeout)
         return _structure(response, models.RegisteredQueryResult)
 
     # -- plumbing ----------------------------------------------------------------------
 
     async def _create(
-        self, path: str, site_id: str, body: dict[str, Any], *, read_timeout: float | None = None
+        self,
+        path: str,
+        site_id: str,
+        body: dict[str, Any],
+        *,
+        read_timeout: float | None = None,
+        timeout: float | None,
     ) -> Response:
         """A query-creating POST: never resent once the query may exist."""
-        return await self._http.request(
+        return await self._request(
             "POST",
             path,
             safety=Safety.CREATES_QUERY,
             json=body,
-            read_timeout=read_timeout,
             site_id=site_id,
+            timeout=timeout,
+            read_timeout=read_timeout,
         )
 
     async def _get(
-        self, path: str, site_id: str | None, *, params: Mapping[str, str] | None = None
+        self,
+        path: str,
+        site_id: str | None,
+        *,
+        params: Mapping[str, str] | None = None,
+        timeout: float | None,
     ) -> Response:
+        return await self._request(
+            "GET", path, safety=Safety.IDEMPOTENT, params=params, site_id=site_id, timeout=timeout
+        )
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        safety: Safety,
+        timeout: float | None,
+        read_timeout: float | None = None,
+        params: Mapping[str, str] | None = None,
+        json: Any = None,
+        site_id: str | None = None,
+    ) -> Response:
+        """A request under this client's options: a call's ``timeout`` first, then the
+        ``with_options`` one, then the operation's own (``read_timeout``), then the
+        client's ``request_timeout``."""
+        if timeout is not None:
+            _validate.seconds("timeout", timeout)
         return await self._http.request(
-            "GET", path, safety=Safety.IDEMPOTENT, params=params, site_id=site_id
+            method,
+            path,
+            safety=safety,
+            params=params,
+            json=json,
+            site_id=site_id,
+            read_timeout=timeout or self._timeout or read_timeout,
+            retry=self._retry,
         )
 
 

@@ -3,7 +3,7 @@
 ::
 
     HaloError
-    ├── ValidationError            bad input, caught before anything is sent
+    ├── InvalidArgumentError       bad input, caught before anything is sent (alias ValidationError)
     ├── ConfigurationError         no API key, a base URL we refuse
     ├── ClientClosedError          the client was used after close()
     ├── SiteNotFoundError          no site for a PMS site id
@@ -64,6 +64,7 @@ __all__ = [
     "HaloLinkError",
     "IncompleteResultError",
     "InitialisationFailedError",
+    "InvalidArgumentError",
     "NotAuthoritativeError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -105,13 +106,18 @@ class HaloError(Exception):
         return (_rebuild, (type(self), self.args, self.__dict__))
 
 
-class ValidationError(HaloError, ValueError):
+class InvalidArgumentError(HaloError, ValueError):
     """An argument is wrong; nothing was sent. ``field`` and ``value`` name it."""
 
     def __init__(self, message: str, *, field: str, value: Any) -> None:
         super().__init__(message)
         self.field = field
         self.value = value
+
+
+# The name before 0.1: kept importable, but not at the top level, where it would shadow
+# pydantic's ValidationError in FastAPI apps.
+ValidationError = InvalidArgumentError
 
 
 class ConfigurationError(HaloError, ValueError):

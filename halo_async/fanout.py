@@ -22,7 +22,7 @@ import enum
 import time
 from collections import defaultdict
 from collections.abc import AsyncGenerator, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar
 
 import attrs
 
@@ -40,8 +40,10 @@ __all__ = [
     "FanOutEventKind",
     "FanOutLimits",
     "FanOutProgress",
+    "SiteFailure",
     "SiteOutcome",
     "SitePage",
+    "SiteSuccess",
 ]
 
 
@@ -76,33 +78,71 @@ class FanOutLimits:
 DEFAULT_FANOUT_LIMITS = FanOutLimits()
 
 
-@attrs.frozen
-class SiteOutcome:
-    """How one site's query ended.
+Rows = list[dict[str, Any]]
+R = TypeVar("R", bound=Rows | None)
 
-    ``rows`` holds the site's rows (None in streaming mode, where they came as
-    :class:`SitePage` items, and on failure). ``error`` is the typed error of a failed site.
-    ``row_count`` and ``page_count`` are what was delivered for the site: the rows in
-    ``rows``, or those of the :class:`SitePage` items yielded before this outcome.
-    ``waited`` is the time spent waiting for a free slot, ``elapsed`` the time from
-    submission to the end.
+
+@attrs.frozen
+class SiteSuccess(Generic[R]):
+    """A site whose query succeeded and all of whose rows were delivered.
+
+    ``rows`` holds the site's rows; in streaming mode they came as :class:`SitePage` items
+    before this outcome, and ``rows`` is None (``SiteSuccess[None]``). ``row_count`` and
+    ``page_count`` are what was delivered. ``waited`` is the time spent waiting for a free
+    slot, ``elapsed`` the time from submission to the end; ``index`` the position of this
+    run in the ``site_ids`` given to ``fan_out``.
     """
 
     site_id: str
-    query_id: str | None
-    rows: list[dict[str, Any]] | None
-    error: BaseException | None
+    query_id: str
+    rows: R
     row_count: int
     page_count: int
     waited: float
     elapsed: float
     index: int = 0
-    """The position of this run in the ``site_ids`` given to ``fan_out``."""
+    error: None = None
+    """None: a success has no error (so that ``outcome.error`` reads on any outcome)."""
 
     @property
-    def ok(self) -> bool:
-        """True when the site's query succeeded and all its rows were delivered."""
-        return self.error is None
+    def ok(self) -> Literal[True]:
+        """True: after ``if outcome.ok:`` a type checker knows ``rows`` and ``query_id``."""
+        return True
+
+
+@attrs.frozen
+class SiteFailure:
+    """A site whose query failed, timed out or could not be delivered in full.
+
+    ``error`` is its typed error (a :class:`~halo_async.errors.HaloError`, e.g.
+    :class:`~halo_async.errors.FanOutDeadlineError` with a checkpoint). ``query_id`` is None
+    when the query was never created. ``row_count`` and ``page_count`` count the rows
+    delivered as :class:`SitePage` items before this outcome (streaming mode; 0 otherwise).
+    """
+
+    site_id: str
+    query_id: str | None
+    error: BaseException
+    row_count: int
+    page_count: int
+    waited: float
+    elapsed: float
+    index: int = 0
+    rows: None = None
+    """None: a failure's rows, if any were delivered, came as SitePage items."""
+
+    @property
+    def ok(self) -> Literal[False]:
+        """False: after ``if not outcome.ok:`` a type checker knows ``error``."""
+        return False
+
+
+if TYPE_CHECKING:
+    SiteOutcome: TypeAlias = SiteSuccess[Any] | SiteFailure
+else:  # unsubscripted, so that isinstance(item, SiteOutcome) works
+    SiteOutcome = SiteSuccess | SiteFailure
+"""How one site's query ended: a :class:`SiteSuccess` or a :class:`SiteFailure` (usable in
+``isinstance`` and in annotations; ``outcome.ok`` tells them apart, for type checkers too)."""
 
 
 @attrs.frozen
@@ -367,9 +407,7 @@ class _FanOut:
                 else:
                     run.rows.extend(page.rows)
 
-    def _outcome(
-        self, run: _Run, error: BaseException | None, *, rows: list[dict[str, Any]] | None
-    ) -> SiteOutcome:
+    def _outcome(self, run: _Run, error: BaseException | None, *, rows: Rows | None) -> SiteOutcome:
         """A producer's outcome. Its counts are what reaches the consumer with it or before
         it: in streaming mode every fetched page was queued ahead of it."""
         delivered = self._stream or rows is not None
@@ -386,22 +424,21 @@ class _FanOut:
         run: _Run,
         error: BaseException | None,
         *,
-        rows: list[dict[str, Any]] | None,
+        rows: Rows | None,
         row_count: int,
         page_count: int,
     ) -> SiteOutcome:
         now = time.perf_counter()
         started = run.started if run.started is not None else now
-        return SiteOutcome(
-            site_id=run.site_id,
-            query_id=_query_id(run),
-            rows=rows,
-            error=error,
-            row_count=row_count,
-            page_count=page_count,
-            waited=started - run.queued_at,
-            elapsed=now - started,
-            index=run.index,
+        query_id = _query_id(run)
+        waited, elapsed = started - run.queued_at, now - started
+        if error is None:
+            assert query_id is not None, "a site succeeded without its query"
+            return SiteSuccess(
+                run.site_id, query_id, rows, row_count, page_count, waited, elapsed, run.index
+            )
+        return SiteFailure(
+            run.site_id, query_id, error, row_count, page_count, waited, elapsed, run.index
         )
 
     # -- progress ------------------------------------------------------------------------

@@ -17,6 +17,10 @@ async def test_query(halo_emulator, halo_client):   # a HaloClient pointed at it
     query = await halo_client.immediate_query(halo_emulator.sites[0].id, "SELECT 1 AS one")
 ```
 
+Async tests that use these fixtures run on pytest-asyncio without ``@pytest.mark.asyncio``
+and without ``asyncio_mode = "auto"``: the plugin gives them pytest-asyncio's marker at
+collection, so a project with no pytest configuration works as it is (strict mode).
+
 Configuration, most specific first: the ``halo_emulator`` marker's keyword arguments (any
 :class:`halo_async.emulator.Emulator` argument), then ``--halo-emulator-sites`` /
 ``--halo-emulator-seed`` on the command line, then the ``halo_emulator_sites`` /
@@ -26,7 +30,8 @@ Configuration, most specific first: the ``halo_emulator`` marker's keyword argum
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import inspect
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pytest
@@ -39,6 +44,7 @@ __all__ = ["halo_client", "halo_emulator"]
 
 _DEFAULT_SITES = 3
 _DEFAULT_SEED = 1
+_FIXTURES = frozenset({"halo_emulator", "halo_client"})
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -66,6 +72,34 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "halo_emulator(**kwargs): configure the halo_emulator fixture "
         "(any halo_async.emulator.Emulator keyword argument)",
+    )
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_pycollect_makeitem(
+    collector: pytest.Module | pytest.Class, name: str, obj: object
+) -> Generator[None, Any, None]:
+    """Mark the async tests that use this plugin's fixtures with ``pytest.mark.asyncio``.
+
+    In pytest-asyncio's strict mode (its default) an unmarked ``async def`` test is not run
+    at all. pytest-asyncio turns marked coroutine tests into its own items in the same
+    hook, after the test functions are built; this wrapper is the innermost one
+    (``trylast``), so the marker is there by the time pytest-asyncio looks.
+    """
+    outcome = yield
+    result = outcome.get_result()
+    items = result if isinstance(result, list) else [result]
+    for item in items:
+        if _needs_asyncio_marker(item):
+            item.add_marker(pytest.mark.asyncio)
+
+
+def _needs_asyncio_marker(item: object) -> bool:
+    return (
+        isinstance(item, pytest.Function)
+        and inspect.iscoroutinefunction(item.obj)
+        and not _FIXTURES.isdisjoint(item.fixturenames)
+        and item.get_closest_marker("asyncio") is None
     )
 
 

@@ -41,6 +41,7 @@ from halo_async.errors import (
 )
 
 __all__ = [
+    "DEFAULT_MAX_BODY",
     "DEFAULT_REMEMBER",
     "DEFAULT_REMEMBER_FOR",
     "DEFAULT_TOLERANCE",
@@ -74,6 +75,10 @@ DEFAULT_TOLERANCE: Final = dt.timedelta(minutes=5)
 # the memory whatever the traffic: about 100 bytes an id.
 DEFAULT_REMEMBER: Final = 10_000
 DEFAULT_REMEMBER_FOR: Final = dt.timedelta(hours=24)
+# The largest webhook body a receiver reads. Halo's payload is a few hundred bytes; a body
+# far larger is not a webhook, and reading it whole first would let anyone cost the
+# service memory without a signature.
+DEFAULT_MAX_BODY: Final = 64 * 1024
 
 Secret = str | bytes
 
@@ -229,6 +234,16 @@ class WebhookVerifier:
             f"<WebhookVerifier secrets={len(self._secrets)} tolerance={self.tolerance} "
             f"remembered={len(self._seen)}>"
         )
+
+    def check_headers(self, headers: Mapping[str, str]) -> None:
+        """The checks that need no body: both signed headers present and the timestamp
+        fresh. A receiver runs them before reading the body, so that an unsigned or stale
+        delivery costs it nothing (:meth:`verify` runs them again, with the signature)."""
+        timestamp = _header(headers, TIMESTAMP_HEADER)
+        if _header(headers, SIGNATURE_HEADER) is None or timestamp is None:
+            missing = TIMESTAMP_HEADER if timestamp is None else SIGNATURE_HEADER
+            raise WebhookSignatureError(f"the delivery has no {missing} header")
+        self._check_fresh(timestamp, self._clock())
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
         """Check one delivery and return its event; raise a :class:`WebhookError` if it must

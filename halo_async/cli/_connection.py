@@ -6,14 +6,15 @@ import contextlib
 import functools
 import logging
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import click
+from click.core import ParameterSource
 
 from halo_async import _constants as C
-from halo_async.cli._errors import CommandFailed
+from halo_async.cli._errors import COMMON_NAMES, CommandFailed, ErrorContext
 from halo_async.client import HaloClient
 
 if TYPE_CHECKING:
@@ -44,6 +45,23 @@ class Connection:
     emulator: bool = False
     emulator_sites: int = 8
     emulator_seed: int = 1
+    base_url_source: str | None = None
+    """``--base-url`` or ``$HALO_BASE_URL``: where the base URL came from (None: default)."""
+
+    @property
+    def requested_base_url(self) -> str | None:
+        """The base URL requests go to, as the client spells it (None for an emulator)."""
+        if self.emulator:
+            return None
+        return (self.base_url or C.PRODUCTION_BASE_URL).rstrip("/")
+
+    def error_context(self, names: Mapping[str, str] | None = None) -> ErrorContext:
+        """How this command's errors are told: its URL and the names of its arguments."""
+        return ErrorContext(
+            base_url=self.requested_base_url,
+            base_url_source=self.base_url_source,
+            names={**COMMON_NAMES, **(names or {})},
+        )
 
 
 def connection_options(command: F) -> F:
@@ -97,18 +115,60 @@ def connection_options(command: F) -> F:
         debug: bool,
         **kwargs: Any,
     ) -> Any:
-        configure_logging(debug=debug)
-        connection = Connection(api_key, base_url, emulator, emulator_sites, emulator_seed)
+        connection = Connection(
+            api_key, base_url, emulator, emulator_sites, emulator_seed, _base_url_source()
+        )
+        configure_logging(debug=debug, base_url=connection.requested_base_url)
         return command(*args, connection=connection, **kwargs)
 
     return wrapper  # type: ignore[return-value]
 
 
+def _base_url_source() -> str | None:
+    source = click.get_current_context().get_parameter_source("base_url")
+    if source is ParameterSource.COMMANDLINE:
+        return "--base-url"
+    if source is ParameterSource.ENVIRONMENT:
+        return f"${C.BASE_URL_ENV}"
+    return None
+
+
+class _FullUrlFormatter(logging.Formatter):
+    """Shows the full URL in the library's request records, which name only the path.
+
+    Those records start ``"%s %s"`` with the method and the path; the rest is left alone.
+    """
+
+    def __init__(self, fmt: str, base_url: str | None) -> None:
+        super().__init__(fmt)
+        self._base_url = base_url
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Format a copy of ``record`` with the base URL before its path."""
+        args = record.args
+        if (
+            self._base_url is not None
+            and isinstance(record.msg, str)
+            and record.msg.startswith("%s %s")
+            and isinstance(args, tuple)
+            and len(args) >= 2
+            and isinstance(args[1], str)
+            and args[1].startswith("/")
+        ):
+            record = logging.makeLogRecord(record.__dict__)
+            record.args = (args[0], self._base_url + args[1], *args[2:])
+        return super().format(record)
+
+
 def configure_logging(
-    *, debug: bool, level: int = logging.ERROR, handler: logging.Handler | None = None
+    *,
+    debug: bool,
+    level: int = logging.ERROR,
+    handler: logging.Handler | None = None,
+    base_url: str | None = None,
 ) -> None:
     """Send the ``halo_async`` logger to ``handler`` (stderr by default): every record with
-    ``debug``, else ``level`` and up.
+    ``debug``, else ``level`` and up; requests show ``base_url`` before their path.
 
     The library's records never hold the API key. Without this, Python's last-resort
     handler would print the library's retry warnings in the middle of the command's output.
@@ -119,7 +179,8 @@ def configure_logging(
             logger.removeHandler(old)
     if handler is None:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(_DEBUG_FORMAT if debug else "halo: %(message)s"))
+        fmt = _DEBUG_FORMAT if debug else "halo: %(message)s"
+        handler.setFormatter(_FullUrlFormatter(fmt, base_url))
     handler.set_name(_HANDLER_NAME)
     logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if debug else level)

@@ -30,7 +30,7 @@ from rich.table import Table
 from halo_async import FanOutLimits, PollPolicy, errors, models
 from halo_async._retry import RetryPolicy
 from halo_async.cli._connection import configure_logging, emulator_missing
-from halo_async.cli._errors import run_async
+from halo_async.cli._errors import run_async, without_site
 from halo_async.cli._output import print_wide
 from halo_async.cli._progress import FanOutMonitor
 from halo_async.client import HaloClient
@@ -39,7 +39,15 @@ from halo_async.fanout import SiteOutcome
 if TYPE_CHECKING:
     from halo_async.emulator import Emulator, SiteSpec
 
-__all__ = ["DemoReport", "DemoSettings", "SiteResult", "demo_command", "print_report", "run_demo"]
+__all__ = [
+    "DemoReport",
+    "DemoSettings",
+    "SiteResult",
+    "demo_command",
+    "demo_console",
+    "print_report",
+    "run_demo",
+]
 
 PMS_NAMES = {"BestPractice": "Best Practice", "Zedmed": "Zedmed"}
 
@@ -66,6 +74,17 @@ GROUP BY d.FIRST_NAME, d.SURNAME
 ORDER BY 3 DESC""",
 }
 
+# Practice names: a suburb and a kind. The longest name fits the sites table at 120 columns.
+_SUBURBS = (
+    "Paddington", "Bondi", "Fitzroy", "Carlton", "New Farm", "Fremantle", "Glenelg",
+    "Sandy Bay", "Parramatta", "Toowong", "Subiaco", "Unley", "Manly", "Brunswick", "Chermside",
+    "Newtown", "Kingston", "Bulimba", "Norwood", "Hawthorn", "Coogee", "Ashgrove", "Belconnen",
+    "Cronulla", "Kew", "Scarborough", "Prospect", "Balmain", "Northcote", "Geelong",
+)  # fmt: skip
+_KINDS = {
+    "BestPractice": ("Family Medical", "Medical Centre", "General Practice", "Health Clinic"),
+    "Zedmed": ("Medical Group", "Doctors", "Specialist Rooms", "Clinic"),
+}
 # A quarter of the practices run Zedmed, one in ten has a backup site on the same PMS id.
 _ZEDMED_SHARE = 0.25
 _BACKUP_SHARE = 0.1
@@ -155,6 +174,7 @@ def demo_site_specs(settings: DemoSettings) -> list[SiteSpec]:
         raise emulator_missing(exc) from exc
 
     rng = random.Random(f"halo-demo:{settings.seed}")
+    names = _PracticeNames(rng)
     specs: list[SiteSpec] = []
     for index in range(settings.sites):
         pms_type = "Zedmed" if rng.random() < _ZEDMED_SHARE else "BestPractice"
@@ -167,14 +187,38 @@ def demo_site_specs(settings: DemoSettings) -> list[SiteSpec]:
             pms_site_id=pms_site_id,
             availability=availability,
             patients=_PATIENTS,
+            practice_name=names.next(pms_type),
         )
         if rng.random() < _BACKUP_SHARE:
-            # A backup server on the same PMS id: listed by find-sites, refuses queries.
+            # A backup server on the same PMS id: listed by find-sites, refuses queries. It
+            # is the same practice, so it carries the same name.
             backup = dataclasses.replace(spec, authoritative=False, availability="online")
             specs.extend([backup, spec] if rng.random() < 0.5 else [spec, backup])
         else:
             specs.append(spec)
     return specs
+
+
+class _PracticeNames:
+    """Practice names, each used once in a run: a suburb and a kind of practice, and a
+    number after them once every pair of this PMS is taken."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+        self._unused: dict[str, list[str]] = {}
+        self._round: dict[str, int] = {}
+
+    def next(self, pms_type: str) -> str:
+        """A name not given before in this run."""
+        unused = self._unused.get(pms_type)
+        if not unused:
+            unused = [f"{suburb} {kind}" for suburb in _SUBURBS for kind in _KINDS[pms_type]]
+            self._rng.shuffle(unused)
+            self._unused[pms_type] = unused
+            self._round[pms_type] = self._round.get(pms_type, 0) + 1
+        name = unused.pop()
+        round_ = self._round[pms_type]
+        return name if round_ == 1 else f"{name} {round_}"
 
 
 def _column(row: dict[str, Any], name: str) -> Any:
@@ -234,7 +278,7 @@ async def run_demo(
         console.print(
             f"[green]✓[/] Resolved {len(resolved)} practices to their authoritative Halo "
             f"sites in {resolve_time:.1f} s"
-            + (f", {backups} backup sites passed over" if backups else "")
+            + (f", {_count(backups, 'backup site')} passed over" if backups else "")
             + (f"; [red]{len(unresolved)} failed[/]" if unresolved else "")
         )
         console.print(
@@ -268,9 +312,13 @@ def _print_intro(
     console.print(
         f"[green]✓[/] Emulator at {base_url}: {len(specs)} Halo sites for "
         f"{best_practice} Best Practice and {zedmed} Zedmed practices "
-        f"({backups} backups), {settings.latency} latency"
+        f"({_count(backups, 'backup')}), {settings.latency} latency"
         + (", [yellow]faults on[/]" if settings.faults else "")
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 async def _resolve(
@@ -343,14 +391,14 @@ def _plain_reporter(console: Console, total: int) -> Callable[[SiteResult], None
         what = (
             f"{outcome.row_count} rows in {outcome.elapsed:.1f} s"
             if outcome.ok
-            else f"failed: {_short_error(outcome.error)}"
+            else f"failed: {_short_error(outcome.error, result.site.id)}"
         )
         console.print(f"  [{done}/{total}] {result.practice}: {what}", markup=False)
 
     return report
 
 
-def _short_error(error: BaseException | None) -> str:
+def _short_error(error: BaseException | None, site_id: str | None = None) -> str:
     """The error's class and the server's words, without the ids the table already shows."""
     if error is None:
         return ""
@@ -363,45 +411,92 @@ def _short_error(error: BaseException | None) -> str:
     elif isinstance(error, errors.SubmissionOutcomeUnknownError):
         message = "the POST's outcome is unknown, so it was not resubmitted"
     message = " ".join((message or str(error)).split())
+    if site_id is not None:
+        message = without_site(message, site_id)
     return f"{type(error).__name__}: {message}"
 
 
 def print_report(console: Console, report: DemoReport) -> None:
-    """The summary: a row per practice (rows, time, status), totals, throughput, highlights."""
-    table = Table(title="Sites", show_footer=True, highlight=False, title_justify="left")
-    ok, failed = report.ok, report.failed
-    table.add_column("Practice", footer=f"{len(report.results)} practices")
-    table.add_column("PMS")
-    table.add_column("Halo site", no_wrap=True)
-    table.add_column("Rows", justify="right", footer=str(sum(r.outcome.row_count for r in ok)))
-    table.add_column("Appts", justify="right", footer=str(sum(r.appointments for r in ok)))
-    table.add_column("Pages", justify="right", footer=str(sum(r.outcome.page_count for r in ok)))
-    table.add_column("Time", justify="right", footer=f"{report.fan_out_time:.1f} s")
-    table.add_column(
-        "Status",
-        footer=f"[green]{len(ok)} ok[/]" + (f", [red]{len(failed)} failed[/]" * bool(failed)),
-    )
-    for result in report.results:
-        outcome = result.outcome
-        status = "[green]ok[/]" if outcome.ok else f"[red]{_escape(_short_error(outcome.error))}[/]"
-        table.add_row(
-            _escape(result.practice),
-            result.pms,
-            result.site.id,
-            str(outcome.row_count),
-            str(result.appointments) if outcome.ok else "",
-            str(outcome.page_count),
-            f"{outcome.elapsed:.1f} s",
-            status,
-        )
+    """The summary: a row per practice (rows, time, status), why each failure failed,
+    totals, throughput, highlights."""
     console.print()
-    print_wide(console, table)
+    print_wide(console, _fitting_sites_table(console, report))
+    for result in report.failed:
+        reason = _escape(_short_error(result.outcome.error, result.site.id))
+        console.print(f"[red]✗[/] {_escape(result.practice)}: {reason}")
     for pms_site_id, error in report.unresolved:
         console.print(
             f"[red]Not resolved[/]: PMS site id {pms_site_id}: {_escape(_short_error(error))}"
         )
     _print_throughput(console, report)
     _print_busiest(console, report)
+
+
+# The sites table's columns, the first that fits the terminal: every column, then without
+# the ones a reader misses least. Off a terminal every column is printed, as wide as needed.
+_COLUMN_SETS: tuple[tuple[str, ...], ...] = (
+    ("Practice", "PMS", "Halo site", "Rows", "Appts", "Pages", "Time", "Status"),
+    ("Practice", "PMS", "Halo site", "Rows", "Appts", "Time", "Status"),
+    ("Practice", "PMS", "Halo site", "Appts", "Time", "Status"),
+)
+
+
+def _fitting_sites_table(console: Console, report: DemoReport) -> Table:
+    table = _sites_table(report, _COLUMN_SETS[0])
+    if not console.is_terminal:
+        return table
+    for columns in _COLUMN_SETS:
+        table = _sites_table(report, columns)
+        unbounded = console.options.update_width(10_000)
+        if console.measure(table, options=unbounded).maximum <= console.width:
+            break
+    return table
+
+
+def _sites_table(report: DemoReport, columns: Sequence[str]) -> Table:
+    """One line per practice; a failure's reason is listed under the table, not in it."""
+    ok = report.ok
+    footers = {
+        "Practice": f"{len(report.results)} practices",
+        "Rows": str(sum(r.outcome.row_count for r in ok)),
+        "Appts": str(sum(r.appointments for r in ok)),
+        "Pages": str(sum(r.outcome.page_count for r in ok)),
+        "Time": f"{report.fan_out_time:.1f} s",
+        "Status": f"[green]{len(ok)} ok[/]",
+    }
+    table = Table(title="Sites", show_footer=True, highlight=False, title_justify="left")
+    for name in columns:
+        justify = "right" if name in ("Rows", "Appts", "Pages", "Time") else "left"
+        # Nothing is cut or folded mid-word: a practice name wraps between its words.
+        table.add_column(
+            name,
+            footer=footers.get(name, ""),
+            justify=justify,  # type: ignore[arg-type]
+            no_wrap=name != "Practice",
+            min_width=_longest_word(report) if name == "Practice" else None,
+        )
+    for result in report.results:
+        cells = _site_cells(result)
+        table.add_row(*(cells[name] for name in columns))
+    return table
+
+
+def _site_cells(result: SiteResult) -> dict[str, str]:
+    outcome = result.outcome
+    return {
+        "Practice": _escape(result.practice),
+        "PMS": result.pms,
+        "Halo site": result.site.id,
+        "Rows": str(outcome.row_count),
+        "Appts": str(result.appointments) if outcome.ok else "",
+        "Pages": str(outcome.page_count),
+        "Time": f"{outcome.elapsed:.1f} s",
+        "Status": "[green]ok[/]" if outcome.ok else "[red]failed[/]",
+    }
+
+
+def _longest_word(report: DemoReport) -> int:
+    return max((len(word) for r in report.results for word in r.practice.split()), default=8)
 
 
 def _print_throughput(console: Console, report: DemoReport) -> None:
@@ -459,6 +554,14 @@ def _configure_demo_logging(console: Console, *, faults: bool, debug: bool) -> N
 _DEFAULTS = DemoSettings()
 
 
+def demo_console(**options: Any) -> Console:
+    """The demo's console. On a terminal, lines wrap between words at its width (left to
+    the terminal, they would break inside one); in a pipe or a log they are not wrapped."""
+    console = Console(**{"highlight": False, **options})
+    console.soft_wrap = not console.is_terminal
+    return console
+
+
 @click.command("demo")
 @click.option(
     "--sites",
@@ -500,7 +603,7 @@ def demo_command(
     ran, even when some sites failed (with --faults they are meant to).
     """
     settings = DemoSettings(sites, seed, latency, faults, max_in_flight)
-    console = Console(highlight=False, soft_wrap=True)
+    console = demo_console()
     _configure_demo_logging(console, faults=faults, debug=debug)
     report = run_async(run_demo(settings, console))
     print_report(console, report)

@@ -11,7 +11,12 @@ from halo_async.cli._connection import emulator_missing
 from halo_async.cli._errors import run_async
 from halo_async.cli._output import format_option, row_writer
 
-__all__ = ["emulator_group"]
+__all__ = ["COLD_START_NOTICE", "emulator_group"]
+
+COLD_START_NOTICE = (
+    "halo emulator: each site's practice database is generated on the first query to it, "
+    "so the first queries (or fan-out) wait a few seconds while that happens"
+)
 
 _sites_option = click.option(
     "--sites", type=click.IntRange(0, 10_000), default=50, show_default=True, help="Sites."
@@ -54,6 +59,7 @@ def serve_command(sites: int, seed: int, host: str, port: int, latency: str) -> 
         from halo_async.emulator.__main__ import main as serve_main
     except ImportError as exc:
         raise emulator_missing(exc) from exc
+    click.echo(COLD_START_NOTICE, err=True)
     argv = ["--sites", str(sites), "--seed", str(seed), "--host", host]
     argv += ["--port", str(port), "--latency", latency]
     sys.exit(serve_main(argv))

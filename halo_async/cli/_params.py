@@ -17,7 +17,8 @@ __all__ = ["PARAM_HELP", "parameters_callback", "parse_parameter"]
 
 PARAM_HELP = (
     "A query parameter, NAME=TYPE:VALUE, e.g. '@surname=NVarChar:Smi%' or 'id=Int:42' "
-    "(TYPE is one of the API's parameter types; NAME=TYPE alone sends NULL). Repeatable."
+    "(TYPE is one of the API's parameter types; NAME=TYPE alone sends NULL; spaces around "
+    "NAME, TYPE and VALUE are ignored). Repeatable."
 )
 
 _NAME = re.compile(r"@?[A-Za-z_][A-Za-z0-9_]*")
@@ -107,11 +108,14 @@ def parse_parameter(text: str) -> models.Parameter:
         return models.Parameter(
             name=name, type=type_name, value=None, direction=models.Direction.INPUT
         )
+    # Spaces around the value go, as around the name and the type: '@s = NVarChar : Smi%'
+    # sends 'Smi%', whatever the type.
+    value = value.strip()
     checker = _checker(type_name)
     if checker is not None:
         check, expected = checker
         try:
-            value = check(value.strip())
+            value = check(value)
         except (ValueError, KeyError):
             raise ValueError(
                 f"parameter {name}: {value!r} is not a valid {type_name} (expected {expected})"

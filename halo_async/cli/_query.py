@@ -86,6 +86,7 @@ def query_command(
 
     SQL is the query text, or - to read it from stdin. Example:
 
+    \b
         halo query 3f91c577-20a8-467b-8991-b96dfb90e8c6 \\
           "SELECT TOP 5 Firstname, Surname FROM BPS_Patients WHERE Surname LIKE @s" \\
           --param "@s=NVarChar:Smi%" --format jsonl
@@ -101,7 +102,8 @@ def query_command(
         err_console, f"site {site}", enabled=_shows_progress(err_console, output_format)
     )
     run_async(
-        _run_query(connection, site, pms, text, parameters, catalogue, immediate, writer, monitor)
+        _run_query(connection, site, pms, text, parameters, catalogue, immediate, writer, monitor),
+        connection.error_context({"site_id": "SITE", "pms_site_id": "SITE"}),
     )
 
 
@@ -235,7 +237,8 @@ def fan_out_command(
             writer,
             err_console,
             _shows_progress(err_console, output_format),
-        )
+        ),
+        connection.error_context(),
     )
 
 
@@ -276,6 +279,15 @@ async def _run_fan_out(
             assert session.emulator is not None
             site_ids = [s.id for s in session.emulator.sites if s.authoritative and s.paired]
         failed: list[SiteOutcome] = []
+        context = connection.error_context()
+        # Before the first site answers (a cold emulator generates each practice's data on
+        # its first query) the command would otherwise sit silent.
+        err_console.print(
+            f"halo: querying {len(site_ids)} sites (up to {max_in_flight} at once); "
+            "rows are written as each site's pages land",
+            markup=False,
+            highlight=False,
+        )
         with FanOutMonitor(err_console, len(site_ids), enabled=show_progress) as monitor:
             async for item in session.halo.fan_out(
                 sql,
@@ -293,7 +305,8 @@ async def _run_fan_out(
                     failed.append(item)
                     assert item.error is not None
                     err_console.print(
-                        f"halo: site {item.site_id} failed: {describe(item.error)}",
+                        f"halo: site {item.site_id} failed: "
+                        + describe(item.error, context, site_named=item.site_id),
                         markup=False,
                         highlight=False,
                     )

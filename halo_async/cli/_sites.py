@@ -55,7 +55,10 @@ def find_command(pms_site_id: str, pms: str, output_format: str, connection: Con
     One PMS id can have several sites (backups, test installs); the one to query is marked
     in the 'use' column: authoritative first, then active, then the latest heartbeat.
     """
-    rows = run_async(_find(connection, pms_site_id, pms))
+    rows = run_async(
+        _find(connection, pms_site_id, pms),
+        connection.error_context({"pms_site_id": "PMS_SITE_ID"}),
+    )
     writer = row_writer(output_format, sys.stdout)
     writer.write(rows)
     writer.close()
@@ -82,7 +85,10 @@ async def _find(connection: Connection, pms_site_id: str, pms: str) -> list[dict
 @connection_options
 def status_command(site: str, pms: str | None, output_format: str, connection: Connection) -> None:
     """Show a site's status: availability, last heartbeat, Halo Link version, catalogues."""
-    row = run_async(_status(connection, site, pms))
+    row = run_async(
+        _status(connection, site, pms),
+        connection.error_context({"site_id": "SITE", "pms_site_id": "SITE"}),
+    )
     if output_format == "jsonl":
         row_writer("jsonl", sys.stdout).write([row])
         return

@@ -8,6 +8,7 @@
     )
 
     app = FastAPI(lifespan=halo_lifespan())          # HaloClient() opened once, closed at exit
+    install_exception_handlers(app)                   # a Halo error -> 400/404/422/429/5xx JSON
     app.include_router(webhook_router(secret="..."))  # POST /halo/webhooks
 
     @app.get("/sites/{site_id}/patients")
@@ -24,12 +25,14 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import math
 from collections.abc import (
     AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
     Callable,
+    Coroutine,
     Mapping,
     Sequence,
 )
@@ -39,12 +42,14 @@ from typing import Annotated, Any, Final
 import attrs
 import orjson
 from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from halo_async import errors
 from halo_async.client import HaloClient
 from halo_async.jobs import QueryJob
 from halo_async.webhooks import (
+    DEFAULT_MAX_BODY,
     JobRegistry,
     Secret,
     WebhookEvent,
@@ -60,9 +65,12 @@ __all__ = [
     "HaloClientDep",
     "JobRegistryDep",
     "NDJSONResponse",
+    "exception_handlers",
     "halo_client",
+    "halo_error_response",
     "halo_jobs",
     "halo_lifespan",
+    "install_exception_handlers",
     "open_halo",
     "rows_response",
     "webhook_router",
@@ -264,6 +272,119 @@ def rows_response(
     return NDJSONResponse(chunks, status_code=status_code, headers=extra)
 
 
+# -- exception handlers --------------------------------------------------------------------------
+
+# The HTTP status a Halo error becomes, looked up along the exception's MRO (most specific
+# class first). 4xx: the caller's request was wrong; 5xx: Halo, the practice, or this service.
+_STATUS_BY_ERROR: Final[Mapping[type[errors.HaloError], int]] = {
+    errors.InvalidArgumentError: 400,  # caught before anything was sent
+    errors.BadRequestError: 400,  # Halo refused the request, SQL or a parameter
+    errors.SiteNotFoundError: 404,  # no site for that PMS site id
+    errors.NotFoundError: 404,  # unknown site or query
+    errors.NotAuthoritativeError: 409,  # a backup or test site: ask for the authoritative one
+    errors.SiteGuidChangedError: 409,  # the site's GUID changed: re-resolve it
+    errors.ResultExpiredError: 410,  # the result is gone: resubmit
+    errors.SqlExecutionError: 422,  # the database rejected the SQL
+    errors.RateLimitedError: 429,
+    errors.SiteUnavailableError: 503,  # the site could not be contacted
+    errors.SiteOfflineError: 503,
+    errors.QueryExpiredInQueueError: 503,  # the site was too busy
+    errors.GatewayTimeoutError: 504,
+    errors.PollTimeoutError: 504,
+    errors.FanOutDeadlineError: 504,
+    # This service's own misconfiguration or bug, not the caller's nor Halo's.
+    errors.ConfigurationError: 500,
+    errors.ClientClosedError: 500,
+    errors.RowTypeError: 500,
+    # Anything else Halo did (5xx, no answer, an answer not in the documented shape, its
+    # 401/403 to this service's key) is a failure upstream of this service.
+    errors.HaloError: 502,
+}
+# Retry-After for a 429 whose upstream answer gave none: come back in a second.
+_DEFAULT_RETRY_AFTER: Final = 1
+
+
+def _status_for(exc: errors.HaloError) -> int:
+    if isinstance(exc, errors.SubmissionOutcomeUnknownError):
+        # Whatever made the outcome unknown (a 500/502/504, no answer) says the status.
+        cause = exc.cause
+        return _status_for(cause) if isinstance(cause, errors.HaloError) else _no_answer(cause)
+    if isinstance(exc, errors.HaloConnectionError):
+        return _no_answer(exc.__cause__)
+    for cls in type(exc).__mro__:
+        status = _STATUS_BY_ERROR.get(cls)
+        if status is not None:
+            return status
+    return 502  # pragma: no cover - HaloError is in the table
+
+
+def _no_answer(cause: BaseException | None) -> int:
+    # No answer at all: 504 when Halo was too slow, 502 when it could not be reached.
+    timed_out = isinstance(cause, TimeoutError) or "timeout" in type(cause).__name__.lower()
+    return 504 if timed_out else 502
+
+
+def _error_body(exc: errors.HaloError, api_key: str | None) -> dict[str, Any]:
+    detail = str(exc)
+    if api_key:  # the library scrubs it already; an error answer must never carry it
+        detail = detail.replace(api_key, "***")
+    body: dict[str, Any] = {"detail": detail, "error": type(exc).__name__}
+    if isinstance(exc, errors.APIError):
+        body["upstream_status"] = exc.status
+    if isinstance(exc, errors.QueryFailedError):
+        body.update(error_type=exc.error_type, error_code=exc.error_code)
+    for name in ("site_id", "query_id", "retry_after"):
+        value = getattr(exc, name, None)
+        if value is not None:
+            body[name] = value
+    return body
+
+
+async def halo_error_response(request: Request, exc: Exception) -> JSONResponse:
+    """An exception handler turning a :class:`~halo_async.errors.HaloError` into JSON.
+
+    ``{"detail": message, "error": class name, ...}`` plus, where known, ``site_id``,
+    ``query_id``, ``error_type``/``error_code`` (a failed query), ``upstream_status`` (Halo's
+    HTTP status) and ``retry_after``. Statuses: 400 bad input, 404 unknown site or query,
+    409 a site to re-resolve, 410 an expired result, 422 SQL the database rejected, 429 rate
+    limited (with ``Retry-After``), 503 the site unreachable, 504 timeouts, 500 this
+    service's own configuration, and 502 any other failure of Halo. The API key never
+    appears in it.
+    """
+    if not isinstance(exc, errors.HaloError):  # pragma: no cover - registered for HaloError
+        raise exc
+    status = _status_for(exc)
+    client = getattr(request.app.state, _CLIENT_ATTR, None)
+    body = _error_body(exc, getattr(client, "api_key", None))
+    headers: dict[str, str] = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if status == 429 or (status == 503 and retry_after is not None):
+        seconds = _DEFAULT_RETRY_AFTER if retry_after is None else math.ceil(retry_after)
+        headers["Retry-After"] = str(max(seconds, 0))
+    level = logging.WARNING if status >= 500 else logging.INFO
+    _log.log(level, "%s %s -> %d: %s", request.method, request.url.path, status, body["detail"])
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+ExceptionHandler = Callable[[Request, Any], Coroutine[Any, Any, Response]]
+
+
+def exception_handlers() -> dict[int | type[Exception], ExceptionHandler]:
+    """The handlers as a mapping, for ``FastAPI(exception_handlers=exception_handlers())``."""
+    return {errors.HaloError: halo_error_response}
+
+
+def install_exception_handlers(app: FastAPI) -> None:
+    """Answer every :class:`~halo_async.errors.HaloError` an endpoint raises with a JSON error
+    (see :func:`halo_error_response`) instead of a 500 with a traceback.
+
+    Only errors raised before a response starts can become a status: a stream that fails
+    after its first row is cut short instead (see :func:`rows_response`).
+    """
+    for cls, handler in exception_handlers().items():
+        app.add_exception_handler(cls, handler)
+
+
 # -- webhooks ------------------------------------------------------------------------------------
 
 WebhookHandler = Callable[[WebhookEvent], Awaitable[None] | None]
@@ -276,6 +397,7 @@ def webhook_router(
     jobs: JobRegistry | None = None,
     on_event: WebhookHandler | None = None,
     include_in_schema: bool = True,
+    max_body: int = DEFAULT_MAX_BODY,
 ) -> APIRouter:
     """An :class:`APIRouter` with the route Halo POSTs its webhooks to.
 
@@ -289,16 +411,48 @@ def webhook_router(
       acknowledged so Halo stops retrying, and not acted on again;
     - 401: a missing or wrong signature, or a timestamp more than 5 minutes off. Both mean
       the delivery does not prove it is a fresh one from Halo; Halo does not retry a 4xx;
-    - 400: signed, but not a webhook payload (or ``X-Halo-Id`` disagrees with it).
+    - 400: signed, but not a webhook payload (or ``X-Halo-Id`` disagrees with it);
+    - 413: a body over ``max_body`` bytes (64 KiB; Halo's are a few hundred).
+
+    The headers are checked before the body is read, and the body is read only up to
+    ``max_body``: an unsigned or oversized request costs the service nothing.
 
     ``secret`` is the webhook secret (several during a rotation), or a configured
     :class:`WebhookVerifier` (to set the tolerance, the replay memory or the clock).
     """
     verifier = secret if isinstance(secret, WebhookVerifier) else WebhookVerifier(secret)
     router = APIRouter()
+    receive_webhook = _webhook_endpoint(verifier, jobs, on_event, max_body)
+    router.add_api_route(
+        path,
+        receive_webhook,
+        methods=["POST"],
+        response_class=JSONResponse,
+        include_in_schema=include_in_schema,
+        summary="Receive a Halo webhook",
+    )
+    return router
+
+
+def _webhook_endpoint(
+    verifier: WebhookVerifier,
+    jobs: JobRegistry | None,
+    on_event: WebhookHandler | None,
+    max_body: int,
+) -> Callable[[Request, BackgroundTasks], Awaitable[JSONResponse]]:
+    """The webhook route's endpoint: headers first, then at most ``max_body`` bytes of body,
+    then the verified event wakes its job."""
 
     async def receive_webhook(request: Request, background: BackgroundTasks) -> JSONResponse:
-        body = await request.body()
+        try:
+            verifier.check_headers(request.headers)
+        except (WebhookSignatureError, WebhookTimestampError) as exc:
+            _log.warning("webhook refused: %s", exc)
+            return JSONResponse({"detail": str(exc)}, status_code=401)
+        body = await _body_up_to(request, max_body)
+        if body is None:
+            _log.warning("webhook refused: a body over %d bytes", max_body)
+            return JSONResponse({"detail": f"the body is over {max_body} bytes"}, status_code=413)
         try:
             event = verifier.verify(body, request.headers)
         except WebhookReplayError as exc:
@@ -316,15 +470,23 @@ def webhook_router(
             background.add_task(_run_handler, on_event, event)
         return JSONResponse({"status": "accepted", "woken": woken})
 
-    router.add_api_route(
-        path,
-        receive_webhook,
-        methods=["POST"],
-        response_class=JSONResponse,
-        include_in_schema=include_in_schema,
-        summary="Receive a Halo webhook",
-    )
-    return router
+    return receive_webhook
+
+
+async def _body_up_to(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None once it is known to pass ``limit`` bytes (from its
+    Content-Length, or while it streams in): the rest is never read."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _run_handler(handler: WebhookHandler, event: WebhookEvent) -> None:

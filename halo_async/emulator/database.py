@@ -19,11 +19,16 @@ its own site rows (:func:`.dataset.add_site_rows`). Every command runs in a
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import datetime
+import functools
+import re
 import sqlite3
 import threading
 import uuid
+import zlib
+import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, NoReturn, cast
 
@@ -153,6 +158,8 @@ _FailureKind = Literal[
     "convert_numeric", "convert_date", "convert_uuid", "convert_binary", "overflow",
     "divide_by_zero", "undeclared", "ambiguous", "function", "unique", "not_null",
     "column_count", "view", "not_parameter", "missing_parameter", "raise", "other",
+    "commit_without_begin", "rollback_without_begin", "invalid_length", "construct_date",
+    "operand", "throw",
 ]  # fmt: skip
 
 
@@ -221,7 +228,23 @@ _MESSAGES: dict[str, dict[str, tuple[int, str]]] = {
             "Procedure or function '{1}' expects parameter '@{0}', which was not supplied."
         ),
         "raise": (50000, "{0}"),
+        "throw": (50000, "{1}"),
         "other": (8180, "Statement(s) could not be prepared. {0}"),
+        "commit_without_begin": (
+            3902,
+            "The COMMIT TRANSACTION request has no corresponding BEGIN TRANSACTION."
+        ),
+        "rollback_without_begin": (
+            3903,
+            "The ROLLBACK TRANSACTION request has no corresponding BEGIN TRANSACTION."
+        ),
+        "invalid_length": (537, "Invalid length parameter passed to the {0} function."),
+        "construct_date": (
+            289,
+            "Cannot construct data type date, some of the arguments have values which are not "
+            "valid."
+        ),
+        "operand": (8117, "Operand data type {0} is invalid for {1} operator."),
     },
     "fbsql": {
         "object": (-204, _FB.format(code=-204) + "Table unknown\n{0}"),
@@ -271,13 +294,30 @@ _MESSAGES: dict[str, dict[str, tuple[int, str]]] = {
             + "Input parameter mismatch for procedure {1}"
         ),
         "raise": (-836, "exception 1\n{0}"),
+        "throw": (-836, "exception 1\n{1}"),
         "other": (-901, "{0}"),
+        "commit_without_begin": (
+            -901,
+            "invalid transaction handle (expecting explicit transaction start)"
+        ),
+        "rollback_without_begin": (
+            -901,
+            "invalid transaction handle (expecting explicit transaction start)"
+        ),
+        "invalid_length": (
+            -833,
+            "expression evaluation not supported\nInvalid length parameter {0}"
+        ),
+        "construct_date": (-833, "expression evaluation not supported"),
+        "operand": (-833, "expression evaluation not supported\nArithmetic on {0} with {1}"),
     },
 }  # fmt: skip
 
 
 def _sql_error(error_type: str, failure: _Failure) -> SqlError:
     code, template = _MESSAGES[error_type][failure.kind]
+    if failure.kind == "throw":
+        code = int(failure.args_[0])  # THROW names its own error number
     return SqlError(error_type, code, template.format(*failure.args_, "", "", ""))
 
 
@@ -309,6 +349,10 @@ def _sqlite_failure(error: sqlite3.Error, object_names: Mapping[str, str]) -> _F
         return _Failure("not_null", (table, column))
     if "values were supplied" in message or " values for " in message:
         return _Failure("column_count")
+    if message.startswith("no such savepoint:"):
+        return _Failure("commit_without_begin")
+    if message.startswith("cannot rollback - no transaction is active"):
+        return _Failure("rollback_without_begin")
     if message.startswith("cannot modify") and "view" in message:
         return _Failure("view", (message.split()[2],))
     return _Failure("other", (message,))
@@ -581,34 +625,153 @@ def _to_text(value: Any, length: int, style: Any) -> str | None:
         moment = _parse_datetime(value)
         if moment is not None:
             text = moment.strftime(_STYLES[style])
+    elif style == 0 and _is_moment(value):
+        text = _text(value)  # T-SQL's CAST(datetime AS varchar): 'May 27 2025 10:30AM'
+    elif style == "firebird" and _is_moment(value):
+        # Firebird's DATE as text is '2025-05-27', a TIMESTAMP '2025-05-27 10:30:15.0000'.
+        # Stored alike, a midnight reads as a date: the emulator cannot tell them apart.
+        text = value[:10] if value.endswith("T00:00:00") else f"{value[:10]} {value[11:]}.0000"
     return text[:length] if length > 0 else text
+
+
+def _from_styled_text(value: Any, style: Any, date_only: bool) -> str:
+    """CONVERT(date, '27/05/2025', 103): text read in the given style."""
+    if isinstance(value, str) and style in _STYLES:
+        try:
+            moment = datetime.datetime.strptime(value.strip(), _STYLES[style])
+        except ValueError:
+            pass
+        else:
+            return _to_datetime_text(_iso(moment), date_only=date_only)
+    return _to_datetime_text(value, date_only=date_only)
 
 
 def _cast(value: Any, kind: str, length: Any = 0, style: Any = None) -> Any:
     if value is None:
         return None
+    if style == _SQL_SERVER_NUMBER and _is_moment(value) and kind in ("int", "float"):
+        # SQL Server's datetime as a number: days since 1900-01-01, the time as a fraction
+        # (CAST(FLOOR(CAST(GETDATE() AS float)) AS datetime) is an old way to drop the time).
+        days = (datetime.datetime.fromisoformat(value) - _DAY_ZERO).total_seconds() / 86400
+        return int(days + 0.5) if kind == "int" else days
     if kind == "int":
         return _to_int(value)
     if kind == "float":
         return _to_float(value)
     if kind in ("date", "datetime"):
-        return _to_datetime_text(value, date_only=kind == "date")
+        return _from_styled_text(value, style, date_only=kind == "date")
     if kind == "text":
         return _to_text(value, int(length or 0), style)
     return value
 
 
+#: The style argument T-SQL's numeric casts pass: datetimes convert to day numbers there
+#: (in Firebird they do not convert at all).
+_SQL_SERVER_NUMBER = "tsql"
+
+
+def _is_moment(value: Any) -> bool:
+    """A stored datetime: ISO text ``YYYY-MM-DDTHH:MM:SS``, the one shape the databases give
+    datetimes (dates are midnight), and one no other text column holds."""
+    return (
+        isinstance(value, str)
+        and len(value) == 19
+        and value[10] == "T"
+        and value[4] == "-"
+        and value[7] == "-"
+    )
+
+
+def _number(value: Any, like: Any = 0.0) -> int | float:
+    """Text converted for arithmetic with ``like``, as SQL Server converts it: int with int."""
+    if isinstance(value, int | float):
+        return value
+    return _to_int(value) if isinstance(like, int) else _to_float(value)
+
+
+_DAY_ZERO = datetime.datetime(1900, 1, 1)
+
+
+def _shift_days(moment: str, days: Any) -> str:
+    """A datetime plus a number of days, as ``GETDATE() - 7`` and Firebird's ``d + 1`` mean."""
+    try:
+        shifted = datetime.datetime.fromisoformat(moment) + datetime.timedelta(days=_number(days))
+    except OverflowError:
+        raise _Failure("overflow", (moment, "datetime")) from None
+    return _iso(shifted)
+
+
 def _add(left: Any, right: Any) -> Any:
-    """T-SQL's ``+``: text + text concatenates; a number + text converts the text."""
+    """T-SQL's ``+``: text + text concatenates, datetime + n adds days, number + text converts
+    the text to a number (and fails if it is not one)."""
     if left is None or right is None:
         return None
     if isinstance(left, str) and isinstance(right, str):
         return left + right
-    if isinstance(left, str):
-        left = _to_int(left) if isinstance(right, int) else _to_float(left)
-    if isinstance(right, str):
-        right = _to_int(right) if isinstance(left, int) else _to_float(right)
-    return left + right
+    if _is_moment(left):
+        return _shift_days(left, right)
+    if _is_moment(right):
+        return _shift_days(right, left)
+    return _number(left, right) + _number(right, left)
+
+
+def _sub(left: Any, right: Any) -> Any:
+    """T-SQL's ``-``: datetime - n subtracts days; datetime - datetime is a datetime counted
+    from 1900-01-01, as SQL Server gives it."""
+    if left is None or right is None:
+        return None
+    if _is_moment(left) and _is_moment(right):
+        difference = datetime.datetime.fromisoformat(left) - datetime.datetime.fromisoformat(right)
+        return _iso(_DAY_ZERO + difference)
+    if _is_moment(left):
+        return _shift_days(left, -_number(right))
+    if isinstance(left, str) and isinstance(right, str):
+        raise _Failure("operand", ("varchar", "subtract"))
+    return _number(left, right) - _number(right, left)
+
+
+def _fb_number(value: Any) -> int | float:
+    if isinstance(value, int | float):
+        return value
+    text = str(value).strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        raise _Failure("convert_numeric", (str(value),)) from None
+
+
+def _fb_add(left: Any, right: Any) -> Any:
+    """Firebird's ``+``: a date or timestamp plus n adds days; text is converted to a number
+    (Firebird concatenates only with ``||``)."""
+    if left is None or right is None:
+        return None
+    if _is_moment(left) and not _is_moment(right):
+        return _shift_days(left, _fb_number(right))
+    if _is_moment(right) and not _is_moment(left):
+        return _shift_days(right, _fb_number(left))
+    if _is_moment(left):
+        raise _Failure("operand", ("TIMESTAMP", "TIMESTAMP"))
+    return _fb_number(left) + _fb_number(right)
+
+
+def _fb_sub(left: Any, right: Any) -> Any:
+    """Firebird's ``-``: date - n subtracts days; date - date is the days between them."""
+    if left is None or right is None:
+        return None
+    if _is_moment(left) and _is_moment(right):
+        days = (
+            datetime.datetime.fromisoformat(left) - datetime.datetime.fromisoformat(right)
+        ).total_seconds() / 86400
+        return int(days) if days.is_integer() else days
+    if _is_moment(left):
+        return _shift_days(left, -_fb_number(right))
+    if _is_moment(right):
+        raise _Failure("operand", ("a number", "TIMESTAMP"))
+    return _fb_number(left) - _fb_number(right)
 
 
 def _divide(dividend: Any, divisor: Any) -> Any:
@@ -622,6 +785,328 @@ def _divide(dividend: Any, divisor: Any) -> Any:
         quotient = abs(a) // abs(b)  # SQL Server truncates integer division towards zero.
         return quotient if (a >= 0) == (b >= 0) else -quotient
     return a / b
+
+
+# --------------------------------------------------------------------------------------------
+# SQL Server's and Firebird's string and date functions, where SQLite's namesakes differ
+
+
+def _style_zero(moment: datetime.datetime) -> str:
+    """SQL Server's default datetime-to-text conversion (style 0): ``May 27 2025 10:30AM``."""
+    hour = moment.hour % 12 or 12
+    half = "AM" if moment.hour < 12 else "PM"
+    return f"{moment:%b} {moment.day:>2} {moment.year} {hour:>2}:{moment:%M}{half}"
+
+
+def _text(value: Any) -> str:
+    """A value as T-SQL's implicit conversion to varchar spells it."""
+    if isinstance(value, str):
+        return _style_zero(datetime.datetime.fromisoformat(value)) if _is_moment(value) else value
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, float):
+        return _wire_value(value) or ""
+    return str(value)
+
+
+def _left(value: Any, count: Any) -> str | None:
+    if value is None or count is None:
+        return None
+    n = _to_int(count)
+    if n < 0:
+        raise _Failure("invalid_length", ("left",))
+    return _text(value)[:n]
+
+
+def _right(value: Any, count: Any) -> str | None:
+    if value is None or count is None:
+        return None
+    n = _to_int(count)
+    if n < 0:
+        raise _Failure("invalid_length", ("right",))
+    text = _text(value)
+    return text[len(text) - n :] if n else ""
+
+
+def _len(value: Any) -> int | None:
+    # LEN ignores trailing spaces (and counts the spaces before them).
+    return None if value is None else len(_text(value).rstrip(" "))
+
+
+def _charindex(needle: Any, haystack: Any, start: Any = None) -> int | None:
+    if needle is None or haystack is None:
+        return None
+    wanted = _text(needle).lower()  # the default collation is case-insensitive
+    if not wanted:
+        return 0
+    begin = max(_to_int(start) - 1, 0) if start is not None else 0
+    return _text(haystack).lower().find(wanted, begin) + 1
+
+
+def _substring(value: Any, start: Any, length: Any) -> str | None:
+    if value is None or start is None or length is None:
+        return None
+    first, count = _to_int(start), _to_int(length)
+    if count < 0:
+        raise _Failure("invalid_length", ("substring",))
+    # Positions before 1 count towards the length, as SQL Server counts them.
+    return _text(value)[max(first - 1, 0) : max(first - 1 + count, 0)]
+
+
+def _concat(*values: Any) -> str:
+    return "".join(_text(v) for v in values if v is not None)  # CONCAT treats NULL as ''
+
+
+def _concat_ws(separator: Any, *values: Any) -> str | None:
+    if separator is None:
+        return None
+    return _text(separator).join(_text(v) for v in values if v is not None)
+
+
+def _replicate(value: Any, count: Any) -> str | None:
+    if value is None or count is None:
+        return None
+    n = _to_int(count)
+    return _text(value) * n if n >= 0 else None
+
+
+def _stuff(value: Any, start: Any, length: Any, replacement: Any) -> str | None:
+    if value is None or start is None or length is None:
+        return None
+    text, first, count = _text(value), _to_int(start), _to_int(length)
+    if first < 1 or first > len(text) or count < 0:
+        return None
+    insert = _text(replacement) if replacement is not None else ""
+    return text[: first - 1] + insert + text[first - 1 + count :]
+
+
+def _date_from_parts(year: Any, month: Any, day: Any) -> str | None:
+    if year is None or month is None or day is None:
+        return None
+    try:
+        made = datetime.date(_to_int(year), _to_int(month), _to_int(day))
+    except ValueError:
+        raise _Failure("construct_date") from None
+    return _midnight_text(made)
+
+
+def _midnight_text(day: datetime.date) -> str:
+    return f"{day.isoformat()}T00:00:00"
+
+
+def _end_of_month(value: Any, months: Any = None) -> str | None:
+    moment = _moment(value)
+    if moment is None:
+        return None
+    if months is not None:
+        moment = _add_months(moment, _to_int(months))
+    following = datetime.date(moment.year + (moment.month == 12), moment.month % 12 + 1, 1)
+    return _midnight_text(following - datetime.timedelta(days=1))
+
+
+_DAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTH_NAMES = ("January", "February", "March", "April", "May", "June", "July", "August",
+                "September", "October", "November", "December")  # fmt: skip
+
+
+def _date_name(unit: str, value: Any) -> str | None:
+    moment = _moment(value)
+    if moment is None:
+        return None
+    if unit == "weekday":
+        return _DAY_NAMES[moment.weekday()]
+    if unit == "month":
+        return _MONTH_NAMES[moment.month - 1]
+    return str(_date_part(unit, value))
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4()).upper()
+
+
+@functools.lru_cache(maxsize=256)
+def _like_pattern(pattern: str, escape: str | None, classes: bool, fold: bool) -> re.Pattern[str]:
+    """A LIKE pattern as a regular expression: % and _, T-SQL's [a-c] and [^a] classes."""
+    parts: list[str] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        if escape and char == escape and i + 1 < len(pattern):
+            parts.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        if char == "%":
+            parts.append(".*")
+        elif char == "_":
+            parts.append(".")
+        elif char == "[" and classes and "]" in pattern[i + 1 :]:
+            end = pattern.index("]", i + 1)
+            body = pattern[i + 1 : end]
+            negate = body.startswith("^")
+            body = body[1:] if negate else body
+            escaped = "".join("\\" + c if c in "\\]^[" else c for c in body)
+            parts.append(f"[{'^' if negate else ''}{escaped}]")
+            i = end
+        else:
+            parts.append(re.escape(char))
+        i += 1
+    flags = re.DOTALL | (re.IGNORECASE if fold else 0)
+    return re.compile("".join(parts), flags)
+
+
+def _like(value: Any, pattern: Any, escape: Any = None) -> int | None:
+    """T-SQL's LIKE: case-insensitive, with classes; trailing spaces of the value ignored."""
+    if value is None or pattern is None:
+        return None
+    regex = _like_pattern(_text(pattern), escape, True, True)
+    return int(regex.fullmatch(_text(value).rstrip(" ")) is not None)
+
+
+def _fb_like(value: Any, pattern: Any, escape: Any = None) -> int | None:
+    """Firebird's LIKE: case-sensitive, only % and _."""
+    if value is None or pattern is None:
+        return None
+    regex = _like_pattern(str(pattern), escape, False, False)
+    return int(regex.fullmatch(str(value)) is not None)
+
+
+def _pad(value: Any, length: Any, padding: Any, left: bool) -> str | None:
+    """Firebird's LPAD and RPAD: padded, or cut, to exactly ``length`` characters."""
+    if value is None or length is None:
+        return None
+    text, n = str(value), _to_int(length)
+    fill = " " if padding is None else str(padding)
+    if len(text) >= n or not fill:
+        return text[:n]
+    extra = (fill * (n // len(fill) + 1))[: n - len(text)]
+    return extra + text if left else text + extra
+
+
+def _lpad(value: Any, length: Any, padding: Any = None) -> str | None:
+    return _pad(value, length, padding, left=True)
+
+
+def _rpad(value: Any, length: Any, padding: Any = None) -> str | None:
+    return _pad(value, length, padding, left=False)
+
+
+def _reverse(value: Any) -> str | None:
+    return None if value is None else str(value)[::-1]
+
+
+def _starting(value: Any, prefix: Any) -> int | None:
+    """Firebird's STARTING WITH: case-sensitive, as the default collation compares."""
+    if value is None or prefix is None:
+        return None
+    return int(str(value).startswith(str(prefix)))
+
+
+def _containing(value: Any, part: Any) -> int | None:
+    """Firebird's CONTAINING: case-insensitive, whatever the collation."""
+    if value is None or part is None:
+        return None
+    return int(str(part).lower() in str(value).lower())
+
+
+class _Average:
+    """AVG as SQL Server and Firebird compute it: of integers an integer, truncated towards
+    zero; of anything else a float. Text is not averaged."""
+
+    def __init__(self) -> None:
+        self.total: int | float = 0
+        self.count = 0
+        self.exact = True
+
+    def step(self, value: Any) -> None:
+        if value is None:
+            return
+        if isinstance(value, str | bytes):
+            raise _Failure("operand", ("varchar", "avg"))
+        self.total += value
+        self.count += 1
+        self.exact = self.exact and isinstance(value, int)
+
+    def finalize(self) -> int | float | None:
+        if not self.count:
+            return None
+        if not self.exact:
+            return self.total / self.count
+        quotient = abs(int(self.total)) // self.count
+        return quotient if self.total >= 0 else -quotient
+
+
+class _OrderedStringAggregate:
+    """STRING_AGG(value, separator) WITHIN GROUP (ORDER BY ...): called with the value, the
+    separator, then each sort key and its direction ('asc' or 'desc')."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, tuple[Any, ...], tuple[str, ...]]] = []
+        self.separator = ","
+
+    def step(self, value: Any, separator: Any, *keys: Any) -> None:
+        self.separator = "" if separator is None else str(separator)
+        if value is not None:  # STRING_AGG skips NULLs
+            self.rows.append((_text(value), keys[0::2], tuple(map(str, keys[1::2]))))
+
+    def finalize(self) -> str | None:
+        if not self.rows:
+            return None
+        rows = list(self.rows)
+        # Stable sorts, last key first; NULLs sort first ascending, as in SQL Server.
+        for position in reversed(range(len(rows[0][1]))):
+            descending = rows[0][2][position] == "desc"
+            rows.sort(key=lambda row: _sort_key(row[1][position]), reverse=descending)
+        return self.separator.join(row[0] for row in rows)
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    if value is None:
+        return (0, 0)
+    if isinstance(value, str):
+        return (2, value.rstrip(" ").casefold())  # the default collation's order
+    return (1, value)
+
+
+def _try_cast(value: Any, kind: str, length: Any = 0, style: Any = None) -> Any:
+    try:
+        return _cast(value, kind, length, style)
+    except _Failure:
+        return None
+
+
+#: The translated SQL's functions that need no clock or connection: name -> (arity, function).
+_VALUE_FUNCTIONS: dict[str, tuple[int, Callable[..., Any]]] = {
+    "halo_dateadd": (3, _date_add),
+    "halo_datediff": (3, _date_diff),
+    "halo_datepart": (2, _date_part),
+    "halo_cast": (-1, _cast),
+    "halo_try_cast": (-1, _try_cast),
+    "halo_div": (2, _divide),
+    "halo_add": (2, _add),
+    "halo_sub": (2, _sub),
+    "halo_fb_add": (2, _fb_add),
+    "halo_fb_sub": (2, _fb_sub),
+    "halo_charindex": (-1, _charindex),
+    "halo_concat": (-1, _concat),
+    "halo_concat_ws": (-1, _concat_ws),
+    "halo_datefromparts": (3, _date_from_parts),
+    "halo_datename": (2, _date_name),
+    "halo_eomonth": (-1, _end_of_month),
+    "halo_left": (2, _left),
+    "halo_len": (1, _len),
+    "halo_newid": (0, _new_id),
+    "halo_replicate": (2, _replicate),
+    "halo_right": (2, _right),
+    "halo_stuff": (4, _stuff),
+    "halo_substring": (3, _substring),
+    "halo_like": (3, _like),
+    "halo_fb_like": (3, _fb_like),
+    "halo_starting": (2, _starting),
+    "halo_containing": (2, _containing),
+    "halo_lpad": (-1, _lpad),
+    "halo_rpad": (-1, _rpad),
+    "halo_reverse": (1, _reverse),
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -900,6 +1385,30 @@ def _update_appointment(ctx: _ProcContext, args: dict[str, Any]) -> _ProcOutcome
     return _ProcOutcome(rows_affected=1)
 
 
+@_procedure("BP_GetInvestigationSummary", _p("internalid"))
+def _get_investigation_summary(ctx: _ProcContext, args: dict[str, Any]) -> _ProcOutcome:
+    # Newest first; results still with the laboratory (no Reported date) come first of all.
+    return ctx.query(
+        "SELECT ReportID, InternalID, TestName, Laboratory, Requested, Collected, Reported,"
+        " Checked, CheckedBy, Notation, Action, Comment FROM BPS_Investigations"
+        " WHERE InternalID = ? ORDER BY Reported IS NOT NULL, Reported DESC, ReportID DESC",
+        (args["internalid"],),
+    )
+
+
+@_procedure("BP_AddMessage", _p("userid"), _p("subject", "text"), _p("message", "text"))
+def _add_message(ctx: _ProcContext, args: dict[str, Any]) -> _ProcOutcome:
+    """A message to a user's Bp inbox; the user must be an active user of the practice."""
+    user_id = args["userid"]
+    if not ctx.value("SELECT COUNT(*) FROM BPS_Users WHERE UserID = ?", (user_id,)):
+        _raise(f"User {user_id} does not exist.")
+    cursor = ctx.conn.execute(
+        "INSERT INTO MESSAGES (USERID, SUBJECT, MESSAGE, CREATED) VALUES (?, ?, ?, ?)",
+        (user_id, args["subject"], args["message"], _iso(ctx.now())),
+    )
+    return _ProcOutcome(rows_affected=1, return_value=int(cursor.lastrowid or 0))
+
+
 _ADD_PATIENT_TEXT = (
     "middlename", "preferredname", "address1", "address2", "city", "postcode", "postaladdress",
     "postalcity", "postalpostcode", "homephone", "workphone", "mobilephone", "medicareno",
@@ -1005,8 +1514,29 @@ class _Run:
     def run_batch(self, text: str, dialect: _tsql.SqlDialect) -> None:
         batch = _tsql.translate(text, dialect)
         self.object_names = batch.object_names
-        for step in batch.steps:
-            if isinstance(step, _tsql.Query):
+        try:
+            self._run_steps(batch.steps)
+        finally:
+            self._end_session()
+
+    def _end_session(self) -> None:
+        """What closing the connection does to SQL Server: a BEGIN TRAN left open (by the
+        batch or by an error in it) is rolled back, and the #temporary tables the batch
+        named are dropped (by name: SQLite's catalogue is not the batch's to read)."""
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        for name in self.object_names:
+            if name.startswith("#"):
+                quoted = name.replace('"', '""')
+                self.conn.execute(f'DROP TABLE IF EXISTS temp."{quoted}"')
+
+    def _run_steps(self, steps: Sequence[_tsql.Step]) -> None:
+        for step in steps:
+            if isinstance(step, _tsql.If):
+                self._run_steps(step.then if self._evaluate(step.condition) else step.otherwise)
+            elif isinstance(step, _tsql.Raise):
+                _raise_error(self._cursor(step.values).fetchone(), throw=step.throw)
+            elif isinstance(step, _tsql.Query):
                 self._run_query(step)
             elif isinstance(step, _tsql.Declare):
                 for name, api_type, default in step.variables:
@@ -1132,14 +1662,30 @@ class _Run:
 
 
 def _default_now() -> datetime.datetime:
-    return datetime.datetime.now()
+    return datetime.datetime.now(datetime.UTC)
+
+
+_PRACTICE_TIME_ZONE = "Australia/Sydney"
+#: The database name SQL Server reports (DB_NAME()) for a catalogue, where they differ.
+_DATABASE_NAMES = {dataset.BEST_PRACTICE_CATALOGUE: "BPSPatients"}
+
+
+def _zone(name: str) -> datetime.tzinfo:
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except zoneinfo.ZoneInfoNotFoundError:  # pragma: no cover - systems without tz data
+        if name != _PRACTICE_TIME_ZONE:
+            raise
+        return datetime.UTC
 
 
 class PracticeDatabase:
     """The practice database(s) of one emulated site: SQLite in memory, generated on first use.
 
     ``execute`` is synchronous and thread-safe: callers run it in worker threads, and one
-    site runs one command at a time.
+    site runs one command at a time. ``now`` returns an aware instant, or a naive time
+    already in the practice's local ``time_zone`` (an IANA name; Best Practice and Zedmed
+    keep local time).
     """
 
     def __init__(
@@ -1147,6 +1693,7 @@ class PracticeDatabase:
         *,
         pms_type: str,
         seed: int,
+        time_zone: str = _PRACTICE_TIME_ZONE,
         patients: int = 2000,
         today: datetime.date | None = None,
         now: Callable[[], datetime.datetime] | None = None,
@@ -1167,6 +1714,7 @@ class PracticeDatabase:
         self._patients = patients
         self._today = today
         self._now = now or _default_now
+        self._zone = _zone(time_zone)
         self._catalogues = catalogues_for(self._pms)
         # Only Best Practice's procedures are public; the other systems get none.
         self._procedures = _PROCEDURES if self._pms == "BestPractice" else {}
@@ -1272,8 +1820,11 @@ class PracticeDatabase:
         raise UnknownCatalogueError(catalogue)
 
     def _clock(self) -> datetime.datetime:
+        """The practice's local time, naive, as its SQL Server or Firebird reads it."""
         moment = self._now()
-        return moment.replace(tzinfo=None) if moment.tzinfo is not None else moment
+        if moment.tzinfo is None:
+            return moment  # already the practice's local time
+        return moment.astimezone(self._zone).replace(tzinfo=None)
 
     def _spec(self) -> dataset.DatasetSpec:
         today = self._today or self._clock().date()
@@ -1374,33 +1925,108 @@ class PracticeDatabase:
 
         def utc_now() -> str:
             moment = self._now()
-            aware = moment if moment.tzinfo is not None else moment.astimezone()
+            # A naive clock reads the practice's local time, whatever the host's zone.
+            aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=self._zone)
             return _iso(aware.astimezone(datetime.UTC).replace(tzinfo=None))
 
-        def try_cast(value: Any, kind: str, length: Any = 0, style: Any = None) -> Any:
-            try:
-                return _cast(value, kind, length, style)
-            except _Failure:
-                return None
-
+        default = self._catalogues[0].name
         functions: dict[str, tuple[int, Callable[..., Any]]] = {
+            **_VALUE_FUNCTIONS,
             "halo_getdate": (0, lambda: _iso(self._clock())),
             "halo_getutcdate": (0, utc_now),
             "halo_today": (0, lambda: _to_datetime_text(_iso(self._clock()), date_only=True)),
-            "halo_dateadd": (3, _date_add),
-            "halo_datediff": (3, _date_diff),
-            "halo_datepart": (2, _date_part),
-            "halo_cast": (-1, _cast),
-            "halo_try_cast": (-1, try_cast),
-            "halo_div": (2, _divide),
-            "halo_add": (2, _add),
+            # Temporary tables come and go within a command: OBJECT_ID looks every time.
+            "halo_object_id": (-1, lambda *args: _object_id(conn, self._procedures, *args)),
+            # The SQL Server-like systems have one catalogue each: DB_NAME() names it.
+            "halo_db_name": (0, lambda: _DATABASE_NAMES.get(default, default)),
         }
-        if set(functions) != set(_tsql.FUNCTIONS):
+        if set(functions) != set(_tsql.FUNCTIONS) or _tsql.AGGREGATES != (
+            "halo_avg",
+            "halo_string_agg",
+        ):
             raise RuntimeError("the translator and the database disagree on functions")
+        database = self
+
+        class Average(_Average):
+            def step(self, value: Any) -> None:
+                try:
+                    super().step(value)
+                except _Failure as failure:
+                    database._pending = failure  # as guarded() keeps it, below
+                    raise
+
+        # (typeshed's aggregate protocol wants int-only values; SQLite passes any value.)
+        conn.create_aggregate("halo_avg", 1, cast(Any, Average))
+        conn.create_aggregate("halo_string_agg", -1, cast(Any, _OrderedStringAggregate))
         for name, (arity, function) in functions.items():
-            # GETDATE() must not be folded into a constant across a statement's rows.
-            deterministic = not name.startswith(("halo_get", "halo_today"))
+            # GETDATE() must not be folded into a constant across a statement's rows, nor
+            # NEWID() (ORDER BY NEWID() shuffles).
+            deterministic = not name.startswith(
+                ("halo_get", "halo_today", "halo_newid", "halo_object_id")
+            )
             conn.create_function(name, arity, guarded(function), deterministic=deterministic)
+
+
+#: Object ids the procedures get in OBJECT_ID(); tables' are in sys.objects.
+_PROCEDURE_IDS_FROM = 1_237_579_447
+
+
+def _object_id(
+    conn: sqlite3.Connection,
+    procedures: Mapping[str, _Procedure],
+    name: Any,
+    kind: Any = None,
+) -> int | None:
+    """SQL Server's OBJECT_ID: ``'tempdb..#t'``, ``'dbo.PATIENTS'``, ``'BP_AddPatient'``, with
+    an optional type (``'U'`` table, ``'V'`` view, ``'P'`` procedure); NULL if there is none."""
+    if name is None:
+        return None
+    bare = str(name).split(".")[-1].strip().strip("[]")
+    wanted = str(kind).strip().upper() if kind is not None else None
+    if bare.startswith("#"):
+        if wanted not in (None, "U"):
+            return None
+        # Tried rather than looked up: SQLite's catalogue stays hidden from integrators' SQL.
+        try:
+            conn.execute(f'SELECT 1 FROM temp."{bare.replace(chr(34), "")}" LIMIT 0')
+        except sqlite3.Error:
+            return None
+        # SQL Server's temporary objects have negative ids.
+        return -(1_000_000 + zlib.crc32(bare.casefold().encode()) % 1_000_000_000)
+    if bare.casefold() in procedures:
+        index = sorted(procedures).index(bare.casefold())
+        return _PROCEDURE_IDS_FROM + index if wanted in (None, "P") else None
+    row = conn.execute(
+        "SELECT object_id, type FROM `sys.objects` WHERE name = ?", (bare,)
+    ).fetchone()
+    if row is None or (wanted is not None and str(row[1]).strip() != wanted):
+        return None
+    return int(row[0])
+
+
+#: RAISERROR's printf-style conversions that Python's % spells otherwise.
+_RAISERROR_CONVERSIONS = re.compile(r"%([-+ 0#]*\d*(?:\.\d+)?)(?:I64|h|l)?([diuoxXs])")
+
+
+def _raise_error(values: Sequence[Any] | None, *, throw: bool) -> None:
+    """RAISERROR (error 50000, its message formatted printf-style) and THROW (its own number).
+    A RAISERROR of severity 10 or less is a message, not an error: the batch goes on."""
+    if values is None:
+        return
+    if throw:
+        number, message = values[0], values[1]
+        raise _Failure("throw", (str(_to_int(number)), "" if message is None else str(message)))
+    message, severity, arguments = values[0], values[1], tuple(values[3:])
+    if severity is not None and _to_int(severity) <= 10:
+        return
+    text = "" if message is None else str(message)
+    python = _RAISERROR_CONVERSIONS.sub(
+        lambda m: f"%{m.group(1)}{'d' if m.group(2) in 'iu' else m.group(2)}", text
+    )
+    # SQL Server prints what it can; if the arguments do not fit, the message as written.
+    with contextlib.suppress(TypeError, ValueError):
+        text = python % arguments if arguments else text.replace("%%", "%")
+    raise _Failure("raise", (text,))
 
 
 def _check_known_issue(parameters: Sequence[Mapping[str, Any]]) -> None:

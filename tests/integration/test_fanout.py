@@ -319,7 +319,7 @@ async def test_streamed_pages_waiting_for_a_slow_consumer_are_bounded(
     assert stalled_at <= 1 + 3 + 6, stalled_at
 
 
-@pytest.mark.halo_emulator(sites=bp_sites(8, patients=200), page_size=1_500)
+@pytest.mark.halo_emulator(sites=bp_sites(8, patients=400), page_size=1_000)
 async def test_closing_the_client_under_a_fan_out_gives_client_closed_errors(
     halo_emulator: Emulator,
 ) -> None:
@@ -333,7 +333,14 @@ async def test_closing_the_client_under_a_fan_out_gives_client_closed_errors(
     halo = HaloClient(halo_emulator.api_key, base_url=halo_emulator.base_url, retry=retry)
     outcomes: list[SiteOutcome] = []
     async with contextlib.aclosing(
-        halo.fan_out(ORDERED_PATIENTS, site_ids, stream=True, poll=FAST_POLL)
+        halo.fan_out(
+            ORDERED_PATIENTS,
+            site_ids,
+            # Few pages fetched ahead: every site still has requests to make at the close.
+            limits=FanOutLimits(prefetch=1, buffered_pages=2),
+            stream=True,
+            poll=FAST_POLL,
+        )
     ) as results:
         async for item in results:
             if isinstance(item, SitePage) and not halo.closed:
@@ -346,9 +353,10 @@ async def test_closing_the_client_under_a_fan_out_gives_client_closed_errors(
     except Exception as exc:
         job_error = exc
 
-    failed = [o for o in outcomes if not o.ok]
+    errors = [o.error for o in outcomes if o.error is not None]
     assert len(outcomes) == len(site_ids)
-    assert failed, "closing the client should stop the sites still running"
-    for outcome in failed:
-        assert isinstance(outcome.error, ClientClosedError), repr(outcome.error)
+    assert any(isinstance(e, ClientClosedError) for e in errors), "no site saw the close"
+    # Typed errors only (a fault's 5xx that outlasted its retries may come first), never
+    # aiohttp's bare RuntimeError("Session is closed").
+    assert all(isinstance(e, HaloError) for e in errors), errors
     assert isinstance(job_error, ClientClosedError)

@@ -436,6 +436,52 @@ async def test_webhook_route_without_signature_headers_is_unauthorised(
     assert job.woken == 0
 
 
+async def call_with_body(
+    app: FastAPI, headers: dict[str, str], chunks: int, *, declare_length: bool
+) -> tuple[int, int]:
+    """POST ``chunks`` 64 KiB chunks of body to the webhook route as a server would hand them
+    over; returns the status and how many chunks the route pulled."""
+    pulled = 0
+    chunk = b"x" * 65_536
+    raw_headers = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    if declare_length:
+        raw_headers.append((b"content-length", str(chunks * len(chunk)).encode()))
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/halo/webhooks", "raw_path": b"/halo/webhooks",
+        "query_string": b"", "headers": raw_headers, "server": ("app", 80),
+        "client": ("test", 1), "root_path": "",
+    }  # fmt: skip
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": chunk, "more_body": pulled < chunks}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent[0]["status"], pulled
+
+
+@pytest.mark.parametrize("declare_length", [True, False], ids=["content-length", "chunked"])
+async def test_an_unsigned_or_oversized_body_is_never_read_whole(declare_length: bool) -> None:
+    verifier = WebhookVerifier(SECRET, clock=lambda: NOW + dt.timedelta(seconds=2))
+    app = FastAPI()
+    app.include_router(webhook_router(verifier, jobs=JobRegistry()))
+    _, signed = delivery()
+    unsigned = {"Content-Type": "application/json"}
+
+    # 300 MB claimed: refused on its headers alone, or after 64 KiB of a signed one.
+    status, pulled = await call_with_body(app, unsigned, 4_800, declare_length=declare_length)
+    assert (status, pulled) == (401, 0)
+    status, pulled = await call_with_body(app, signed, 4_800, declare_length=declare_length)
+    assert status == 413
+    assert pulled <= 2, f"{pulled} chunks of 64 KiB read for a body the route refuses"
+
+
 # ---------------------------------------------------------------------------- disconnecting
 
 

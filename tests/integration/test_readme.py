@@ -14,7 +14,9 @@ import asyncio
 import json
 import os
 import re
+import subprocess
 import sys
+import textwrap
 import warnings
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -150,3 +152,42 @@ async def run_script(code: str, emulator: Emulator) -> str:
     out, err = await asyncio.wait_for(process.communicate(), timeout=120)
     assert process.returncode == 0, err.decode()
     return out.decode()
+
+
+# The names the snippets without asyncio.run take from their surroundings, typed as a user's
+# own code would have them.
+TYPED_SURROUNDINGS = """\
+from typing import Any
+
+from halo_async import HaloClient
+from halo_async.models import Site
+
+halo: HaloClient
+site: Site
+site_ids: list[str]
+sql: str
+handled: list[dict[str, Any]]
+
+
+def handle(row: dict[str, Any]) -> None: ...
+def save(site_id: str, rows: list[dict[str, Any]]) -> None: ...
+"""
+
+
+def test_every_snippet_passes_mypy_strict(tmp_path: Path) -> None:
+    pytest.importorskip("mypy", reason="mypy comes with the dev extra")
+    for line, code in snippets():
+        if "asyncio.run(" not in code:
+            code = f"{TYPED_SURROUNDINGS}\n\nasync def _snippet() -> None:\n" + textwrap.indent(
+                code, "    "
+            )
+        (tmp_path / f"readme_line_{line}.py").write_text(code, encoding="utf-8")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -501,3 +501,23 @@ async def test_rows_are_never_lost_silently(
     assert len(rows) == delivered  # what did add up was delivered before the error
     if page_at_fault is not None:
         assert f"page {page_at_fault}" in str(caught.value)
+
+
+async def test_the_poll_deadline_bounds_each_status_request(
+    client: HaloClient, mocked: HaloMock
+) -> None:
+    mocked.get(STATUS_URL, payload=query_body("queued"), repeat=True)
+    now = [0.0]
+
+    async def advancing_sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    poll = PollPolicy(
+        sleep=advancing_sleep, clock=lambda: now[0], deadline=2, initial_interval=0.5, jitter=False
+    )
+    with pytest.raises(PollTimeoutError):
+        await client.resume(Checkpoint(SITE, QUERY), poll=poll).wait()
+
+    timeouts = [kwargs["timeout"].total for _, _, kwargs in mocked.made()]
+    # Asked at 0, 0.5, 1.25 and 2.375 s: none may outlast what is left of the 2 s.
+    assert timeouts[:3] == [2, 1.5, 0.75]

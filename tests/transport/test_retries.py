@@ -504,3 +504,68 @@ async def test_cancel_retries_like_a_read(client: HaloClient, mocked: HaloMock) 
     await client.cancel_registered_query(SITE, QUERY)
 
     assert requests_to(mocked, "DELETE") == 2
+
+
+def attempt_timeouts(mocked: HaloMock) -> list[float]:
+    return [kwargs["timeout"].total for _, _, kwargs in mocked.made()]
+
+
+async def test_the_retry_deadline_bounds_each_attempt_not_only_the_waits(
+    mocked: HaloMock, clock: FakeClock, sleeps: RecordingSleep
+) -> None:
+    policy = RetryPolicy(deadline=10, sleep=sleeps, clock=clock, rng=CeilingRandom())
+    mocked.get(SITE_URL, status=503, payload=error_body(503))
+    mocked.get(SITE_URL, status=503, payload=error_body(503))
+    mocked.get(SITE_URL, payload=SITE_BODY)
+
+    async with HaloClient("k", retry=policy, request_timeout=60) as halo:
+        await halo.get_site(SITE)
+
+    # 0.5 s and 1 s waited before the second and third attempts: each gets what is left.
+    assert sleeps.calls == [0.5, 1.0]
+    assert attempt_timeouts(mocked) == [10, 9.5, 8.5]
+
+
+async def test_a_call_timeout_and_with_options_set_each_attempts_bound(
+    mocked: HaloMock, policy: RetryPolicy
+) -> None:
+    mocked.get(SITE_URL, payload=SITE_BODY, repeat=True)
+
+    async with HaloClient("k", retry=policy) as halo:
+        await halo.get_site(SITE)
+        await halo.get_site(SITE, timeout=5)
+        fast = halo.with_options(timeout=2.5, retry=RetryPolicy.none())
+        await fast.get_site(SITE)
+        await fast.get_site(SITE, timeout=1)  # the call's own wins
+        assert fast.retry.max_attempts == 1
+        assert halo.retry is policy
+        await fast.close()  # a copy leaves the shared session open
+        await halo.get_site(SITE)
+
+    assert attempt_timeouts(mocked) == [60, 5, 2.5, 1, 60]
+    assert fast.closed  # closing the original closed it for both
+
+
+async def test_a_with_options_copy_retries_under_its_own_policy(
+    mocked: HaloMock, policy: RetryPolicy
+) -> None:
+    mocked.get(SITE_URL, status=503, payload=error_body(503), repeat=True)
+
+    async with HaloClient("k", retry=policy) as halo:
+        with pytest.raises(errors.SiteUnavailableError):
+            await halo.with_options(retry=RetryPolicy.none()).get_site(SITE)
+
+    assert requests_to(mocked, "GET") == 1
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), "5"])
+async def test_a_bad_timeout_is_refused_before_sending(
+    mocked: HaloMock, policy: RetryPolicy, bad: Any
+) -> None:
+    async with HaloClient("k", retry=policy) as halo:
+        with pytest.raises(errors.ValidationError, match="timeout"):
+            await halo.get_site(SITE, timeout=bad)
+        with pytest.raises(errors.ValidationError, match="timeout"):
+            halo.with_options(timeout=bad)
+
+    assert mocked.made() == []

@@ -18,11 +18,19 @@ import pytest
 from multidict import CIMultiDict
 from yarl import URL
 
-from benchmarks import decode, emulator_scale, fanout
+from benchmarks import decode, emulator_scale, fanout, stall
 from benchmarks._emulator import EmulatorProcess
-from benchmarks._report import BenchmarkResult, Figure, Target, format_table, report_json
+from benchmarks._report import (
+    BenchmarkResult,
+    Figure,
+    Target,
+    format_comparison,
+    format_table,
+    report_json,
+)
 from benchmarks._requests import RequestCounter, request_kind
 from benchmarks.run import BENCHMARKS, _parser
+from halo_async import _constants as C
 
 SITE = "3f91c577-20a8-467b-8991-b96dfb90e8c6"
 QUERY = "9b2d1f0e-6c1a-4c39-8f00-5d7e0c2a1b11"
@@ -86,11 +94,59 @@ def test_a_figure_passes_or_fails_its_target_and_the_table_says_so() -> None:
 
 
 def test_the_command_line_offers_every_benchmark() -> None:
-    assert list(BENCHMARKS) == ["fanout", "decode", "memory", "first_row", "emulator_scale"]
+    assert list(BENCHMARKS) == [
+        "fanout",
+        "decode",
+        "memory",
+        "first_row",
+        "stall",
+        "emulator_scale",
+    ]
     args = _parser().parse_args(["--quick", "--only", "decode", "--only", "memory"])
     assert (args.quick, args.only, args.repeat) == (True, ["decode", "memory"], 3)
+    assert args.compare is None
+    assert str(_parser().parse_args(["--compare", "old.json"]).compare) == "old.json"
     with pytest.raises(SystemExit):
         _parser().parse_args(["--only", "nonsense"])
+
+
+def test_a_comparison_shows_each_figures_change_and_what_only_one_side_has() -> None:
+    old = report_json(
+        [
+            BenchmarkResult(
+                name="decode",
+                title="decode",
+                figures=[
+                    Figure("ratio", 1.0, target=Target(">=", 1.5)),
+                    Figure("lag", 40.0, unit="ms", target=Target("<=", 10.0)),
+                    Figure("retired figure", 3.0),
+                ],
+            ),
+            BenchmarkResult(name="fanout", title="fanout", figures=[Figure("wall", 1.1)]),
+        ],
+        {},
+    )
+    new = BenchmarkResult(
+        name="decode",
+        title="decode",
+        figures=[
+            Figure("ratio", 1.6, target=Target(">=", 1.5)),
+            Figure("lag", 50.0, unit="ms", target=Target("<=", 10.0)),
+            Figure("new figure", 2.0),
+        ],
+    )
+    lines = format_comparison([new], json.loads(json.dumps(old))).splitlines()
+
+    def row(figure: str) -> str:
+        return next(line for line in lines if line.startswith("decode") and f" {figure} " in line)
+
+    assert "1.000x" in row("ratio")
+    assert "1.600x" in row("ratio")
+    assert "+60.0% better" in row("ratio")
+    assert "+25.0% worse" in row("lag")
+    assert "missing" in row("new figure")
+    assert "missing" in row("retired figure")
+    assert lines[-1] == "not run this time: fanout"
 
 
 def test_the_emulator_process_runs_the_emulator_command_unless_it_needs_upload_latency() -> None:
@@ -165,6 +221,30 @@ async def test_the_floor_batches_one_tick_and_strands_no_ask_made_during_a_reque
     assert [answer["id"] for answer in answers] == ["a", "b", "c"]
     assert api.batches == [["a", "b"], ["c"]]
     await batcher.close()
+
+
+async def test_the_stall_harness_times_each_mode_over_the_same_pages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cached = _cached_result([[{"ID": i, "NAME": f"n{i}"} for i in range(50)], [{"ID": 99}]])
+    refs = [(SITE, QUERY, 1), (SITE, QUERY, 2)]
+    monkeypatch.setattr(C, "DECODE_OFF_LOOP_MIN_BYTES", 1)  # these tiny pages count as large
+    async with decode._client_on(cached) as halo:
+
+        async def fetch() -> int:
+            return await stall.fetch_all(halo, refs)
+
+        floor = await stall.timed_round("fetch_only", lambda: stall.fetch_bodies(halo, refs))
+        inline = await stall.timed_round("inline", fetch)
+        assert C.DECODE_OFF_LOOP_MIN_BYTES == 1  # restored after the inline round
+        threaded = await stall.timed_round("thread", fetch)
+    assert (inline.rows, threaded.rows) == (51, 51)
+    assert floor.rows == cached.size  # the bodies' bytes, read and not decoded
+    assert (inline.mode, threaded.mode) == ("inline", "thread")
+    assert inline.beats >= 0
+    assert threaded.max_lag >= 0.0
+    with pytest.raises(ValueError, match="no pool"), stall.decoding("process"):
+        pass
 
 
 def test_the_scale_benchmark_reports_idle_memory_per_site_and_setup_costs() -> None:

@@ -29,7 +29,7 @@ def build(builder: Builder, seed: int = 11, patients: int = 300) -> sqlite3.Conn
 
 def dump(conn: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
     tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-    return {t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
+    return {t: conn.execute(f"SELECT * FROM `{t}` ORDER BY rowid").fetchall() for t in tables}
 
 
 @pytest.fixture(scope="module")

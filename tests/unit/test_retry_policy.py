@@ -39,7 +39,7 @@ def test_defaults() -> None:
     assert policy.max_attempts == 5
     assert policy.initial_delay == 0.5
     assert policy.max_delay == 30
-    assert policy.deadline == 120
+    assert policy.deadline == 180
     assert RetryPolicy.none().max_attempts == 1
 
 
