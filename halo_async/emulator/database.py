@@ -1836,7 +1836,8 @@ class PracticeDatabase:
             conn = self._open(name)
             try:
                 if self._site_seed is not None:
-                    dataset.add_site_rows(conn, name, self._site_seed)
+                    site = dataclasses.replace(self._spec(), seed=self._site_seed)
+                    dataset.add_site_rows(conn, name, site)
                 self._register_functions(conn)
                 self._sandboxes[name] = Sandbox(conn, self._limits, self._cancelled)
             except BaseException:

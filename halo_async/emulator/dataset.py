@@ -404,16 +404,17 @@ def _run_script(
     conn.execute("COMMIT")
 
 
-def add_site_rows(conn: sqlite3.Connection, catalogue: str, site_seed: int) -> None:
-    """Make a copy of a shared template one site's own: its practice rows, from ``site_seed``.
+def add_site_rows(conn: sqlite3.Connection, catalogue: str, site: DatasetSpec) -> None:
+    """Make a copy of a shared template one site's own: its practice rows, from ``site``.
 
     Sites of one emulator share a few generated datasets (generating one costs ~100x copying
-    it); what names the practice itself (Best Practice's ``LOCATIONS``) is the site's own.
+    it); what names and describes the practice itself (Best Practice's ``LOCATIONS`` and
+    ``PRACTICE``) is the site's own: the rows generating with the site's seed would give.
     Catalogues with no practice rows are left as generated.
     """
     fill = _SITE_ROWS.get(catalogue)
     if fill is not None:
-        _run_script(conn, lambda c: fill(c, random.Random(f"{site_seed}:site-rows")))
+        _run_script(conn, lambda c: fill(c, site))
 
 
 # --------------------------------------------------------------------------------------------
@@ -569,11 +570,14 @@ def _bp_locations(rng: random.Random) -> list[tuple[int, str]]:
     return [(1, f"{suburb} Medical Centre   "), (2, f"{suburb} Family Practice - Branch")]
 
 
-def _bp_site_rows(conn: sqlite3.Connection, rng: random.Random) -> None:
+def _bp_site_rows(conn: sqlite3.Connection, site: DatasetSpec) -> None:
     conn.executemany(
         "UPDATE LOCATIONS SET LOCATIONNAME = ? WHERE LOCATIONID = ?",
-        [(name, location) for location, name in _bp_locations(rng)],
+        [(name, location) for location, name in _bp_locations(site.rng("bp-practice"))],
     )
+    # PRACTICE is derived from the main location's name: regenerated beside it.
+    conn.execute("DELETE FROM PRACTICE")
+    _fill_bp_practice(conn, site)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1320,6 +1324,6 @@ def _fill_d4w(conn: sqlite3.Connection, spec: DatasetSpec) -> None:
     conn.executemany("INSERT INTO TREATMENTS VALUES (?, ?, ?, ?, ?, ?, ?)", treatments)
 
 
-_SITE_ROWS: dict[str, Callable[[sqlite3.Connection, random.Random], None]] = {
+_SITE_ROWS: dict[str, Callable[[sqlite3.Connection, DatasetSpec], None]] = {
     BEST_PRACTICE_CATALOGUE: _bp_site_rows,
 }

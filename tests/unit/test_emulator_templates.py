@@ -45,6 +45,11 @@ def test_sites_of_one_dataset_share_one_generation_and_keep_their_own_practice_r
         assert rows(first, LOCATIONS) != rows(second, LOCATIONS)
         assert rows(first, LOCATIONS) == rows(again, LOCATIONS)  # determinism by seed
         assert cache.builds == 1
+        for db in (first, second):
+            # The practice's own details follow its main location, site by site.
+            (location,) = rows(db, "SELECT LOCATIONNAME FROM LOCATIONS WHERE LOCATIONID = 1")
+            (practice,) = rows(db, "SELECT PRACTICENAME FROM PRACTICE")
+            assert practice["PRACTICENAME"] == location["LOCATIONNAME"]
     finally:
         for db in (first, second, again):
             db.close()
