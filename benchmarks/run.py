@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import decode, fanout, first_row, memory, stall
+from benchmarks import decode, emulator_scale, fanout, first_row, memory, stall
 from benchmarks._report import (
     BenchmarkResult,
     format_comparison,
@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     memory.NAME: memory.run,
     first_row.NAME: first_row.run,
     stall.NAME: stall.run,
+    emulator_scale.NAME: emulator_scale.run,
 }
 """Every benchmark by name, in the order they run."""
 

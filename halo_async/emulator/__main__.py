@@ -9,7 +9,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from halo_async.emulator._emulator import DEFAULT_API_KEY, Emulator
+from halo_async.emulator._emulator import DEFAULT_API_KEY, DEFAULT_DATABASE_TEMPLATES, Emulator
+from halo_async.emulator._executor import DEFAULT_SQL_WORKERS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +36,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="the key to accept")
     parser.add_argument(
+        "--database-templates",
+        type=int,
+        default=DEFAULT_DATABASE_TEMPLATES,
+        help="generated datasets per PMS that sites share, 0 for one per site "
+        f"(default {DEFAULT_DATABASE_TEMPLATES})",
+    )
+    parser.add_argument(
+        "--statement-timeout",
+        type=float,
+        default=30.0,
+        help="real seconds a statement may run before it fails as a timeout (default 30)",
+    )
+    parser.add_argument(
+        "--sql-workers",
+        type=int,
+        default=DEFAULT_SQL_WORKERS,
+        help=f"threads that run SQL (default {DEFAULT_SQL_WORKERS})",
+    )
+    parser.add_argument(
         "--stream-rows",
         action="store_true",
         help="/stream sends bare rows instead of the {data, parameters} envelope",
@@ -59,6 +79,9 @@ async def _serve(args: argparse.Namespace) -> None:
         retention=args.retention,
         api_key=args.api_key,
         stream_rows=args.stream_rows,
+        database_templates=args.database_templates or None,
+        statement_timeout=args.statement_timeout,
+        sql_workers=args.sql_workers,
     ) as emulator:
         print(f"Halo emulator serving {len(emulator.sites)} sites at {emulator.base_url}")
         print(f"API key: {emulator.api_key}")

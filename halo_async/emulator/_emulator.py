@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from datetime import date, datetime
 from types import TracebackType
@@ -11,10 +12,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from aiohttp import web
 
 from halo_async.emulator._clock import Clock, SystemClock
+from halo_async.emulator._executor import DEFAULT_SQL_WORKERS, SqlExecutor
 from halo_async.emulator._latency import Latency
 from halo_async.emulator._records import QueryRecord
+from halo_async.emulator._sandbox import ExecutionLimits
 from halo_async.emulator._sites import DatabaseFactory, Site, SiteDatabase, SiteSpec, build_sites
 from halo_async.emulator._sites import generate_specs as _generate_specs
+from halo_async.emulator._template import TemplateCache
 from halo_async.emulator.app import EmulatorStats, create_app
 from halo_async.emulator.faults import Faults
 from halo_async.emulator.state import EmulatorState, Limits
@@ -34,16 +38,42 @@ except ZoneInfoNotFoundError:  # pragma: no cover - systems without tz data
     from datetime import UTC as _PRACTICE_TZ
 
 
-def _practice_databases(clock: Clock) -> DatabaseFactory:
+_SHUTDOWN_TIMEOUT = 5.0
+DEFAULT_DATABASE_TEMPLATES = 8
+"""Distinct generated datasets per PMS and size that an emulator's sites share."""
+
+
+def _practice_databases(
+    clock: Clock,
+    *,
+    seed: int,
+    templates: TemplateCache,
+    variants: int | None,
+    limits: ExecutionLimits,
+) -> DatabaseFactory:
     from halo_async.emulator.database import PracticeDatabase
 
     def practice_now() -> datetime:
         return clock.now().astimezone(_PRACTICE_TZ).replace(tzinfo=None)
 
+    def data_seed(site_seed: int) -> int:
+        if variants is None:
+            return site_seed
+        variant = site_seed % variants
+        return random.Random(f"halo-emulator-dataset:{seed}:{variant}").getrandbits(32)
+
     def factory(*, pms_type: str, seed: int, patients: int) -> SiteDatabase:
         today: date = practice_now().date()
         return PracticeDatabase(
-            pms_type=pms_type, seed=seed, patients=patients, today=today, now=practice_now
+            pms_type=pms_type,
+            seed=data_seed(seed),
+            site_seed=seed if variants is not None else None,
+            patients=patients,
+            today=today,
+            now=practice_now,
+            # One dataset per site: nothing to share, so nothing worth keeping twice.
+            templates=templates if variants is not None else None,
+            limits=limits,
         )
 
     return factory
@@ -57,7 +87,11 @@ class Emulator:
     from ``seed``) or explicit :class:`SiteSpec` s. ``latency`` is a :class:`Latency` or the
     name of a preset (``"zero"``, ``"realistic"``); ``clock`` defaults to the wall clock, and a
     :class:`ManualClock` lets tests move time instead of sleeping. Databases are built cheaply
-    at construction and generate their data on first use. ``webhooks`` (a
+    at construction and get their data on first use: the sites share ``database_templates``
+    generated datasets per PMS and size (each site a ~1 ms copy, with its own practice rows;
+    ``None`` generates every site's own). SQL runs in ``sql_workers`` threads; a statement
+    may run ``statement_timeout`` real seconds and return ``max_result_rows`` rows or
+    ``max_result_bytes`` bytes of JSON before it fails. ``webhooks`` (a
     :class:`~halo_async.emulator.webhooks.WebhookSender`) POSTs Halo's signed webhooks on each
     async success and changed registered result; it is closed with the emulator.
     """
@@ -81,26 +115,28 @@ class Emulator:
         faults: Faults | None = None,
         database_factory: DatabaseFactory | None = None,
         webhooks: WebhookSender | None = None,
+        database_templates: int | None = DEFAULT_DATABASE_TEMPLATES,
+        sql_workers: int = DEFAULT_SQL_WORKERS,
+        statement_timeout: float = 30.0,
+        max_result_rows: int = 1_000_000,
+        max_result_bytes: int = 256 * 1024 * 1024,
     ) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty")
         self.seed = seed
         self.clock: Clock = clock if clock is not None else SystemClock()
-        latency = Latency.named(latency) if isinstance(latency, str) else latency
         self.faults = faults if faults is not None else Faults(seed)
         self.stats = EmulatorStats()
-        self.host = host
-        self.port = port
-        self._api_key = api_key
-        specs = _generate_specs(sites, seed) if isinstance(sites, int) else list(sites)
-        factory = database_factory or _practice_databases(self.clock)
-        self.sites: list[Site] = build_sites(
-            specs, seed=seed, now=self.clock.now(), database_factory=factory
+        self.host, self.port, self._api_key = host, port, api_key
+        self.templates = TemplateCache()
+        execution = ExecutionLimits(statement_timeout, max_result_rows, max_result_bytes)
+        self.sites: list[Site] = self._build_sites(
+            sites, database_factory or self._practice_databases(database_templates, execution)
         )
         self.state = EmulatorState(
             sites=self.sites,
             clock=self.clock,
-            latency=latency,
+            latency=Latency.named(latency) if isinstance(latency, str) else latency,
             faults=self.faults,
             seed=seed,
             limits=Limits(
@@ -110,6 +146,7 @@ class Emulator:
                 immediate_timeout=immediate_timeout,
                 async_execution_limit=async_execution_limit,
             ),
+            executor=SqlExecutor(sql_workers),
         )
         self.app: web.Application = create_app(
             self.state, api_key=api_key, stats=self.stats, stream_rows=stream_rows
@@ -117,7 +154,20 @@ class Emulator:
         self._runner: web.AppRunner | None = None
         self.webhooks = webhooks
         if webhooks is not None:
-            webhooks.attach(self.state)
+            webhooks.attach(self.state)  # closed with the emulator
+
+    def _practice_databases(
+        self, templates: int | None, limits: ExecutionLimits
+    ) -> DatabaseFactory:
+        if templates is not None and templates < 1:
+            raise ValueError("database_templates must be at least 1, or None")
+        return _practice_databases(
+            self.clock, seed=self.seed, templates=self.templates, variants=templates, limits=limits
+        )
+
+    def _build_sites(self, sites: int | Sequence[SiteSpec], factory: DatabaseFactory) -> list[Site]:
+        specs = _generate_specs(sites, self.seed) if isinstance(sites, int) else list(sites)
+        return build_sites(specs, seed=self.seed, now=self.clock.now(), database_factory=factory)
 
     @property
     def latency(self) -> Latency:
@@ -144,8 +194,9 @@ class Emulator:
         """Bind and serve; with ``port=0`` the system picks a free port."""
         if self._runner is not None:
             return
-        # No access log: a key sent as `subscription-key` would land in it.
-        runner = web.AppRunner(self.app, access_log=None)
+        # No access log: a key sent as `subscription-key` would land in it. A short shutdown
+        # timeout: close() must not wait a minute for a request still queued on a site.
+        runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=_SHUTDOWN_TIMEOUT)
         await runner.setup()
         try:
             site = web.TCPSite(runner, self.host, self.port)
@@ -157,14 +208,18 @@ class Emulator:
         self.port = int(runner.addresses[0][1])
 
     async def close(self) -> None:
-        """Stop serving, stop running queries and close every database."""
+        """Stop serving, stop running queries and close every database; never hangs."""
         if self.webhooks is not None:
             await self.webhooks.close()
+        # Interrupt running SQL first, so that the requests waiting on it answer and the
+        # server's shutdown does not wait for a runaway statement.
+        await self.state.executor.shutdown()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()  # the app's cleanup closes the state
         else:
             await self.state.close()
+        self.templates.clear()
 
     async def __aenter__(self) -> Emulator:
         await self.start()
@@ -194,10 +249,6 @@ class Emulator:
     def set_site_offline(self, site_id: str) -> None:
         """The site closes its connection: immediates 503, async queries wait or fail."""
         self.set_site_availability(site_id, "offline")
-
-    def set_site_online(self, site_id: str) -> None:
-        """The site is back; queued queries resume."""
-        self.set_site_availability(site_id, "online")
 
     def query(self, query_id: str) -> QueryRecord | None:
         """The emulator's record of a query, whatever its site."""

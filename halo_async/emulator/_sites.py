@@ -50,7 +50,11 @@ _PAIRING_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
 class SiteDatabase(Protocol):
-    """What a site needs from its practice database (``database.PracticeDatabase``)."""
+    """What a site needs from its practice database (``database.PracticeDatabase``).
+
+    A database may also offer ``interrupt()``, callable from any thread, to stop its running
+    command; the emulator calls it when a query's deadline passes and when it closes.
+    """
 
     @property
     def catalogues(self) -> Sequence[Any]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from halo_async.emulator import _errors
 from halo_async.emulator._errors import ApiError, envelope
@@ -65,15 +66,12 @@ class EmulatorStats:
     """Responses per (operation, HTTP status)."""
     dropped: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     """Connections closed without a response, per operation."""
-    unmatched: int = 0
-    """Requests that matched no route."""
 
     def reset(self) -> None:
         """Zero every counter."""
         self.requests.clear()
         self.responses.clear()
         self.dropped.clear()
-        self.unmatched = 0
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -269,6 +267,51 @@ class _Routes:
         return _json(site_json(site, self.state.clock.now()))
 
 
+# The literal sibling paths are not query ids: without the lookahead `GET .../queries/async`
+# would route to getQuery and 405 answers would advertise GET where the API has none.
+_QUERY_ID = "{queryId:(?!(?:immediate|async|status|registered)$)[^{}/]+}"
+_SITE = "/integrator/sites/{siteId}"
+_QUERIES = f"{_SITE}/queries"
+
+#: (method, path, handler name on _Routes, operationId), in the order aiohttp matches them.
+_ROUTE_TABLE = (
+    ("POST", f"{_QUERIES}/immediate", "create_immediate", "createImmediateQuery"),
+    ("POST", f"{_QUERIES}/async", "create_async", "createAsyncQuery"),
+    ("POST", f"{_QUERIES}/status", "batch_status", "getQueryStatusBatch"),
+    ("POST", f"{_QUERIES}/registered", "create_registered", "createRegisteredQuery"),
+    ("GET", f"{_QUERIES}/registered", "list_registered", "getRegisteredQueries"),
+    ("GET", f"{_QUERIES}/registered/{{queryId}}", "get_registered", "getRegisteredQuery"),
+    ("DELETE", f"{_QUERIES}/registered/{{queryId}}", "cancel_registered", "cancelRegisteredQuery"),
+    ("GET", f"{_QUERIES}/registered/{{queryId}}/results", "registered_result",
+     "getRegisteredQueryResult"),
+    ("GET", f"{_QUERIES}/{_QUERY_ID}", "get_query", "getQuery"),
+    ("GET", f"{_QUERIES}/{{queryId}}/results/{{pageNumber}}", "result_page", "getResultPage"),
+    ("GET", f"{_QUERIES}/{{queryId}}/results/{{pageNumber}}/stream", "stream_page",
+     "streamResultPage"),
+    ("POST", "/integrator/pair-site", "pair_site", "Integrator_PairSite"),
+    ("POST", "/integrator/pairSite", "pair_site", "pairSite"),
+    ("GET", "/integrator/sites", "find_sites", "getSites"),
+    ("GET", _SITE, "get_site", "getSite"),
+)  # fmt: skip
+
+
+def _counting(counters: EmulatorStats) -> Middleware:
+    @web.middleware
+    async def count(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        operation = _operation(request)
+        if operation is not None:
+            counters.requests[operation] += 1
+        response = await handler(request)
+        if operation is not None:
+            if request.get("dropped"):
+                counters.dropped[operation] += 1
+            else:
+                counters.responses[(operation, response.status)] += 1
+        return response
+
+    return count
+
+
 def create_app(
     state: EmulatorState,
     *,
@@ -283,73 +326,13 @@ def create_app(
     """
     routes = _Routes(state, api_key=api_key, stream_rows=stream_rows)
     counters = stats if stats is not None else EmulatorStats()
-
-    @web.middleware
-    async def count(request: web.Request, handler: _Handler) -> web.StreamResponse:
-        operation = _operation(request)
-        if operation is None:
-            counters.unmatched += 1
-        else:
-            counters.requests[operation] += 1
-        response = await handler(request)
-        if operation is not None:
-            if request.get("dropped"):
-                counters.dropped[operation] += 1
-            else:
-                counters.responses[(operation, response.status)] += 1
-        return response
-
     app = web.Application(
-        middlewares=[count, routes.errors, routes.gateway], client_max_size=_MAX_BODY
+        middlewares=[_counting(counters), routes.errors, routes.gateway],
+        client_max_size=_MAX_BODY,
     )
-    site_path = "/integrator/sites/{siteId}"
-    queries = f"{site_path}/queries"
-    router = app.router
-    router.add_post(f"{queries}/immediate", routes.create_immediate, name="createImmediateQuery")
-    router.add_post(f"{queries}/async", routes.create_async, name="createAsyncQuery")
-    router.add_post(f"{queries}/status", routes.batch_status, name="getQueryStatusBatch")
-    router.add_post(f"{queries}/registered", routes.create_registered, name="createRegisteredQuery")
-    router.add_get(
-        f"{queries}/registered",
-        routes.list_registered,
-        name="getRegisteredQueries",
-        allow_head=False,
-    )
-    router.add_get(
-        f"{queries}/registered/{{queryId}}",
-        routes.get_registered,
-        name="getRegisteredQuery",
-        allow_head=False,
-    )
-    router.add_delete(
-        f"{queries}/registered/{{queryId}}", routes.cancel_registered, name="cancelRegisteredQuery"
-    )
-    router.add_get(
-        f"{queries}/registered/{{queryId}}/results",
-        routes.registered_result,
-        name="getRegisteredQueryResult",
-        allow_head=False,
-    )
-    # The literal sibling paths are not query ids: without the lookahead `GET .../queries/async`
-    # would route to getQuery and 405 answers would advertise GET where the API has none.
-    query_id = "{queryId:(?!(?:immediate|async|status|registered)$)[^{}/]+}"
-    router.add_get(f"{queries}/{query_id}", routes.get_query, name="getQuery", allow_head=False)
-    router.add_get(
-        f"{queries}/{{queryId}}/results/{{pageNumber}}",
-        routes.result_page,
-        name="getResultPage",
-        allow_head=False,
-    )
-    router.add_get(
-        f"{queries}/{{queryId}}/results/{{pageNumber}}/stream",
-        routes.stream_page,
-        name="streamResultPage",
-        allow_head=False,
-    )
-    router.add_post("/integrator/pair-site", routes.pair_site, name="Integrator_PairSite")
-    router.add_post("/integrator/pairSite", routes.pair_site, name="pairSite")
-    router.add_get("/integrator/sites", routes.find_sites, name="getSites", allow_head=False)
-    router.add_get(site_path, routes.get_site, name="getSite", allow_head=False)
+    for method, path, handler, operation in _ROUTE_TABLE:
+        # No HEAD: the API has none, and 405 answers must not advertise it.
+        app.router.add_route(method, path, getattr(routes, handler), name=operation)
 
     async def close_state(_: web.Application) -> None:
         await state.close()

@@ -10,7 +10,10 @@ A :class:`PracticeDatabase` stands in for the SQL Server (Best Practice, D4W) or
   messages, which the HTTP side reports as ``errorDetails``.
 
 Nothing is generated until the first command: an emulator of hundreds of sites starts at once
-and only builds the databases it is asked about.
+and only builds the databases it is asked about. Given a :class:`~._template.TemplateCache`,
+sites of the same dataset share one generated template and each gets a ~1 ms copy of it, with
+its own site rows (:func:`.dataset.add_site_rows`). Every command runs in a
+:class:`~._sandbox.Sandbox`: bounded in time and result size, and kept inside its database.
 """
 
 from __future__ import annotations
@@ -29,13 +32,17 @@ import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, NoReturn, cast
 
-from halo_async.emulator import _tsql, dataset
+from halo_async.emulator import _sandbox, _template, _tsql, dataset
+from halo_async.emulator._sandbox import ExecutionLimits, ResultTooLargeError, Sandbox
+from halo_async.emulator._template import TemplateCache
 
 __all__ = [
     "Catalogue",
+    "ExecutionLimits",
     "ExecutionResult",
     "ParameterConversionError",
     "PracticeDatabase",
+    "ResultTooLargeError",
     "SqlError",
     "UnknownCatalogueError",
     "catalogues_for",
@@ -1483,8 +1490,10 @@ class _Run:
         conn: sqlite3.Connection,
         now: Callable[[], datetime.datetime],
         procedures: Mapping[str, _Procedure],
+        sandbox: Sandbox,
     ) -> None:
         self.conn = conn
+        self.sandbox = sandbox
         self.now = now
         self.procedures = procedures
         self.variables: dict[str, Any] = {}
@@ -1560,14 +1569,17 @@ class _Run:
         return bindings
 
     def _cursor(self, query: _tsql.Query) -> sqlite3.Cursor:
+        self.sandbox.statement()
         return self.conn.execute(query.sql, self._bindings(query))
 
     def _run_query(self, query: _tsql.Query) -> None:
         cursor = self._cursor(query)
         if cursor.description is not None:
-            rows = cursor.fetchall()
+            columns = [d[0] for d in cursor.description]
+            # Later result sets are run and dropped (Halo returns the first), within limits.
+            rows = self.sandbox.fetch(cursor, columns)
             if self.result is None:
-                self.result = _ResultSet([d[0] for d in cursor.description], rows)
+                self.result = _ResultSet(columns, rows)
         elif cursor.rowcount >= 0:
             self.rows_affected += cursor.rowcount
             self.changed_rows = True
@@ -1685,8 +1697,16 @@ class PracticeDatabase:
         patients: int = 2000,
         today: datetime.date | None = None,
         now: Callable[[], datetime.datetime] | None = None,
+        site_seed: int | None = None,
+        templates: TemplateCache | None = None,
+        limits: ExecutionLimits | None = None,
     ) -> None:
-        """Cheap: generates nothing until first execute()."""
+        """Cheap: generates nothing until first execute().
+
+        ``seed`` chooses the generated data; ``site_seed`` (if given) the site's own rows on
+        top of it. With ``templates``, databases of the same seed, size and day are generated
+        once and copied. ``limits`` bound each command's time and result size.
+        """
         self._pms = _pms_key(pms_type)
         self._dialect = _PMS_SQL_DIALECTS[self._pms]
         self._error_type = "fbsql" if self._dialect == "firebird" else "mssql"
@@ -1698,7 +1718,13 @@ class PracticeDatabase:
         self._catalogues = catalogues_for(self._pms)
         # Only Best Practice's procedures are public; the other systems get none.
         self._procedures = _PROCEDURES if self._pms == "BestPractice" else {}
+        self._site_seed = site_seed
+        self._templates = templates
+        self._limits = limits or ExecutionLimits()
         self._connections: dict[str, sqlite3.Connection] = {}
+        self._sandboxes: dict[str, Sandbox] = {}
+        # Set by interrupt() from another thread; the running command's statements see it.
+        self._cancel_requested = False
         self._lock = threading.Lock()
         self._pending: _Failure | None = None
         self._closed = False
@@ -1744,24 +1770,35 @@ class PracticeDatabase:
             if self._closed:
                 raise RuntimeError("The practice database is closed")
             conn = self._connection(name)
-            run = _Run(conn, self._clock, self._procedures)
+            sandbox = self._sandboxes[name]
+            run = _Run(conn, self._clock, self._procedures, sandbox)
             try:
-                bound = [self._parameter(p) for p in parameters]
-                run.bind(bound)
-                if command_type == "storedProcedure":
-                    run.run_procedure(text, bound)
-                else:
-                    run.run_batch(text, self._dialect)
+                with sandbox.request():
+                    bound = [self._parameter(p) for p in parameters]
+                    run.bind(bound)
+                    if command_type == "storedProcedure":
+                        run.run_procedure(text, bound)
+                    else:
+                        run.run_batch(text, self._dialect)
             except _tsql.TranslationError as error:
                 raise _sql_error(self._error_type, _Failure(error.kind, (error.near,))) from None
             except _Failure as failure:
                 raise _sql_error(self._error_type, failure) from None
             except sqlite3.Error as error:
-                cause = self._pending or _sqlite_failure(error, run.object_names)
-                raise _sql_error(self._error_type, cause) from None
+                raise self._sqlite_error(error, sandbox, run) from None
             finally:
                 self._pending = None
+                self._cancel_requested = False
             return self._result(run, execution_mode, bound)
+
+    def interrupt(self) -> None:
+        """Stop the running command, from any thread: it fails as a statement timeout.
+
+        Only a command already running may be interrupted (the emulator's SQL threads
+        call this only then); one interrupted while its database is still being set up
+        stops at its first statement.
+        """
+        self._cancel_requested = True
 
     def close(self) -> None:
         """Close every SQLite connection; later calls to ``execute`` fail."""
@@ -1770,6 +1807,7 @@ class PracticeDatabase:
             for conn in self._connections.values():
                 conn.close()
             self._connections.clear()
+            self._sandboxes.clear()
 
     # ----------------------------------------------------------------------------------------
 
@@ -1795,17 +1833,46 @@ class PracticeDatabase:
     def _connection(self, name: str) -> sqlite3.Connection:
         conn = self._connections.get(name)
         if conn is None:
-            builders = dict(_CATALOGUE_BUILDERS[self._pms])
-            # Autocommit: each statement commits, so nonQuery changes persist at once.
-            conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            conn = self._open(name)
             try:
+                if self._site_seed is not None:
+                    site = dataclasses.replace(self._spec(), seed=self._site_seed)
+                    dataset.add_site_rows(conn, name, site)
                 self._register_functions(conn)
-                builders[name](conn, self._spec())
+                self._sandboxes[name] = Sandbox(conn, self._limits, self._cancelled)
             except BaseException:
                 conn.close()
                 raise
             self._connections[name] = conn
         return conn
+
+    def _open(self, name: str) -> sqlite3.Connection:
+        """The catalogue's generated data: a copy of the shared template, or built here."""
+        builder = dict(_CATALOGUE_BUILDERS[self._pms])[name]
+        spec = self._spec()
+
+        def build(conn: sqlite3.Connection) -> None:
+            builder(conn, spec)
+
+        if self._templates is None:
+            return _template.generate(build)
+        return self._templates.copy((self._pms, name, spec), build)
+
+    def _cancelled(self) -> bool:
+        return self._cancel_requested
+
+    def _sqlite_error(self, error: sqlite3.Error, sandbox: Sandbox, run: _Run) -> SqlError:
+        if sandbox.timed_out:
+            seconds = self._limits.statement_timeout
+            return SqlError(self._error_type, *_sandbox.timeout_error(self._error_type, seconds))
+        refusal = sandbox.take_refusal() or sandbox.classify(error)
+        if refusal is not None:
+            kind, args = refusal
+            if kind == "object":
+                args = (run.object_names.get(args[0].lower(), args[0]),)
+            return _sql_error(self._error_type, _Failure(cast(_FailureKind, kind), args))
+        cause = self._pending or _sqlite_failure(error, run.object_names)
+        return _sql_error(self._error_type, cause)
 
     def _parameter(self, wire: Mapping[str, Any]) -> _Parameter:
         api_type = _canonical_type(wire.get("type"))

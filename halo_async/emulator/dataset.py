@@ -42,6 +42,7 @@ __all__ = [
     "ZEDMED_ACCOUNTS_CATALOGUE",
     "ZEDMED_CLINICAL_CATALOGUE",
     "DatasetSpec",
+    "add_site_rows",
     "build_best_practice",
     "build_d4w",
     "build_zedmed_accounts",
@@ -403,6 +404,19 @@ def _run_script(
     conn.execute("COMMIT")
 
 
+def add_site_rows(conn: sqlite3.Connection, catalogue: str, site: DatasetSpec) -> None:
+    """Make a copy of a shared template one site's own: its practice rows, from ``site``.
+
+    Sites of one emulator share a few generated datasets (generating one costs ~100x copying
+    it); what names and describes the practice itself (Best Practice's ``LOCATIONS`` and
+    ``PRACTICE``) is the site's own: the rows generating with the site's seed would give.
+    Catalogues with no practice rows are left as generated.
+    """
+    fill = _SITE_ROWS.get(catalogue)
+    if fill is not None:
+        _run_script(conn, lambda c: fill(c, site))
+
+
 # --------------------------------------------------------------------------------------------
 # Best Practice
 
@@ -551,6 +565,21 @@ _BP_INDEXES = (
 )
 
 
+def _bp_locations(rng: random.Random) -> list[tuple[int, str]]:
+    suburb, _state, _postcode = _pick(rng, _SUBURBS)
+    return [(1, f"{suburb} Medical Centre   "), (2, f"{suburb} Family Practice - Branch")]
+
+
+def _bp_site_rows(conn: sqlite3.Connection, site: DatasetSpec) -> None:
+    conn.executemany(
+        "UPDATE LOCATIONS SET LOCATIONNAME = ? WHERE LOCATIONID = ?",
+        [(name, location) for location, name in _bp_locations(site.rng("bp-practice"))],
+    )
+    # PRACTICE is derived from the main location's name: regenerated beside it.
+    conn.execute("DELETE FROM PRACTICE")
+    _fill_bp_practice(conn, site)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Provider:
     user_id: int
@@ -581,10 +610,7 @@ def _fill_best_practice(conn: sqlite3.Connection, spec: DatasetSpec) -> None:
         [(code, f"{text:<25}", length) for code, text, length in _APPOINTMENT_TYPES],
     )
     conn.executemany("INSERT INTO USERGROUPS VALUES (?, ?)", _USER_GROUPS)
-    rng = spec.rng("bp-practice")
-    suburb, _state, _postcode = _pick(rng, _SUBURBS)
-    locations = [(1, f"{suburb} Medical Centre   "), (2, f"{suburb} Family Practice - Branch")]
-    conn.executemany("INSERT INTO LOCATIONS VALUES (?, ?)", locations)
+    conn.executemany("INSERT INTO LOCATIONS VALUES (?, ?)", _bp_locations(spec.rng("bp-practice")))
     conn.executemany(
         "INSERT INTO ROOMS VALUES (?, ?, ?)",
         [(i, f"Consult {i}", 1 if i <= 6 else 2) for i in range(1, 9)]
@@ -652,83 +678,95 @@ _CLOCK_MINUTES = tuple(f"{m // 60:02d}:{m % 60:02d}:00" for m in range(8 * 60, 1
 
 
 def _fill_bp_patients(conn: sqlite3.Connection, spec: DatasetSpec, doctors: list[int]) -> None:
-    rng = spec.rng("bp-patients")
-    today = spec.today
-    people = _People(rng, today)
-    r = rng.random
-    day_texts = people.day_texts
-    pension_expiry = _midnight(today.replace(year=today.year + 2, day=1))
-    rows = []
-    # Inlined rather than factored: this loop is what a 200k-patient site waits for.
-    for internal_id in range(1, spec.patients + 1):
-        sex, first = people.sex_and_first_name()
-        surname = people.surname()
-        age_days = people.age_days()
-        age = age_days // 365
-        if sex == 1:
-            title = 1 if age >= 16 else 6
-        elif sex == 2:
-            title = (2, 3, 4)[int(r() * 3)] if age >= 16 else 3
-        else:
-            title = 0
-        if r() < 0.02:
-            title = 5
-        suburb, state, postcode = people.suburb()
-        address = people.street_address()
-        if r() < 0.1:
-            address += "   "
-        roll = r()
-        patient_status = 1 if roll < 0.93 else (2 if roll < 0.985 else 3)
-        pension = 0 if age < 65 and r() < 0.85 else (int(r() * 3) + 1)
-        medicare, line = people.medicare() if r() < 0.94 else ("", "")
-        created = day_texts[int(r() * 15 * 365)]
-        created_at = created[:11] + _CLOCK_MINUTES[int(r() * len(_CLOCK_MINUTES))]
-        rows.append(
-            (
-                internal_id,
-                f"{int(r() * 1_000_000):06d}" if r() < 0.2 else "",
-                1 if r() < 0.995 else 2,
-                patient_status,
-                title,
-                sex,
-                int(r() * 5),
-                pension,
-                0,
-                internal_id if r() < 0.6 else 0,
-                1 if r() < 0.8 else 0,
-                doctors[int(r() * len(doctors))],
-                first,
-                surname,
-                _pick(rng, _MALE_NAMES if sex == 1 else _FEMALE_NAMES) if r() < 0.4 else "",
-                first[:3] if r() < 0.05 else "",
-                address,
-                "",
-                suburb.upper(),
-                postcode,
-                "",
-                "",
-                "",
-                day_texts[age_days],
-                people.landline(state) if r() < 0.35 else "",
-                people.landline(state) if r() < 0.1 else "",
-                people.mobile() if age >= 12 and r() < 0.95 else "",
-                medicare,
-                line,
-                f"{int(r() * 12) + 1:02d}/{today.year + int(r() * 5)}" if medicare else "",
-                f"{int(r() * 1_000_000_000):09d}{'ABCDEFGHJK'[int(r() * 10)]}" if pension else "",
-                "",
-                "",
-                created if pension else None,
-                pension_expiry if pension else None,
-                str(internal_id),
-                people.ihi() if r() < 0.7 else "",
-                _HEALTH_FUNDS[int(r() * len(_HEALTH_FUNDS))],
-                people.email(first, surname) if age >= 16 and r() < 0.7 else "",
-                created_at,
-                created_at if r() < 0.5 else None,
-            )
-        )
+    people = _People(spec.rng("bp-patients"), spec.today)
+    pension_expiry = _midnight(spec.today.replace(year=spec.today.year + 2, day=1))
+    rows = [
+        _bp_patient(people, spec.today, doctors, pension_expiry, internal_id)
+        for internal_id in range(1, spec.patients + 1)
+    ]
     conn.executemany(f"INSERT INTO PATIENTS VALUES ({', '.join('?' * 41)})", rows)
+
+
+def _bp_title(sex: int, age: int, r: Callable[[], float]) -> int:
+    if sex == 1:
+        title = 1 if age >= 16 else 6
+    elif sex == 2:
+        title = (2, 3, 4)[int(r() * 3)] if age >= 16 else 3
+    else:
+        title = 0
+    return 5 if r() < 0.02 else title
+
+
+def _bp_address(people: _People) -> str:
+    address = people.street_address()
+    # Trailing spaces, as fixed-width columns hand them back in the real thing.
+    return address + "   " if people.random() < 0.1 else address
+
+
+def _bp_patient_status(roll: float) -> int:
+    return 1 if roll < 0.93 else (2 if roll < 0.985 else 3)  # active, inactive, deceased
+
+
+def _bp_patient(
+    people: _People, today: datetime.date, doctors: list[int], pension_expiry: str, internal_id: int
+) -> tuple[Any, ...]:
+    """One PATIENTS row: the hot path of a 200k-patient site, hence the plain locals."""
+    rng, r, day_texts = people.rng, people.random, people.day_texts
+    sex, first = people.sex_and_first_name()
+    surname = people.surname()
+    age_days = people.age_days()
+    age = age_days // 365
+    title = _bp_title(sex, age, r)
+    suburb, state, postcode = people.suburb()
+    address = _bp_address(people)
+    patient_status = _bp_patient_status(r())
+    pension = 0 if age < 65 and r() < 0.85 else (int(r() * 3) + 1)
+    medicare, line = people.medicare() if r() < 0.94 else ("", "")
+    created = day_texts[int(r() * 15 * 365)]
+    created_at = created[:11] + _CLOCK_MINUTES[int(r() * len(_CLOCK_MINUTES))]
+    return (
+        internal_id,
+        f"{int(r() * 1_000_000):06d}" if r() < 0.2 else "",
+        1 if r() < 0.995 else 2,
+        patient_status,
+        title,
+        sex,
+        int(r() * 5),
+        pension,
+        0,
+        internal_id if r() < 0.6 else 0,
+        1 if r() < 0.8 else 0,
+        doctors[int(r() * len(doctors))],
+        first,
+        surname,
+        _pick(rng, _MALE_NAMES if sex == 1 else _FEMALE_NAMES) if r() < 0.4 else "",
+        first[:3] if r() < 0.05 else "",
+        address,
+        "",
+        suburb.upper(),
+        postcode,
+        "",
+        "",
+        "",
+        day_texts[age_days],
+        people.landline(state) if r() < 0.35 else "",
+        people.landline(state) if r() < 0.1 else "",
+        people.mobile() if age >= 12 and r() < 0.95 else "",
+        medicare,
+        line,
+        f"{int(r() * 12) + 1:02d}/{today.year + int(r() * 5)}" if medicare else "",
+        f"{int(r() * 1_000_000_000):09d}{'ABCDEFGHJK'[int(r() * 10)]}" if pension else "",
+        "",
+        "",
+        created if pension else None,
+        pension_expiry if pension else None,
+        str(internal_id),
+        people.ihi() if r() < 0.7 else "",
+        _HEALTH_FUNDS[int(r() * len(_HEALTH_FUNDS))],
+        people.email(first, surname) if age >= 16 and r() < 0.7 else "",
+        created_at,
+        created_at if r() < 0.5 else None,
+    )
 
 
 def _fill_bp_sessions_and_away(
@@ -1284,3 +1322,8 @@ def _fill_d4w(conn: sqlite3.Connection, spec: DatasetSpec) -> None:
                 t += minutes * 60
     conn.executemany("INSERT INTO APPOINTMENTS VALUES (?, ?, ?, ?, ?, ?, ?, ?)", appointments)
     conn.executemany("INSERT INTO TREATMENTS VALUES (?, ?, ?, ?, ?, ?, ?)", treatments)
+
+
+_SITE_ROWS: dict[str, Callable[[sqlite3.Connection, DatasetSpec], None]] = {
+    BEST_PRACTICE_CATALOGUE: _bp_site_rows,
+}

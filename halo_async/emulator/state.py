@@ -22,9 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
-import concurrent.futures
 import dataclasses
-import functools
 import hashlib
 import heapq
 import itertools
@@ -36,9 +34,10 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
-from halo_async.emulator import _errors
+from halo_async.emulator import _errors, _sandbox
 from halo_async.emulator._clock import Clock
 from halo_async.emulator._errors import ApiError
+from halo_async.emulator._executor import SqlExecutor
 from halo_async.emulator._latency import Latency
 from halo_async.emulator._records import (
     PageRecord,
@@ -50,7 +49,12 @@ from halo_async.emulator._records import (
 from halo_async.emulator._requests import CommandRequest, RegisteredRequest, parse_uuid
 from halo_async.emulator._sites import PMS_NAMES, Site
 from halo_async.emulator._wire import immediate_json, query_json
-from halo_async.emulator.database import ParameterConversionError, SqlError, UnknownCatalogueError
+from halo_async.emulator.database import (
+    ParameterConversionError,
+    ResultTooLargeError,
+    SqlError,
+    UnknownCatalogueError,
+)
 from halo_async.emulator.faults import Faults
 
 __all__ = ["EmulatorState", "Limits", "QueryEvent"]
@@ -105,18 +109,39 @@ class QueryEvent:
 EventListener = Callable[[QueryEvent], None]
 
 
+def _path_id(value: str, what: str) -> str:
+    """A path id in canonical form; one that is not a UUID is a bad request, not an unknown id."""
+    canonical = parse_uuid(value)
+    if canonical is None:
+        # The document's 400 ("Invalid request path, parameter or body"); 404 is for a
+        # well-formed id that names nothing.
+        raise ApiError(400, f"Invalid request path, parameter or body: the {what} '{value}' "
+                       "is not a UUID.")  # fmt: skip
+    return canonical
+
+
 class _TimedOut(Exception):
     """A clock deadline passed before the awaited work finished."""
 
 
+# What a command's failure in the database can be (the rest are emulator bugs).
+_COMMAND_ERRORS = (SqlError, ParameterConversionError, ResultTooLargeError, UnknownCatalogueError)
+
+
 @dataclasses.dataclass(frozen=True)
 class _Execution:
-    rows: list[dict[str, Any]] | None
+    """A command's outcome, already encoded in the SQL thread (the loop only hands it out)."""
+
     rows_affected: int | None
     scalar: Any
     parameters: list[dict[str, Any]]
     mode: str
     duration_ms: int
+    row_count: int
+    data: bytes | None = None
+    """The whole result as one JSON value (immediate and registered queries)."""
+    pages: list[PageRecord] | None = None
+    """The result split into pages (async queries)."""
 
 
 class _SiteSlot:
@@ -171,7 +196,7 @@ class EmulatorState:
         seed: int = 1,
         integrator_id: str | None = None,
         limits: Limits | None = None,
-        sql_workers: int = 32,
+        executor: SqlExecutor | None = None,
     ) -> None:
         self.clock = clock
         self.latency = latency
@@ -194,8 +219,7 @@ class EmulatorState:
         self._registered_tasks: dict[str, asyncio.Task[None]] = {}
         self._listeners: list[EventListener] = []
         self._watchers: dict[str | None, list[tuple[Callable[[], bool], asyncio.Future[None]]]] = {}
-        self._sql_workers = sql_workers
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self.executor = executor if executor is not None else SqlExecutor()
         self._closed = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -209,11 +233,7 @@ class EmulatorState:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._executor is not None:
-            executor, self._executor = self._executor, None
-            await asyncio.get_running_loop().run_in_executor(
-                None, functools.partial(executor.shutdown, wait=True, cancel_futures=True)
-            )
+        await self.executor.shutdown()
         for site in self.sites.values():
             site.database.close()
         for watchers in self._watchers.values():
@@ -292,8 +312,7 @@ class EmulatorState:
 
     def site(self, site_id: str) -> Site:
         """The site with this Halo GUID, or 404."""
-        canonical = parse_uuid(site_id)
-        site = self.sites.get(canonical) if canonical else None
+        site = self.sites.get(_path_id(site_id, "site id"))
         if site is None:
             raise ApiError(404, f"Site '{site_id}' was not found.")
         return site
@@ -353,14 +372,6 @@ class EmulatorState:
 
     # ------------------------------------------------------------------ execution
 
-    @property
-    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=self._sql_workers, thread_name_prefix="halo-emulator-sql"
-            )
-        return self._executor
-
     def _sample(self, phase: Any) -> float:
         return self.latency.sample(phase, self._rng)
 
@@ -375,8 +386,7 @@ class EmulatorState:
         finally:
             timer.cancel()
             if not task.done():
-                # An SQL thread cannot be interrupted; it finishes on its own while the
-                # site's database lock keeps the next command waiting.
+                # Cancelling the SQL work interrupts its statement (SqlExecutor.run).
                 task.cancel()
         if task in done:
             return task.result()
@@ -399,42 +409,39 @@ class EmulatorState:
     async def _execute(
         self,
         site: Site,
+        command: CommandRequest | RegisteredRecord,
         *,
-        text: str,
-        execution_mode: str,
-        command_type: str,
-        parameters: list[dict[str, Any]],
-        catalogue: str | None,
         limit: float | None,
+        shape: Literal["data", "pages"],
     ) -> _Execution:
-        """Run one command in the SQL pool plus the simulated execution latency."""
-        simulated = self._sample("execution")
+        """Run one command in the SQL pool plus the simulated execution latency.
 
-        def run() -> tuple[Any, float]:
+        The result is encoded in the SQL thread too (``shape``: one JSON value, or pages), so
+        that a large result costs the event loop nothing.
+        """
+        simulated = self._sample("execution")
+        page_size = self.limits.page_size
+        # Registered queries run on the site's default catalogue.
+        catalogue = command.catalogue if isinstance(command, CommandRequest) else None
+
+        def run() -> _Execution:
             started = time.perf_counter()
             result = site.database.execute(
-                text,
+                command.text,
                 catalogue=catalogue,
-                execution_mode=execution_mode,
-                command_type=command_type,
-                parameters=parameters,
+                execution_mode=command.execution_mode,
+                command_type=command.command_type,
+                parameters=command.parameters,
             )
-            return result, time.perf_counter() - started
+            duration_ms = round((time.perf_counter() - started + simulated) * 1000)
+            return _encode(result, command.execution_mode, shape, page_size, duration_ms)
 
-        async def work() -> tuple[Any, float]:
-            outcome = await asyncio.get_running_loop().run_in_executor(self._pool, run)
+        async def work() -> _Execution:
+            execution = await self.executor.run(site.database, run)
             await self.clock.sleep(simulated)
-            return outcome
+            return execution
 
-        result, seconds = await self._within(work(), limit)
-        return _Execution(
-            rows=result.rows,
-            rows_affected=result.rows_affected,
-            scalar=result.scalar,
-            parameters=[dict(p) for p in result.parameters],
-            mode=execution_mode,
-            duration_ms=round((seconds + simulated) * 1000),
-        )
+        return await self._within(work(), limit)
 
     @staticmethod
     def _sql_error(exc: SqlError) -> dict[str, Any]:
@@ -446,18 +453,24 @@ class EmulatorState:
 
     @staticmethod
     def _timeout_error(site: Site, seconds: float) -> dict[str, Any]:
-        if site.pms_type == "Zedmed":
-            return {
-                "errorType": "fbsql",
-                "errorCode": -901,
-                "errorMessage": f"Attempt to execute a statement longer than {seconds:g} s: "
-                "statement timeout.",
-            }
+        error_type = "fbsql" if site.pms_type == "Zedmed" else "mssql"
+        code, message = _sandbox.timeout_error(error_type, seconds)
+        return {"errorType": error_type, "errorCode": code, "errorMessage": message}
+
+    @staticmethod
+    def _command_error(exc: Exception) -> dict[str, Any]:
+        """errorDetails for a command that failed in the database (not in the emulator)."""
+        if isinstance(exc, SqlError):
+            return EmulatorState._sql_error(exc)
+        if isinstance(exc, ParameterConversionError):
+            return {"errorType": "http", "errorCode": 400, "errorMessage": exc.message}
+        if isinstance(exc, ResultTooLargeError):
+            return {"errorType": "http", "errorCode": 413, "errorMessage": exc.message}
+        assert isinstance(exc, UnknownCatalogueError)
         return {
-            "errorType": "mssql",
-            "errorCode": -2,
-            "errorMessage": "Execution Timeout Expired. The timeout period elapsed prior to "
-            "completion of the operation or the server is not responding.",
+            "errorType": "haloLink",
+            "errorCode": 400,
+            "errorMessage": f"Catalogue '{exc.catalogue}' is not available on this site.",
         }
 
     # ------------------------------------------------------------------ immediate queries
@@ -498,54 +511,53 @@ class EmulatorState:
             self._finish(query, "expiredInQueue")
             raise ApiError(504, _errors.EXPIRED_IN_QUEUE) from None
         try:
-            query.start("executing", self.clock.now())
-            execution = await self._execute(
-                site,
-                text=request.text,
-                execution_mode=request.execution_mode,
-                command_type=request.command_type,
-                parameters=request.parameters,
-                catalogue=request.catalogue,
-                limit=self.limits.immediate_timeout,
+            execution = await self._execute_immediate(site, query, request)
+        finally:
+            self._release_site(site)
+        if drops or site.availability != "online":
+            error = {
+                "errorType": "haloLink",
+                "errorCode": 504,
+                "errorMessage": _errors.SITE_OFFLINE_AFTER_ATTEMPT,
+            }
+            self._finish(query, "executionFailed", error)
+            raise ApiError(504, _errors.SITE_OFFLINE_AFTER_ATTEMPT)
+        return self._immediate_success(query, execution)
+
+    async def _execute_immediate(
+        self, site: Site, query: QueryRecord, request: CommandRequest
+    ) -> _Execution:
+        """Execute on the acquired site; every failure finishes the query and becomes a 4xx/5xx."""
+        query.start("executing", self.clock.now())
+        try:
+            return await self._execute(
+                site, request, limit=self.limits.immediate_timeout, shape="data"
             )
-        except SqlError as exc:
-            self._finish(query, "executionFailed", self._sql_error(exc))
-            raise ApiError(400, exc.message, body=immediate_json(query, None)) from None
-        except ParameterConversionError as exc:
-            self._finish(
-                query,
-                "executionFailed",
-                {"errorType": "http", "errorCode": 400, "errorMessage": exc.message},
-            )
-            raise ApiError(400, exc.message) from None
-        except UnknownCatalogueError as exc:
-            self._finish(query, "executionFailed")
-            raise ApiError(
-                400, f"Catalogue '{exc.catalogue}' is not available on this site."
-            ) from None
+        except _COMMAND_ERRORS as exc:
+            raise self._immediate_failure(query, exc) from None
         except _TimedOut:
-            self._finish(
-                query, "executionFailed", self._timeout_error(site, self.limits.immediate_timeout)
-            )
+            error = self._timeout_error(site, self.limits.immediate_timeout)
+            self._finish(query, "executionFailed", error)
             raise ApiError(504, _errors.IMMEDIATE_TIMEOUT) from None
         except Exception:
             # An emulator bug, not the caller's: the app answers 500 and logs it; the record
             # must not stay `executing` for getQuery.
             self._finish(query, "executionFailed", dict(_UNEXPECTED))
             raise
-        finally:
-            self._release_site(site)
-        if drops or site.availability != "online":
-            self._finish(
-                query,
-                "executionFailed",
-                {
-                    "errorType": "haloLink",
-                    "errorCode": 504,
-                    "errorMessage": _errors.SITE_OFFLINE_AFTER_ATTEMPT,
-                },
-            )
-            raise ApiError(504, _errors.SITE_OFFLINE_AFTER_ATTEMPT)
+
+    def _immediate_failure(self, query: QueryRecord, exc: Exception) -> ApiError:
+        error = self._command_error(exc)
+        if isinstance(exc, UnknownCatalogueError):
+            self._finish(query, "executionFailed")
+            return ApiError(400, error["errorMessage"])
+        self._finish(query, "executionFailed", error)
+        if isinstance(exc, SqlError):
+            return ApiError(400, exc.message, body=immediate_json(query, None))
+        if isinstance(exc, ResultTooLargeError):
+            return ApiError(413, _errors.TOO_LARGE, body={"errorDetails": error})
+        return ApiError(400, error["errorMessage"])
+
+    def _immediate_success(self, query: QueryRecord, execution: _Execution) -> dict[str, Any]:
         data, kind, count = self._immediate_payload(execution)
         size = len(data) if data is not None else 0
         query.execution_ms = execution.duration_ms
@@ -563,12 +575,9 @@ class EmulatorState:
     def _immediate_payload(execution: _Execution) -> tuple[bytes | None, str, int]:
         if execution.mode == "nonQuery":
             return None, "rowsAffected", execution.rows_affected or 0
-        if execution.mode == "scalar":
-            # Scalar data is the bare JSON value (REFERENCE §12 leaves it open; the SDK
-            # accepts a bare value or a one-row array).
-            return encode_value(execution.scalar), "rows", 0 if execution.scalar is None else 1
-        rows = execution.rows or []
-        return b"[" + b",".join(encode_value(row) for row in rows) + b"]", "rows", len(rows)
+        # Scalar data is the bare JSON value (REFERENCE §12 leaves it open; the SDK accepts a
+        # bare value or a one-row array).
+        return execution.data, "rows", execution.row_count
 
     def _finish(self, query: QueryRecord, status: str, error: dict[str, Any] | None = None) -> None:
         now = self.clock.now()
@@ -605,6 +614,28 @@ class EmulatorState:
     async def _async_lifecycle(
         self, site: Site, query: QueryRecord, request: CommandRequest, drop_phase: str | None
     ) -> None:
+        if not await self._initialise(site, query, drop_phase):
+            return
+        if not await self._wait_in_queue(site, query):
+            return
+        try:
+            execution = await self._execute_async(site, query, request)
+            if execution is None:
+                return
+            if drop_phase == "executing" or site.availability != "online":
+                error = {
+                    "errorType": "haloLink",
+                    "errorCode": 503,
+                    "errorMessage": "The site went offline while the query was executing.",
+                }
+                self._finish(query, "executionFailed", error)
+                return
+        finally:
+            self._release_site(site)
+        await self._upload(site, query, execution)
+
+    async def _initialise(self, site: Site, query: QueryRecord, drop_phase: str | None) -> bool:
+        """``initialising`` -> ``queued``; False when the query failed there instead."""
         await self.clock.sleep(self._sample("initialising"))
         if site.availability != "online" or drop_phase == "initialising":
             status = (
@@ -613,11 +644,15 @@ class EmulatorState:
                 else "initialisationFailedSiteOffline"
             )
             self._finish(query, status)
-            return
+            return False
         now = self.clock.now()
         query.end("initialising", now)
         query.start("queued", now)
         self._changed(query.id)
+        return True
+
+    async def _wait_in_queue(self, site: Site, query: QueryRecord) -> bool:
+        """Hold the site's slot, picked up while it is online; False if the query expired."""
         deadline = query.queue_deadline
         assert deadline is not None
         while True:
@@ -628,7 +663,7 @@ class EmulatorState:
                 )
             except _TimedOut:
                 self._expire(query, deadline)
-                return
+                return False
             try:
                 await self.clock.sleep(self._sample("queue_pickup"))
             except BaseException:
@@ -636,57 +671,25 @@ class EmulatorState:
                 raise
             if self._expire_if_due(query) or query.status != "queued":
                 self._release_site(site)
-                return
+                return False
             if site.availability == "online":
-                break
+                return True
             # The site dropped while Link was picking the query up: back to waiting.
             self._release_site(site)
-        try:
-            now = self.clock.now()
-            query.end("queued", now)
-            query.start("executing", now)
-            self._changed(query.id)
-            execution = await self._execute_async(site, query, request)
-            if execution is None:
-                return
-            if drop_phase == "executing" or site.availability != "online":
-                self._finish(
-                    query,
-                    "executionFailed",
-                    {
-                        "errorType": "haloLink",
-                        "errorCode": 503,
-                        "errorMessage": "The site went offline while the query was executing.",
-                    },
-                )
-                return
-        finally:
-            self._release_site(site)
-        await self._upload(site, query, execution)
 
     async def _execute_async(
         self, site: Site, query: QueryRecord, request: CommandRequest
     ) -> _Execution | None:
+        now = self.clock.now()
+        query.end("queued", now)
+        query.start("executing", now)
+        self._changed(query.id)
         try:
             return await self._execute(
-                site,
-                text=request.text,
-                execution_mode=request.execution_mode,
-                command_type=request.command_type,
-                parameters=request.parameters,
-                catalogue=request.catalogue,
-                limit=self.limits.async_execution_limit,
+                site, request, limit=self.limits.async_execution_limit, shape="pages"
             )
-        except SqlError as exc:
-            error = self._sql_error(exc)
-        except ParameterConversionError as exc:
-            error = {"errorType": "http", "errorCode": 400, "errorMessage": exc.message}
-        except UnknownCatalogueError as exc:
-            error = {
-                "errorType": "haloLink",
-                "errorCode": 400,
-                "errorMessage": f"Catalogue '{exc.catalogue}' is not available on this site.",
-            }
+        except _COMMAND_ERRORS as exc:
+            error = self._command_error(exc)
         except _TimedOut:
             error = self._timeout_error(site, self.limits.async_execution_limit)
         self._finish(query, "executionFailed", error)
@@ -698,7 +701,7 @@ class EmulatorState:
         query.start("uploading", now)
         query.execution_ms = execution.duration_ms
         query.parameters = execution.parameters
-        query.pages = self._async_pages(execution)
+        query.pages = execution.pages or []
         if execution.mode == "nonQuery":
             query.result_kind, query.result_count = "rowsAffected", execution.rows_affected or 0
             query.result_size = 0
@@ -733,15 +736,6 @@ class EmulatorState:
         self._finish(query, "successful")
         self._emit(QueryEvent("async", site.id, query.id, query.completed_at or self.clock.now()))
 
-    def _async_pages(self, execution: _Execution) -> list[PageRecord]:
-        if execution.mode == "nonQuery":
-            return [PageRecord(number=1, row_start=0, count=0, size=0, data=None)]
-        if execution.mode == "scalar":
-            body = encode_value(execution.scalar)
-            count = 0 if execution.scalar is None else 1
-            return [PageRecord(number=1, row_start=0, count=count, size=len(body), data=body)]
-        return paginate(execution.rows or [], self.limits.page_size)
-
     def _expire(self, query: QueryRecord, deadline: datetime) -> None:
         if query.status != "queued":
             return
@@ -760,8 +754,7 @@ class EmulatorState:
 
     def query(self, site: Site, query_id: str) -> QueryRecord:
         """A query of this site (immediate or async), or 404."""
-        canonical = parse_uuid(query_id)
-        query = self._queries.get(canonical) if canonical else None
+        query = self._queries.get(_path_id(query_id, "query id"))
         if query is None or query.site_id != site.id:
             raise ApiError(404, f"Query '{query_id}' was not found.")
         self._expire_if_due(query)
@@ -853,8 +846,7 @@ class EmulatorState:
 
     def registered(self, site: Site, query_id: str) -> RegisteredRecord:
         """One registered query of this site, or 404."""
-        canonical = parse_uuid(query_id)
-        record = self._registered.get(canonical) if canonical else None
+        record = self._registered.get(_path_id(query_id, "registered query id"))
         if record is None or record.site_id != site.id:
             raise ApiError(404, f"Registered query '{query_id}' was not found.")
         return record
@@ -905,18 +897,10 @@ class EmulatorState:
             await self._acquire_site(site, ASYNC_PRIORITY, wait_online=False)
             try:
                 execution = await self._execute(
-                    site,
-                    text=record.text,
-                    execution_mode=record.execution_mode,
-                    command_type=record.command_type,
-                    parameters=record.parameters,
-                    catalogue=None,
-                    limit=self.limits.registered_execution_limit,
+                    site, record, limit=self.limits.registered_execution_limit, shape="data"
                 )
-            except SqlError as exc:
-                error = self._sql_error(exc)
-            except ParameterConversionError as exc:
-                error = {"errorType": "http", "errorCode": 400, "errorMessage": exc.message}
+            except (SqlError, ParameterConversionError, ResultTooLargeError) as exc:
+                error = self._command_error(exc)
             except _TimedOut:
                 error = self._timeout_error(site, self.limits.registered_execution_limit)
             finally:
@@ -979,3 +963,24 @@ class EmulatorState:
     def statuses(self, query_ids: Collection[str]) -> dict[str, str]:
         """The current status of each known query id."""
         return {qid: q.status for qid in query_ids if (q := self.lookup(qid)) is not None}
+
+
+def _encode(
+    result: Any, mode: str, shape: Literal["data", "pages"], page_size: int, duration_ms: int
+) -> _Execution:
+    """A database result as the JSON Halo hands out: one value, or pages of rows."""
+    parameters = [dict(p) for p in result.parameters]
+    base = {"rows_affected": result.rows_affected, "scalar": result.scalar,
+            "parameters": parameters, "mode": mode, "duration_ms": duration_ms}  # fmt: skip
+    if mode == "nonQuery":
+        empty = PageRecord(number=1, row_start=0, count=0, size=0, data=None)
+        return _Execution(**base, row_count=0, pages=[empty])
+    if mode == "scalar":
+        body = encode_value(result.scalar)
+        count = 0 if result.scalar is None else 1
+        page = PageRecord(number=1, row_start=0, count=count, size=len(body), data=body)
+        return _Execution(**base, row_count=count, data=body, pages=[page])
+    rows = result.rows or []
+    if shape == "pages":
+        return _Execution(**base, row_count=len(rows), pages=paginate(rows, page_size))
+    return _Execution(**base, row_count=len(rows), data=encode_value(rows))

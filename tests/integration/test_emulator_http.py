@@ -186,7 +186,7 @@ async def test_site_access_errors(http: aiohttp.ClientSession, emu: Emulator) ->
     command = {"command": {"text": "SELECT 1 AS One"}}
     cases = [
         ("00000000-0000-4000-8000-000000000000", 404),
-        ("not-a-guid", 404),
+        ("not-a-guid", 400),  # "Invalid request path, parameter or body"
         (backup.id, 403),  # non-authoritative
         (zedmed.id, 403),  # not paired
         (offline.id, 503),  # immediate against an offline site
@@ -466,7 +466,6 @@ async def test_page_number_validation(
 
 async def test_unknown_ids_and_routes(http: aiohttp.ClientSession, bp: str) -> None:
     for path in (
-        f"/integrator/sites/{bp}/queries/not-a-uuid",
         f"/integrator/sites/{bp}/queries/aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee",
         f"/integrator/sites/{bp}/queries/aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee/results/1",
         f"/integrator/sites/{bp}/queries/registered/aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee",
@@ -590,3 +589,24 @@ async def test_registered_validation(
     )
     assert status == 400
     assert fragment in assert_envelope(response, 400)
+
+
+async def test_path_ids_that_are_not_uuids_are_bad_requests(
+    http: aiohttp.ClientSession, bp: str
+) -> None:
+    # The document's 400 is "Invalid request path, parameter or body"; 404 is for a well-formed
+    # id that names nothing.
+    for method, path in (
+        ("GET", "/integrator/sites/not-a-guid"),
+        ("GET", f"/integrator/sites/{bp}/queries/not-a-uuid"),
+        ("GET", f"/integrator/sites/{bp}/queries/not-a-uuid/results/1"),
+        ("GET", f"/integrator/sites/{bp}/queries/not-a-uuid/results/1/stream"),
+        ("GET", f"/integrator/sites/{bp}/queries/registered/12345"),
+        ("DELETE", f"/integrator/sites/{bp}/queries/registered/12345"),
+        ("GET", f"/integrator/sites/{bp}/queries/registered/12345/results"),
+        ("GET", "/integrator/sites/12345/queries/registered"),
+    ):
+        status, body, _ = await call(http, method, path)
+        assert status == 400, (method, path)
+        message = assert_envelope(body, 400)
+        assert "Invalid request path" in message

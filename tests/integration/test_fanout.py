@@ -27,7 +27,13 @@ from halo_async.errors import (
     RateLimitedError,
 )
 from halo_async.webhooks import JobRegistry
-from tests.support import FAST_POLL, FAST_RETRY, bp_sites, client_tasks, expected_counts
+from tests.support import (
+    FAST_POLL,
+    bp_sites,
+    client_tasks,
+    expected_counts,
+    no_sleep,
+)
 
 ORDERED_PATIENTS = "SELECT INTERNALID, SURNAME FROM PATIENTS ORDER BY INTERNALID"
 
@@ -321,7 +327,10 @@ async def test_closing_the_client_under_a_fan_out_gives_client_closed_errors(
     # Requests being retried when the client closes: their next attempt finds it closed.
     halo_emulator.faults.set("getResultPage", server_errors=0.5)
     halo_emulator.faults.set("getQueryStatusBatch", server_errors=0.5)
-    halo = HaloClient(halo_emulator.api_key, base_url=halo_emulator.base_url, retry=FAST_RETRY)
+    # Enough attempts that no status check runs out of them before the close (with six, one
+    # in 64 did, and a fast emulator polls dozens of times before the first page).
+    retry = RetryPolicy(sleep=no_sleep, max_attempts=30)
+    halo = HaloClient(halo_emulator.api_key, base_url=halo_emulator.base_url, retry=retry)
     outcomes: list[SiteOutcome] = []
     async with contextlib.aclosing(
         halo.fan_out(

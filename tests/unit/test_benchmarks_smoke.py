@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import math
 from typing import Any
 
 import aiohttp
@@ -17,7 +18,7 @@ import pytest
 from multidict import CIMultiDict
 from yarl import URL
 
-from benchmarks import decode, fanout, stall
+from benchmarks import decode, emulator_scale, fanout, stall
 from benchmarks._emulator import EmulatorProcess
 from benchmarks._report import (
     BenchmarkResult,
@@ -93,7 +94,14 @@ def test_a_figure_passes_or_fails_its_target_and_the_table_says_so() -> None:
 
 
 def test_the_command_line_offers_every_benchmark() -> None:
-    assert list(BENCHMARKS) == ["fanout", "decode", "memory", "first_row", "stall"]
+    assert list(BENCHMARKS) == [
+        "fanout",
+        "decode",
+        "memory",
+        "first_row",
+        "stall",
+        "emulator_scale",
+    ]
     args = _parser().parse_args(["--quick", "--only", "decode", "--only", "memory"])
     assert (args.quick, args.only, args.repeat) == (True, ["decode", "memory"], 3)
     assert args.compare is None
@@ -237,3 +245,20 @@ async def test_the_stall_harness_times_each_mode_over_the_same_pages(
     assert threaded.max_lag >= 0.0
     with pytest.raises(ValueError, match="no pool"), stall.decoding("process"):
         pass
+
+
+def test_the_scale_benchmark_reports_idle_memory_per_site_and_setup_costs() -> None:
+    assert emulator_scale.idle_site_kib(60_000.0, 50_000.0, 2003, 3) == 5.0
+    assert [emulator_scale.fan_out_target(n) for n in (60, 1000, 2000)] == [30.0, 30.0, 60.0]
+    assert math.isnan(emulator_scale.idle_site_kib(None, 50_000.0, 2003, 3))
+    generated, copied = emulator_scale.setup_costs(3, patients=20)
+    assert generated > 0
+    assert copied > 0
+    run = {"sites": 10, "queried": 9, "ok": 9, "startup_s": 0.5, "fan_out_s": 0.2,
+           "emulator_cpu_s": 0.1, "idle_rss_kib": 51_000.0, "after_rss_kib": 60_000.0}  # fmt: skip
+    result = emulator_scale._result((10,), {10: [run]}, 50_000.0, 0.1, 0.001)
+    values = {figure.name: figure.value for figure in result.figures}
+    assert values["cold fan-out, 10 sites"] == 0.2
+    assert values["RSS per idle site (10 vs 3 sites)"] == pytest.approx(1000 / 7)
+    assert values["setup, generated / copied"] == pytest.approx(100)
+    assert "9/9 queryable sites answered" in result.summary[0]

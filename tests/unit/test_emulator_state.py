@@ -442,7 +442,7 @@ async def test_access_rules(make: Any) -> None:
     for site_id, status in (
         (bp.id, 403),
         (backup.id, 403),
-        ("nope", 404),
+        ("nope", 400),  # not a UUID: a bad request, not an unknown site
         (zedmed.id.upper(), 403),
     ):
         with pytest.raises(ApiError) as exc:
