@@ -343,7 +343,7 @@ class HttpTransport:
         params: Mapping[str, str] | None,
         data: bytes | None,
         headers: Mapping[str, str],
-        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - aiohttp's own timeout, enforced by aiohttp
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - aiohttp enforces it
     ) -> tuple[int, CIMultiDictProxy[str], bytes]:
         """Exactly one HTTP request, its answer read whole: status, headers, body.
 
