@@ -316,17 +316,15 @@ class HttpTransport:
         params = attempt.params
         for _ in range(C.MAX_REDIRECTS + 1):
             started = time.perf_counter()
-            async with attempt.session.request(
+            status, headers, payload = await self._round_trip(
+                attempt.session,
                 attempt.method,
                 url,
                 params=params,
                 data=attempt.body,
                 headers=self._headers(attempt),
                 timeout=self._timeout(attempt),
-                allow_redirects=False,
-            ) as resp:
-                payload = await resp.read()
-                status, headers = resp.status, resp.headers
+            )
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "%s %s -> %d (attempt %d, %.3f s)",
@@ -337,6 +335,35 @@ class HttpTransport:
                 return status, headers, payload
             url, params = self._redirect_target(attempt, url, status, headers), None
         raise self._refused(attempt, status, headers, f"more than {C.MAX_REDIRECTS} redirects")
+
+    async def _round_trip(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        url: yarl.URL,
+        *,
+        params: Mapping[str, str] | None,
+        data: bytes | None,
+        headers: Mapping[str, str],
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 - aiohttp enforces it
+    ) -> tuple[int, CIMultiDictProxy[str], bytes]:
+        """Exactly one HTTP request, its answer read whole: status, headers, body.
+
+        The only line that touches the network, kept apart so that the tests can stand in
+        for it (``tests/support.py``'s ``HaloMock``) while everything around it (retries,
+        redirects, timeouts, key scrubbing, error mapping) runs as in production, on
+        whichever aiohttp is installed. It follows no redirect: ``_exchange`` decides those.
+        """
+        async with session.request(
+            method,
+            url,
+            params=params,
+            data=data,
+            headers=headers,
+            timeout=timeout,
+            allow_redirects=False,
+        ) as resp:
+            return resp.status, resp.headers, await resp.read()
 
     def _redirect_target(
         self, attempt: _Attempt, url: yarl.URL, status: int, headers: CIMultiDictProxy[str]

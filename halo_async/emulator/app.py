@@ -51,6 +51,11 @@ KEY_HEADER = "Ocp-Apim-Subscription-Key"
 KEY_QUERY = "subscription-key"
 _STREAM_CHUNK = 64 * 1024 * 3  # a multiple of 3 keeps base64 chunks concatenable
 _MAX_BODY = 64 * 1024 * 1024
+# Marks a request whose connection a fault dropped, for the stats. aiohttp 3.14 warns
+# (NotAppKeyWarning) on a string key in a request's storage and wants a web.RequestKey,
+# which older aiohttp (>= 3.9 is supported) does not have: the string stays for those.
+_RequestKey = getattr(web, "RequestKey", None)
+_DROPPED: Any = _RequestKey("dropped", bool) if _RequestKey is not None else "dropped"
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -139,7 +144,7 @@ class _Routes:
             # Reads are dropped before anything happens; writes after the server acted, so a
             # caller cannot tell whether its query exists.
             response = None if request.method == "GET" else await handler(request)
-            request["dropped"] = True
+            request[_DROPPED] = True
             if request.transport is not None:
                 # abort(), not close(): close() would still flush a response written after it.
                 request.transport.abort()
@@ -303,7 +308,7 @@ def _counting(counters: EmulatorStats) -> Middleware:
             counters.requests[operation] += 1
         response = await handler(request)
         if operation is not None:
-            if request.get("dropped"):
+            if request.get(_DROPPED):
                 counters.dropped[operation] += 1
             else:
                 counters.responses[(operation, response.status)] += 1

@@ -14,38 +14,11 @@ from aiohttp import web
 
 from halo_async import HaloClient, RetryPolicy
 from halo_async.errors import HaloConnectionError, HaloError, RedirectRefusedError
-from tests.support import no_sleep
+from tests.support import Origin, no_sleep
 
 KEY = "4f1c9e2ab7d84c0e9a55c3b1d2e6f708"
 SITE = "3f91c577-20a8-467b-8991-b96dfb90e8c6"
 SITE_BODY = {"id": SITE, "status": "active"}
-
-
-class Origin:
-    """A web server on 127.0.0.1 that records every request it gets."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, str, dict[str, str]]] = []
-        self.app = web.Application()
-        self.url = ""
-        self.handler: Callable[[web.Request], Any] = lambda request: web.json_response({})
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        self.requests.append((request.method, request.path_qs, dict(request.headers)))
-        return await self.handler(request)
-
-    async def __aenter__(self) -> Origin:
-        self.app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(self.app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self._runner.cleanup()
 
 
 @pytest.fixture
@@ -96,7 +69,7 @@ async def test_a_query_creating_post_is_never_redirected(halo_origin: Origin, pa
         with pytest.raises(RedirectRefusedError, match="never redirected"):
             await create(SITE, "INSERT INTO NOTES VALUES (1)", execution_mode="nonQuery")
 
-    assert [method for method, _, _ in halo_origin.requests] == ["POST"], "sent twice"
+    assert [request.method for request in halo_origin.requests] == ["POST"], "sent twice"
 
 
 async def test_a_same_origin_redirect_of_a_read_is_followed(halo_origin: Origin) -> None:
@@ -110,7 +83,7 @@ async def test_a_same_origin_redirect_of_a_read_is_followed(halo_origin: Origin)
         site = await halo.get_site(SITE)
 
     assert site.id == SITE
-    assert [path for _, path, _ in halo_origin.requests] == [
+    assert [request.path_qs for request in halo_origin.requests] == [
         f"/old/integrator/sites/{SITE}",
         f"/integrator/sites/{SITE}",
     ]

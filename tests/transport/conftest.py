@@ -1,5 +1,11 @@
 """Fixtures for the transport tests: a client whose retries never really sleep, and
-aioresponses standing in for Halo Cloud.
+``HaloMock`` (``tests/support.py``) standing in for Halo Cloud.
+
+``HaloMock`` replaces only ``HttpTransport._round_trip``, the client's single network round
+trip: the retry loop, redirect policy, timeouts, key scrubbing and error mapping above it
+are the production code, on whichever aiohttp is installed (the tests do not depend on a
+mocking library that tracks aiohttp's internals). What these tests assert is what reaches
+aiohttp: method, URL and query, headers, body and timeout of every request.
 
 The retry policy's ``sleep`` records each wait and advances a fake clock by it, so a test
 sees exactly how long the client would have waited, and the total deadline is measured
@@ -12,12 +18,10 @@ import random
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-import orjson
 import pytest
-import yarl
-from aioresponses import aioresponses
 
 from halo_async import HaloClient, RetryPolicy
+from tests.support import HaloMock
 
 # Looks like a real subscription key, so that a leak of any part of it would be visible.
 API_KEY = "4f1c9e2ab7d84c0e9a55c3b1d2e6f708"
@@ -70,33 +74,9 @@ def api_key() -> str:
     return API_KEY
 
 
-class HaloMock(aioresponses):
-    """aioresponses, plus readers for the requests it recorded."""
-
-    def made(self) -> list[tuple[str, yarl.URL, dict[str, Any]]]:
-        """Every request seen: (method, URL with its query string, keyword arguments)."""
-        return [
-            (method, url, call.kwargs)
-            for (method, url), calls in self.requests.items()
-            for call in calls
-        ]
-
-    def only(self) -> tuple[str, yarl.URL, dict[str, Any]]:
-        """The one request made; fails the test if there were none or several."""
-        made = self.made()
-        assert len(made) == 1, f"expected one request, got {[(m, str(u)) for m, u, _ in made]}"
-        return made[0]
-
-    @staticmethod
-    def body(kwargs: dict[str, Any]) -> Any:
-        """The JSON a recorded request sent (None when it had no body)."""
-        data = kwargs.get("data")
-        return orjson.loads(data) if data is not None else None
-
-
 @pytest.fixture
 def mocked() -> Iterator[HaloMock]:
-    """aioresponses intercepting every aiohttp request."""
+    """Halo Cloud, scripted, answering every ``HttpTransport`` while the test runs."""
     with HaloMock() as m:
         yield m
 

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from aioresponses import CallbackResult
 
 from halo_async import Checkpoint, HaloClient, PollPolicy
 from halo_async.errors import (
@@ -23,7 +22,7 @@ from halo_async.errors import (
     ValidationError,
 )
 from halo_async.jobs import PollTimeoutError, RowTypeError
-from tests.support import no_sleep
+from tests.support import CallbackResult, no_sleep
 
 if TYPE_CHECKING:
     from conftest import HaloMock

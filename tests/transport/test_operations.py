@@ -1,8 +1,9 @@
 """Every API operation on the wire: the exact request sent and the result parsed.
 
 Responses are the OpenAPI document's own examples where it has them, else the documented
-examples of REFERENCE.md. aioresponses records each request; the tests read back the
-method, URL (path and query string), headers and JSON body the client sent.
+examples of REFERENCE.md. HaloMock records each request at the transport's network round
+trip; the tests read back the method, URL (path and query string), headers and JSON body
+the client sent.
 """
 
 from __future__ import annotations

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
+import yarl
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from halo_async import HaloClient, errors
 
@@ -32,6 +34,14 @@ QUERY_BODY = {"id": QUERY, "siteId": SITE, "mode": "immediate", "status": "succe
 
 def envelope(status: int, message: str) -> dict[str, Any]:
     return {"error": {"status": status, "statusText": "x", "message": message}}
+
+
+def response_error() -> aiohttp.ClientResponseError:
+    """An aiohttp response error: it carries the request's headers, the key among them."""
+    url = yarl.URL(SITE_URL)
+    sent = CIMultiDictProxy(CIMultiDict({"Ocp-Apim-Subscription-Key": API_KEY}))
+    info = aiohttp.RequestInfo(url, "GET", sent, url)
+    return aiohttp.ClientResponseError(info, (), status=200, message="Not enough data")
 
 
 Scenario = tuple[
@@ -63,6 +73,11 @@ SCENARIOS: dict[str, Scenario] = {
     ),
     "retries-exhausted": (
         lambda m: m.get(SITE_URL, exception=TimeoutError(), repeat=True),
+        lambda c: c.get_site(SITE),
+        errors.HaloConnectionError,
+    ),
+    "aiohttp-error-carrying-the-headers": (
+        lambda m: m.get(SITE_URL, exception=response_error(), repeat=True),
         lambda c: c.get_site(SITE),
         errors.HaloConnectionError,
     ),

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import aiohttp
 import pytest
-from aioresponses import aioresponses
 
 from halo_async import PRODUCTION_BASE_URL, STAGE_BASE_URL, HaloClient, errors
+from tests.support import HaloMock
 
 SITE = "3f91c577-20a8-467b-8991-b96dfb90e8c6"
 SITE_URL = f"{PRODUCTION_BASE_URL}/integrator/sites/{SITE}"
@@ -17,8 +17,8 @@ KEY = "4f1c9e2ab7d84c0e9a55c3b1d2e6f708"
 
 
 @pytest.fixture
-def mocked() -> Iterator[aioresponses]:
-    with aioresponses() as m:
+def mocked() -> Iterator[HaloMock]:
+    with HaloMock() as m:
         yield m
 
 
@@ -29,7 +29,7 @@ def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HALO_BASE_URL", raising=False)
 
 
-def sent_keys(m: aioresponses) -> list[str]:
+def sent_keys(m: HaloMock) -> list[str]:
     return [
         call.kwargs["headers"]["Ocp-Apim-Subscription-Key"]
         for calls in m.requests.values()
@@ -104,7 +104,7 @@ def test_a_client_can_be_built_outside_an_event_loop() -> None:
 # -- Sessions and closing ----------------------------------------------------------------------
 
 
-async def test_the_owned_session_is_closed_with_the_client(mocked: aioresponses) -> None:
+async def test_the_owned_session_is_closed_with_the_client(mocked: HaloMock) -> None:
     mocked.get(SITE_URL, payload={"id": SITE})
 
     async with HaloClient(KEY) as client:
@@ -119,7 +119,7 @@ async def test_the_owned_session_is_closed_with_the_client(mocked: aioresponses)
     await client.close()  # a second close is harmless
 
 
-async def test_a_closed_client_refuses_every_call(mocked: aioresponses) -> None:
+async def test_a_closed_client_refuses_every_call(mocked: HaloMock) -> None:
     client = HaloClient(KEY)
     await client.close()
 
@@ -132,7 +132,7 @@ async def test_a_closed_client_refuses_every_call(mocked: aioresponses) -> None:
     assert mocked.requests == {}
 
 
-async def test_a_borrowed_session_is_used_and_left_open(mocked: aioresponses) -> None:
+async def test_a_borrowed_session_is_used_and_left_open(mocked: HaloMock) -> None:
     mocked.get(SITE_URL, payload={"id": SITE})
 
     async with aiohttp.ClientSession(headers={"X-Trace": "abc"}) as session:
@@ -187,7 +187,7 @@ async def test_a_client_on_a_borrowed_session_does_not_warn() -> None:
 # -- Keys ------------------------------------------------------------------------------------
 
 
-async def test_a_rotated_key_is_sent_from_the_next_request(mocked: aioresponses) -> None:
+async def test_a_rotated_key_is_sent_from_the_next_request(mocked: HaloMock) -> None:
     mocked.get(SITE_URL, payload={"id": SITE}, repeat=True)
 
     async with HaloClient(KEY) as client:

@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
-from aioresponses import aioresponses
 
 from halo_async import (
     Checkpoint,
@@ -18,6 +17,7 @@ from halo_async import (
     RetryPolicy,
     errors,
 )
+from tests.support import HaloMock
 
 SITE = "3f91c577-20a8-467b-8991-b96dfb90e8c6"
 QUERY = "1366ef6e-d536-457c-8f1b-eaa4352059f9"
@@ -26,9 +26,9 @@ Call = Callable[[HaloClient], Awaitable[Any]]
 
 
 @pytest.fixture
-def mocked() -> Iterator[aioresponses]:
+def mocked() -> Iterator[HaloMock]:
     """Catches any request that slips through (none should)."""
-    with aioresponses() as m:
+    with HaloMock() as m:
         yield m
 
 
@@ -284,7 +284,7 @@ CASES: dict[str, tuple[Call, Any, str]] = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 async def test_bad_arguments_are_refused_before_sending(
-    case: str, client: HaloClient, mocked: aioresponses
+    case: str, client: HaloClient, mocked: HaloMock
 ) -> None:
     call, value, field = CASES[case]
 
@@ -300,7 +300,7 @@ async def test_bad_arguments_are_refused_before_sending(
 
 
 async def test_a_command_object_with_options_beside_it_is_refused(
-    client: HaloClient, mocked: aioresponses
+    client: HaloClient, mocked: HaloMock
 ) -> None:
     with pytest.raises(errors.ValidationError, match="inside the Command"):
         await client.immediate_query(SITE, Command("SELECT 1"), execution_mode="scalar")
@@ -384,7 +384,7 @@ def test_bad_poll_policies_are_refused(kwargs: dict[str, Any], field: str) -> No
 
 
 async def test_a_misspelt_query_option_is_refused_before_sending(
-    client: HaloClient, mocked: aioresponses
+    client: HaloClient, mocked: HaloMock
 ) -> None:
     with pytest.raises(TypeError, match="'catalog'") as caught:
         await client.submit(SITE, "SELECT 1", catalog="Patients")  # type: ignore[call-arg]

@@ -1,5 +1,6 @@
-"""Webhooks without sockets: signatures (the reference's test vector), payloads, freshness,
-replays, the job registry waking a real QueryJob, and the emulator's sender (aioresponses)."""
+"""Webhooks: signatures (the reference's test vector), payloads, freshness, replays and the
+job registry waking a real QueryJob without sockets; the emulator's sender posting over a
+real socket to a scripted server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -10,10 +11,8 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
-from aioresponses import aioresponses
 
 from halo_async import PollPolicy, QueryJob, models
 from halo_async.emulator.state import QueryEvent
@@ -33,6 +32,7 @@ from halo_async.webhooks import (
     parse_webhook,
     verify_signature,
 )
+from tests.support import Origin, Received, free_port, in_turn, status
 
 # REFERENCE §7, the COMPOSED test vector.
 VECTOR_SECRET = "test-secret"
@@ -426,16 +426,19 @@ def test_importing_halo_async_does_not_import_fastapi() -> None:
 
 # ------------------------------------------------------------------------- emulator sender
 
-URL = "http://receiver.test/hooks/{source}/{siteId}/{queryId}"
+# The sender POSTs over a real socket to an Origin on 127.0.0.1 with scripted answers; a
+# closed port refuses, a handler that never answers times the sender out (its timeout is
+# set to 50 ms there), and the retry waits go to the recording clock, never really slept.
+PATH = "/hooks/{source}/{siteId}/{queryId}"
+URL = f"http://receiver.test{PATH}"
 EVENT = QueryEvent(
     "async",
     "3f91c577-20a8-467b-8991-b96dfb90e8c6",
     "1366ef6e-d536-457c-8f1b-eaa4352059f9",
     dt.datetime(2025, 5, 27, 5, 23, 44, 900_000, tzinfo=dt.UTC),
 )
-TARGET = (
-    "http://receiver.test/hooks/async/3f91c577-20a8-467b-8991-b96dfb90e8c6/"
-    "1366ef6e-d536-457c-8f1b-eaa4352059f9"
+TARGET_PATH = (
+    "/hooks/async/3f91c577-20a8-467b-8991-b96dfb90e8c6/1366ef6e-d536-457c-8f1b-eaa4352059f9"
 )
 
 
@@ -456,27 +459,37 @@ class RecordingClock:
 
 
 @pytest.fixture
-async def sender() -> AsyncIterator[WebhookSender]:
-    webhooks = WebhookSender(URL, "whsec-test", clock=RecordingClock(), jitter=0)
+async def receiver() -> AsyncIterator[Origin]:
+    """The webhook receiver: records every POST, answers 200 unless told otherwise."""
+    async with Origin() as origin:
+        origin.handler = status(200)
+        yield origin
+
+
+@pytest.fixture
+async def sender(receiver: Origin) -> AsyncIterator[WebhookSender]:
+    webhooks = WebhookSender(receiver.url + PATH, "whsec-test", clock=RecordingClock(), jitter=0)
     yield webhooks
     await webhooks.close()
 
 
-def sent(mock: aioresponses) -> list[Any]:
-    return [call for calls in mock.requests.values() for call in calls]
+def sent(receiver: Origin) -> list[Received]:
+    return receiver.requests
 
 
-async def test_sender_posts_a_payload_the_client_verifier_accepts(sender: WebhookSender) -> None:
-    with aioresponses() as mock:
-        mock.post(TARGET, status=200)
-        delivery = sender.send(EVENT)
-        await sender.drain()
+async def test_sender_posts_a_payload_the_client_verifier_accepts(
+    sender: WebhookSender, receiver: Origin
+) -> None:
+    receiver.handler = status(200)
+    delivery = sender.send(EVENT)
+    await sender.drain()
     assert delivery is not None
     assert delivery.outcome == "delivered"
-    assert delivery.url == TARGET
-    [call] = sent(mock)
-    body: bytes = call.kwargs["data"]
-    headers: dict[str, str] = call.kwargs["headers"]
+    assert delivery.url == receiver.url + TARGET_PATH
+    [call] = sent(receiver)
+    assert (call.method, call.path_qs) == ("POST", TARGET_PATH)
+    body: bytes = call.body
+    headers: dict[str, str] = call.headers
     assert orjson.loads(body) == {
         "id": delivery.id,
         "occurredAt": "2025-05-27T05:23:44.9000000+00:00",
@@ -498,67 +511,81 @@ async def test_sender_posts_a_payload_the_client_verifier_accepts(sender: Webhoo
     assert (event.query_id, event.webhook_source) == (EVENT.query_id, WebhookSource.ASYNC)
 
 
-@pytest.mark.parametrize("status", [500, 502, 503, 408, 429])
+@pytest.mark.parametrize("code", [500, 502, 503, 408, 429])
 async def test_sender_retries_server_errors_timeouts_and_rate_limits(
-    sender: WebhookSender, status: int
+    sender: WebhookSender, receiver: Origin, code: int
 ) -> None:
-    with aioresponses() as mock:
-        mock.post(TARGET, status=status)
-        mock.post(TARGET, status=status)
-        mock.post(TARGET, status=204)
-        delivery = sender.send(EVENT)
-        await sender.drain()
+    receiver.handler = in_turn(status(code), status(code), status(204))
+    delivery = sender.send(EVENT)
+    await sender.drain()
     assert delivery is not None
     assert delivery.outcome == "delivered"
-    assert [a.status for a in delivery.attempts] == [status, status, 204]
-    calls = sent(mock)
+    assert [a.status for a in delivery.attempts] == [code, code, 204]
+    calls = sent(receiver)
     # Every attempt is the same delivery, re-signed with its own timestamp.
-    assert {c.kwargs["headers"]["X-Halo-Id"] for c in calls} == {delivery.id}
-    assert {c.kwargs["data"] for c in calls} == {delivery.body}
-    stamps = [c.kwargs["headers"]["X-Halo-Timestamp"] for c in calls]
+    assert {c.headers["X-Halo-Id"] for c in calls} == {delivery.id}
+    assert {c.body for c in calls} == {delivery.body}
+    stamps = [c.headers["X-Halo-Timestamp"] for c in calls]
     assert len(set(stamps)) == 3
 
 
-@pytest.mark.parametrize("status", [400, 401, 404, 410, 422])
+@pytest.mark.parametrize("code", [400, 401, 404, 410, 422])
 async def test_sender_does_not_retry_other_client_errors(
-    sender: WebhookSender, status: int
+    sender: WebhookSender, receiver: Origin, code: int
 ) -> None:
-    with aioresponses() as mock:
-        mock.post(TARGET, status=status)
-        delivery = sender.send(EVENT)
-        await sender.drain()
+    receiver.handler = status(code)
+    delivery = sender.send(EVENT)
+    await sender.drain()
     assert delivery is not None
     assert delivery.outcome == "rejected"
-    assert len(sent(mock)) == 1
+    assert len(sent(receiver)) == 1
 
 
-async def test_sender_retries_connection_failures(sender: WebhookSender) -> None:
-    with aioresponses() as mock:
-        mock.post(TARGET, exception=aiohttp.ClientConnectionError("connection refused"))
-        mock.post(TARGET, exception=TimeoutError())
-        mock.post(TARGET, status=200)
-        delivery = sender.send(EVENT)
-        await sender.drain()
+async def test_sender_retries_connection_failures() -> None:
+    # Nothing listens on the port at first: the connection is refused. The server starts
+    # during the first retry wait, then hangs past the sender's 50 ms timeout once.
+    receiver = Origin(port=free_port())
+    receiver.handler = in_turn(receiver.hang, status(200))
+    clock = RecordingClock()
+
+    async def start_the_receiver(seconds: float) -> None:
+        clock.waits.append(seconds)
+        if len(clock.waits) == 1:
+            await receiver.start()
+
+    clock.sleep = start_the_receiver  # type: ignore[method-assign]
+    webhooks = WebhookSender(receiver.url + PATH, "whsec-test", clock=clock, timeout=0.05)
+    try:
+        delivery = webhooks.send(EVENT)
+        await webhooks.drain()
+    finally:
+        await webhooks.close()
+        await receiver.close()
     assert delivery is not None
     assert delivery.outcome == "delivered"
     assert [a.status for a in delivery.attempts] == [None, None, 200]
-    assert "connection refused" in (delivery.attempts[0].error or "")
+    assert "ClientConnectorError" in (delivery.attempts[0].error or "")
+    assert "Timeout" in (delivery.attempts[1].error or "")
+    assert len(sent(receiver)) == 2
 
 
-async def test_sender_gives_up_after_ten_attempts_backing_off_exponentially() -> None:
+async def test_sender_gives_up_after_ten_attempts_backing_off_exponentially(
+    receiver: Origin,
+) -> None:
+    receiver.handler = status(503)
     clock = RecordingClock()
-    webhooks = WebhookSender(URL, "whsec-test", clock=clock, jitter=0, max_delay=100)
+    webhooks = WebhookSender(
+        receiver.url + PATH, "whsec-test", clock=clock, jitter=0, max_delay=100
+    )
     try:
-        with aioresponses() as mock:
-            mock.post(TARGET, status=503, repeat=True)
-            delivery = webhooks.send(EVENT)
-            await webhooks.drain()
+        delivery = webhooks.send(EVENT)
+        await webhooks.drain()
     finally:
         await webhooks.close()
     assert delivery is not None
     assert delivery.outcome == "failed"
     assert len(delivery.attempts) == 10
-    assert len(sent(mock)) == 10
+    assert len(sent(receiver)) == 10
     assert clock.waits == [1, 2, 4, 8, 16, 32, 64, 100, 100]
 
 
@@ -571,22 +598,22 @@ def test_sender_jitter_stays_within_the_backoff() -> None:
     assert {zero.delay(n) for n in range(1, 10)} == {0.0}
 
 
-async def test_sender_stops_when_closed() -> None:
+async def test_sender_stops_when_closed(receiver: Origin) -> None:
+    receiver.handler = status(500)
     clock = RecordingClock()
-    webhooks = WebhookSender(URL, "whsec-test", clock=clock)
+    webhooks = WebhookSender(receiver.url + PATH, "whsec-test", clock=clock)
     gate = asyncio.Event()
+    parked = asyncio.Event()
 
     async def park(seconds: float) -> None:
+        parked.set()
         await gate.wait()
 
     clock.sleep = park  # type: ignore[method-assign]
-    with aioresponses() as mock:
-        mock.post(TARGET, status=500, repeat=True)
-        delivery = webhooks.send(EVENT)
-        for _ in range(20):
-            await asyncio.sleep(0)
-        assert webhooks.pending == 1
-        await webhooks.close()
+    delivery = webhooks.send(EVENT)
+    await asyncio.wait_for(parked.wait(), timeout=5)
+    assert webhooks.pending == 1
+    await webhooks.close()
     assert delivery is not None
     assert delivery.outcome == "cancelled"
     assert webhooks.pending == 0
