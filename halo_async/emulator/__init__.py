@@ -14,6 +14,15 @@ async with Emulator(sites=5, seed=1) as emu:
 From a shell: ``python -m halo_async.emulator --sites 50 --port 8080``.
 """
 
+try:
+    import sqlglot  # noqa: F401  (the emulator extra: T-SQL and Firebird SQL to SQLite)
+except ModuleNotFoundError as _missing:  # pragma: no cover - exercised in a subprocess
+    raise ModuleNotFoundError(
+        "halo_async.emulator needs the emulator extra (sqlglot is not installed): "
+        "pip install 'halo-async[emulator]'",
+        name=_missing.name,
+    ) from _missing
+
 from halo_async.emulator._clock import Clock, ManualClock, SystemClock
 from halo_async.emulator._emulator import DEFAULT_API_KEY, Emulator
 from halo_async.emulator._latency import Latency

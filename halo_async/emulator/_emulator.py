@@ -91,9 +91,11 @@ class Emulator:
     generated datasets per PMS and size (each site a ~1 ms copy, with its own practice rows;
     ``None`` generates every site's own). SQL runs in ``sql_workers`` threads; a statement
     may run ``statement_timeout`` real seconds and return ``max_result_rows`` rows or
-    ``max_result_bytes`` bytes of JSON before it fails. ``webhooks`` (a
-    :class:`~halo_async.emulator.webhooks.WebhookSender`) POSTs Halo's signed webhooks on each
-    async success and changed registered result; it is closed with the emulator.
+    ``max_result_bytes`` bytes of JSON before it fails; a request body may take
+    ``body_timeout`` seconds to arrive (a shorter one than its Content-Length gets 408).
+    ``webhooks`` (a :class:`~halo_async.emulator.webhooks.WebhookSender`) POSTs Halo's
+    signed webhooks on each async success and changed registered result; it is closed with
+    the emulator.
     """
 
     def __init__(
@@ -120,6 +122,7 @@ class Emulator:
         statement_timeout: float = 30.0,
         max_result_rows: int = 1_000_000,
         max_result_bytes: int = 256 * 1024 * 1024,
+        body_timeout: float = 30.0,
     ) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty")
@@ -145,6 +148,7 @@ class Emulator:
                 immediate_result_limit=immediate_result_limit,
                 immediate_timeout=immediate_timeout,
                 async_execution_limit=async_execution_limit,
+                body_timeout=body_timeout,
             ),
             executor=SqlExecutor(sql_workers),
         )

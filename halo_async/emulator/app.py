@@ -9,6 +9,7 @@ emulator bug (which is logged).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import collections
 import dataclasses
@@ -98,6 +99,15 @@ class _Routes:
         self._api_key = api_key.encode()
         self.stream_rows = stream_rows
 
+    async def _body(self, request: web.Request) -> bytes:
+        """The request body; a client that sends less than its Content-Length said (or
+        stalls) gets 408 once the body timeout passes, instead of holding this handler."""
+        try:
+            async with asyncio.timeout(self.state.limits.body_timeout):
+                return await request.read()
+        except TimeoutError:
+            raise ApiError(408, "The request body did not arrive in time.") from None
+
     # ------------------------------------------------------------------ middlewares
 
     @web.middleware
@@ -162,12 +172,12 @@ class _Routes:
     # ------------------------------------------------------------------ queries
 
     async def create_immediate(self, request: web.Request) -> web.StreamResponse:
-        command = parse_command_request(await request.read(), immediate=True)
+        command = parse_command_request(await self._body(request), immediate=True)
         site = self.state.queryable_site(request.match_info["siteId"])
         return _json(await self.state.run_immediate(site, command))
 
     async def create_async(self, request: web.Request) -> web.StreamResponse:
-        command = parse_command_request(await request.read(), immediate=False)
+        command = parse_command_request(await self._body(request), immediate=False)
         site = self.state.queryable_site(request.match_info["siteId"])
         return _json(query_json(self.state.submit_async(site, command)), 201)
 
@@ -176,7 +186,7 @@ class _Routes:
         return _json(query_json(self.state.query(site, request.match_info["queryId"])))
 
     async def batch_status(self, request: web.Request) -> web.StreamResponse:
-        ids = parse_batch_ids(await request.read())
+        ids = parse_batch_ids(await self._body(request))
         site = self.state.queryable_site(request.match_info["siteId"])
         return _json({"results": self.state.batch_status(site, ids)})
 
@@ -216,7 +226,7 @@ class _Routes:
     # ------------------------------------------------------------------ registered queries
 
     async def create_registered(self, request: web.Request) -> web.StreamResponse:
-        registered = parse_registered_request(await request.read())
+        registered = parse_registered_request(await self._body(request))
         site = self.state.queryable_site(request.match_info["siteId"])
         return _json({"id": self.state.create_registered(site, registered).id}, 202)
 

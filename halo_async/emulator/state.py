@@ -85,6 +85,9 @@ class Limits:
     """Seconds of execution before an immediate query answers 504."""
     async_execution_limit: float = 300.0
     """Seconds of database time before an async query fails."""
+    body_timeout: float = 30.0
+    """Seconds a request body may take to arrive: one shorter than its Content-Length then
+    answers 408 instead of holding its handler forever."""
     registered_execution_limit: float = 60.0
     registered_result_limit: int = 8 * 1024 * 1024
 

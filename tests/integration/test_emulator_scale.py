@@ -92,3 +92,29 @@ async def test_a_statement_timeout_is_a_sql_error_with_the_servers_number() -> N
     assert body["status"] == "executionFailed"
     assert body["errorDetails"]["errorType"] == "mssql"
     assert body["errorDetails"]["errorCode"] == -2
+
+
+async def test_a_body_shorter_than_its_content_length_times_out_and_the_site_still_answers() -> (
+    None
+):
+    async with Emulator(sites=1, body_timeout=0.05) as emu:
+        site = emu.sites[0].id
+        reader, writer = await asyncio.open_connection(emu.host, emu.port)
+        writer.write(
+            f"POST /integrator/sites/{site}/queries/async HTTP/1.1\r\n"
+            f"Host: {emu.host}\r\nOcp-Apim-Subscription-Key: {emu.api_key}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 400\r\n\r\n"
+            '{"command": {"text": "SELECT 1"'.encode()
+        )
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+        await writer.wait_closed()
+        headers = {"Ocp-Apim-Subscription-Key": emu.api_key}
+        async with (
+            aiohttp.ClientSession(headers=headers) as http,
+            http.get(f"{emu.base_url}/integrator/sites/{site}") as response,
+        ):
+            assert response.status == 200
+
+    assert status_line.split()[1] == b"408"

@@ -90,3 +90,10 @@ def test_halo_log_switches_the_logger_on(value: str, shown: bool) -> None:
 
     assert ("a debug line" in result.stderr) is shown
     assert ("an info line" in result.stderr) is bool(value)
+
+
+def test_the_emulator_without_its_extra_names_the_install() -> None:
+    result = _run("import sys; sys.modules['sqlglot'] = None\nimport halo_async.emulator")
+
+    assert result.returncode == 1
+    assert "pip install 'halo-async[emulator]'" in result.stderr.splitlines()[-1]
