@@ -157,13 +157,15 @@ async def test_queued_query_waits_for_an_offline_site_then_expires(
     await eventually(lambda: 1.0 in clock.pending, "initialising")
     clock.advance(1)
     await emu.wait_for_query(query_id, "queued")
+    # Offline once Link has begun to pick the query up (on some event loops the pickup
+    # would otherwise not have begun yet, and the query would wait without one).
+    await eventually(lambda: 2.0 in clock.pending, "the queue pickup")
     emu.set_site_offline(site)
     # an immediate query against the offline site is refused before any attempt
     async with http.post(
         f"/integrator/sites/{site}/queries/immediate", json={"command": {"text": "SELECT 1"}}
     ) as response:
         assert response.status == 503
-    await eventually(lambda: 2.0 in clock.pending, "the queue pickup")
     clock.advance(2)
     path = f"/integrator/sites/{site}/queries/{query_id}"
     # queued at t=1 with 60 s to live; the pickup ended at t=3
