@@ -18,7 +18,7 @@ import pytest
 from multidict import CIMultiDict
 from yarl import URL
 
-from benchmarks import decode, emulator_scale, fanout, stall
+from benchmarks import decode, emulator_scale, fanout, scale, stall
 from benchmarks._emulator import EmulatorProcess
 from benchmarks._report import (
     BenchmarkResult,
@@ -101,6 +101,7 @@ def test_the_command_line_offers_every_benchmark() -> None:
         "first_row",
         "stall",
         "emulator_scale",
+        "scale",
     ]
     args = _parser().parse_args(["--quick", "--only", "decode", "--only", "memory"])
     assert (args.quick, args.only, args.repeat) == (True, ["decode", "memory"], 3)
@@ -262,3 +263,22 @@ def test_the_scale_benchmark_reports_idle_memory_per_site_and_setup_costs() -> N
     assert values["RSS per idle site (10 vs 3 sites)"] == pytest.approx(1000 / 7)
     assert values["setup, generated / copied"] == pytest.approx(100)
     assert "9/9 queryable sites answered" in result.summary[0]
+
+
+def test_the_scale_benchmark_reads_this_process_peak_rss() -> None:
+    before = scale.peak_rss_mib()
+    assert before is None or before > 1  # MiB: Linux reports it, elsewhere None
+
+    result = scale._result(
+        {
+            "floor": [scale._Run(2.0, 1.0, 4000, 100.0)],
+            "halo-async": [scale._Run(2.2, 1.1, 6000, 120.0)],
+        },
+        2000,
+    )
+
+    values = {figure.name: figure.value for figure in result.figures}
+    assert values["scale: halo-async / floor wall time"] == pytest.approx(1.1)
+    assert values["scale: halo-async requests per query"] == 3
+    assert values["scale: halo-async peak RSS"] == 120.0
+    assert result.figures[0].passed
