@@ -247,7 +247,9 @@ class _FanOut:
         self._stream = stream
         self._on_event = on_event
         self._jobs = jobs
-        self.coalesces = coalesce_status
+        # With one query at a time per site there is nothing to coalesce a site's status
+        # asks with: each job then polls for itself, without a batcher's task and timers.
+        self.coalesces = coalesce_status and limits.per_site > 1
         self._runs = [_Run(index, site) for index, site in enumerate(site_ids)]
         # Plain counters, made into a FanOutProgress only for an event (a fan-out without
         # on_event pays nothing for them beyond the additions).

@@ -250,7 +250,9 @@ async def test_a_rate_limited_site_slows_only_itself(
 ) -> None:
     slow, *others = [site.id for site in halo_emulator.sites]
     await expected_counts(halo_client, [slow, *others])  # every site's database generated first
-    halo_emulator.faults.set("getQueryStatusBatch", slow, rate_limits=1.0, retry_after=2)
+    # Its status asks, batched or single (one query per site is polled on its own), are 429s.
+    for operation in ("getQueryStatusBatch", "getQuery"):
+        halo_emulator.faults.set(operation, slow, rate_limits=1.0, retry_after=2)
 
     async def scaled_sleep(seconds: float) -> None:
         await asyncio.sleep(seconds / 10)  # Retry-After: 2 s becomes 0.2 s of real waiting
