@@ -204,7 +204,7 @@ class HttpTransport:
         while True:
             attempt.count += 1
             try:
-                return await self._send(attempt)
+                return self._answer(attempt, *await self._exchange(attempt))
             except RuntimeError as exc:
                 # aiohttp's "Session is closed": the client was closed under this request.
                 if not attempt.session.closed:
@@ -290,25 +290,20 @@ class HttpTransport:
             cause=exc,
         )
 
-    async def _send(self, attempt: _Attempt) -> Response:
-        try:
-            status, resp_headers, payload = await self._exchange(attempt)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            # aiohttp's frames hold the request's headers (the key) as locals, which
-            # Sentry's local capture, ``pytest -l`` or rich's show_locals would ship: the
-            # error travels on without them (its own message and type are kept).
-            _drop_frames(exc)
-            raise
+    def _answer(
+        self, attempt: _Attempt, status: int, headers: CIMultiDictProxy[str], payload: bytes
+    ) -> Response:
+        """A 2xx answer as a Response; any other raises its typed error."""
         if status >= 400:
             raise error_from_response(
                 status,
                 self._scrub(payload),
-                resp_headers,
+                headers,
                 method=attempt.method,
                 path=attempt.path,
                 site_id=attempt.site_id,
             )
-        return Response(status=status, headers=resp_headers, body=payload)
+        return Response(status=status, headers=headers, body=payload)
 
     async def _exchange(self, attempt: _Attempt) -> tuple[int, CIMultiDictProxy[str], bytes]:
         """One request, and the same-origin redirects of a read; the status, headers, body."""
@@ -316,15 +311,22 @@ class HttpTransport:
         params = attempt.params
         for _ in range(C.MAX_REDIRECTS + 1):
             started = time.perf_counter()
-            status, headers, payload = await self._round_trip(
-                attempt.session,
-                attempt.method,
-                url,
-                params=params,
-                data=attempt.body,
-                headers=self._headers(attempt),
-                timeout=self._timeout(attempt),
-            )
+            try:
+                status, headers, payload = await self._round_trip(
+                    attempt.session,
+                    attempt.method,
+                    url,
+                    params=params,
+                    data=attempt.body,
+                    headers=self._headers(attempt),
+                    timeout=self._timeout(attempt),
+                )
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                # aiohttp's frames hold the request's headers (the key) as locals, which
+                # Sentry's local capture, ``pytest -l`` or rich's show_locals would ship:
+                # the error travels on without them (its own message and type are kept).
+                _drop_frames(exc)
+                raise
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "%s %s -> %d (attempt %d, %.3f s)",

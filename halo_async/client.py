@@ -6,7 +6,7 @@ import logging
 import os
 import uuid
 import warnings
-from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, Unpack, overload
 
@@ -756,7 +756,10 @@ class HaloClient:
 
     # -- plumbing ----------------------------------------------------------------------
 
-    async def _create(
+    # The three below hand back the transport's coroutine instead of awaiting it: a frame
+    # fewer for every resumption of every request (a fan-out resumes thousands).
+
+    def _create(
         self,
         path: str,
         site_id: str,
@@ -764,9 +767,9 @@ class HaloClient:
         *,
         read_timeout: float | None = None,
         timeout: float | None,
-    ) -> Response:
+    ) -> Awaitable[Response]:
         """A query-creating POST: never resent once the query may exist."""
-        return await self._request(
+        return self._request(
             "POST",
             path,
             safety=Safety.CREATES_QUERY,
@@ -776,19 +779,19 @@ class HaloClient:
             read_timeout=read_timeout,
         )
 
-    async def _get(
+    def _get(
         self,
         path: str,
         site_id: str | None,
         *,
         params: Mapping[str, str] | None = None,
         timeout: float | None,
-    ) -> Response:
-        return await self._request(
+    ) -> Awaitable[Response]:
+        return self._request(
             "GET", path, safety=Safety.IDEMPOTENT, params=params, site_id=site_id, timeout=timeout
         )
 
-    async def _request(
+    def _request(
         self,
         method: str,
         path: str,
@@ -799,13 +802,13 @@ class HaloClient:
         params: Mapping[str, str] | None = None,
         json: Any = None,
         site_id: str | None = None,
-    ) -> Response:
+    ) -> Awaitable[Response]:
         """A request under this client's options: a call's ``timeout`` first, then the
         ``with_options`` one, then the operation's own (``read_timeout``), then the
         client's ``request_timeout``."""
         if timeout is not None:
             _validate.seconds("timeout", timeout)
-        return await self._http.request(
+        return self._http.request(
             method,
             path,
             safety=safety,
