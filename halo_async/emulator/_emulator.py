@@ -126,10 +126,9 @@ class Emulator:
     ) -> None:
         if not api_key:
             raise ValueError("api_key must not be empty")
-        self.seed = seed
+        self.seed, self.stats = seed, EmulatorStats()
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.faults = faults if faults is not None else Faults(seed)
-        self.stats = EmulatorStats()
         self.host, self.port, self._api_key = host, port, api_key
         self.templates = TemplateCache()
         execution = ExecutionLimits(statement_timeout, max_result_rows, max_result_bytes)
