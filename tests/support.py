@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import datetime
 import inspect
 import json
 import re
@@ -23,6 +24,7 @@ from multidict import CIMultiDict, CIMultiDictProxy, MultiDict
 from halo_async import HaloClient, PollPolicy, RetryPolicy
 from halo_async._http import HttpTransport
 from halo_async.emulator import SiteSpec
+from halo_async.emulator.database import PracticeDatabase
 
 # The official document sits in the steering repo's shared/ folder, beside this checkout;
 # the tests that need it skip where it is absent (it is never copied into the project).
@@ -343,3 +345,27 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+# -- practice databases of the emulator's unit tests ---------------------------------------
+
+PRACTICE_NOW = datetime.datetime(2025, 5, 27, 10, 30, 15)  # a Tuesday morning, practice time
+PRACTICE_PATIENTS = 300
+
+
+def pinned() -> datetime.datetime:
+    """The practice clock of the unit tests: always PRACTICE_NOW."""
+    return PRACTICE_NOW
+
+
+def practice_db(pms_type: str = "BestPractice", seed: int = 5, **kwargs: Any) -> PracticeDatabase:
+    """A practice database of PRACTICE_PATIENTS patients on the pinned clock."""
+    kwargs.setdefault("now", pinned)
+    return PracticeDatabase(pms_type=pms_type, seed=seed, patients=PRACTICE_PATIENTS, **kwargs)
+
+
+def rows(db: PracticeDatabase, sql: str, **kwargs: Any) -> list[dict[str, Any]]:
+    """The rows of one reader command."""
+    result = db.execute(sql, **kwargs)
+    assert result.rows is not None
+    return list(result.rows)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import datetime
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,46 +18,9 @@ from halo_async.emulator.database import (
     UnknownCatalogueError,
     catalogues_for,
 )
-
-NOW = datetime.datetime(2025, 5, 27, 10, 30, 15)  # a Tuesday morning
-PATIENTS = 300
-
-
-def pinned() -> datetime.datetime:
-    return NOW
-
-
-def make(pms_type: str = "BestPractice", seed: int = 5) -> PracticeDatabase:
-    return PracticeDatabase(pms_type=pms_type, seed=seed, patients=PATIENTS, now=pinned)
-
-
-@pytest.fixture(scope="module")
-def bp() -> Iterator[PracticeDatabase]:
-    """A read-only Best Practice site shared by the tests that change nothing."""
-    db = make()
-    yield db
-    db.close()
-
-
-@pytest.fixture
-def fresh() -> Iterator[PracticeDatabase]:
-    """A Best Practice site of its own, for tests that write."""
-    db = make()
-    yield db
-    db.close()
-
-
-@pytest.fixture(scope="module")
-def zedmed() -> Iterator[PracticeDatabase]:
-    db = make("Zedmed")
-    yield db
-    db.close()
-
-
-def rows(db: PracticeDatabase, sql: str, **kwargs: Any) -> list[dict[str, Any]]:
-    result = db.execute(sql, **kwargs)
-    assert result.rows is not None
-    return result.rows
+from tests.support import PRACTICE_PATIENTS as PATIENTS
+from tests.support import practice_db as make
+from tests.support import rows
 
 
 def param(name: str, api_type: str, value: str | None, **extra: Any) -> dict[str, Any]:

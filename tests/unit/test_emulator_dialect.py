@@ -13,45 +13,10 @@ from typing import Any
 import pytest
 
 from halo_async.emulator.database import PracticeDatabase, SqlError
-
-NOW = datetime.datetime(2025, 5, 27, 10, 30, 15)  # a Tuesday morning, practice local time
-PATIENTS = 300
-
-
-def pinned() -> datetime.datetime:
-    return NOW
-
-
-def make(pms_type: str = "BestPractice", seed: int = 5, **kwargs: Any) -> PracticeDatabase:
-    kwargs.setdefault("now", pinned)
-    return PracticeDatabase(pms_type=pms_type, seed=seed, patients=PATIENTS, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def bp() -> Iterator[PracticeDatabase]:
-    db = make()
-    yield db
-    db.close()
-
-
-@pytest.fixture
-def fresh() -> Iterator[PracticeDatabase]:
-    db = make()
-    yield db
-    db.close()
-
-
-@pytest.fixture(scope="module")
-def zedmed() -> Iterator[PracticeDatabase]:
-    db = make("Zedmed")
-    yield db
-    db.close()
-
-
-def rows(db: PracticeDatabase, sql: str, **kwargs: Any) -> list[dict[str, Any]]:
-    result = db.execute(sql, **kwargs)
-    assert result.rows is not None
-    return result.rows
+from tests.support import PRACTICE_NOW as NOW
+from tests.support import PRACTICE_PATIENTS as PATIENTS
+from tests.support import practice_db as make
+from tests.support import rows
 
 
 def one(db: PracticeDatabase, sql: str, **kwargs: Any) -> dict[str, Any]:
