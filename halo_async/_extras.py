@@ -7,12 +7,17 @@ of a traceback ending in "No module named 'click'".
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 # The extra that provides each optional module the package imports.
 _EXTRA_OF = {
     "click": "cli",
     "rich": "cli",
     "fastapi": "fastapi",
     "starlette": "fastapi",
+    "redis": "redis",
+    "arq": "arq",
 }
 
 
@@ -26,3 +31,15 @@ def missing_extra(error: ModuleNotFoundError, part: str) -> str | None:
         f"{part} needs the {extra} extra ({module} is not installed): "
         f"pip install 'halo-async[{extra}]'"
     )
+
+
+def require(module: str, part: str) -> ModuleType:
+    """``module`` imported; if an extra's dependency is missing, a ModuleNotFoundError whose
+    message is the one line naming the extra to install."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        message = missing_extra(exc, part)
+        if message is None:
+            raise
+        raise ModuleNotFoundError(message, name=exc.name) from None

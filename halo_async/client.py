@@ -44,6 +44,7 @@ if TYPE_CHECKING:
         SiteSuccess,
     )
     from halo_async.jobs import QueryJob
+    from halo_async.ledger import Ledger
     from halo_async.webhooks import JobRegistry
 
 __all__ = ["HaloClient"]
@@ -497,6 +498,8 @@ class HaloClient:
         coalesce_status: bool = True,
         on_event: Callable[[FanOutEvent], None] | None = None,
         jobs: JobRegistry | None = None,
+        ledger: Ledger | None = None,
+        run_id: str | None = None,
         **options: Unpack[QueryOptions],
     ) -> AsyncGenerator[SiteSuccess[list[dict[str, Any]]] | SiteFailure, None]: ...
 
@@ -513,6 +516,8 @@ class HaloClient:
         coalesce_status: bool = True,
         on_event: Callable[[FanOutEvent], None] | None = None,
         jobs: JobRegistry | None = None,
+        ledger: Ledger | None = None,
+        run_id: str | None = None,
         **options: Unpack[QueryOptions],
     ) -> AsyncGenerator[SitePage | SiteSuccess[None] | SiteFailure, None]: ...
 
@@ -529,6 +534,8 @@ class HaloClient:
         coalesce_status: bool = True,
         on_event: Callable[[FanOutEvent], None] | None = None,
         jobs: JobRegistry | None = None,
+        ledger: Ledger | None = None,
+        run_id: str | None = None,
         **options: Unpack[QueryOptions],
     ) -> AsyncGenerator[SitePage | SiteOutcome, None]: ...
 
@@ -544,6 +551,8 @@ class HaloClient:
         coalesce_status: bool = True,
         on_event: Callable[[FanOutEvent], None] | None = None,
         jobs: JobRegistry | None = None,
+        ledger: Ledger | None = None,
+        run_id: str | None = None,
         **options: Unpack[QueryOptions],
     ) -> AsyncGenerator[SitePage | SiteOutcome, None]:
         """Run one async query on every site; yield a :class:`~halo_async.SiteOutcome` per
@@ -568,21 +577,18 @@ class HaloClient:
         is registered while it runs, so that a verified Halo webhook
         (:mod:`halo_async.webhooks`) wakes it at once instead of at its next poll.
         ``coalesce_status=False`` polls each query on its own instead of through the batch
-        status endpoint. Breaking out of the loop or cancelling it stops every query's
-        polling at once (the queries themselves cannot be cancelled on Halo's side).
+        status endpoint. With a ``ledger`` and a ``run_id``, a restart with the same run id
+        resumes each query where delivery stood instead of creating it again
+        (:mod:`halo_async.ledger`). Breaking out of the loop or cancelling it stops every
+        query's polling at once (the queries themselves cannot be cancelled on Halo's side).
         """
-        from halo_async.fanout import DEFAULT_FANOUT_LIMITS, FanOutLimits, _FanOut
+        from halo_async.fanout import DEFAULT_FANOUT_LIMITS, _FanOut
 
-        body = _async_body(command, options)
-        sites = _validate.site_ids(site_ids)
-        if deadline is not None:
-            _validate.seconds("deadline", deadline)
-        _validate.instance_or_none("limits", limits, FanOutLimits)
-        _validate.instance_or_none("poll", poll, PollPolicy)
+        _check_fan_out(deadline, limits, poll)
         run = _FanOut(
             self,
-            body,
-            sites,
+            _async_body(command, options),
+            _validate.site_ids(site_ids),
             limits=limits if limits is not None else DEFAULT_FANOUT_LIMITS,
             deadline=deadline,
             poll=poll,
@@ -590,6 +596,7 @@ class HaloClient:
             coalesce_status=coalesce_status,
             on_event=on_event,
             jobs=jobs,
+            ledger=_ledger_and_run(ledger, run_id),
         )
         return run.results()
 
@@ -824,6 +831,37 @@ def _async_body(command: SqlOrCommand, options: QueryOptions) -> dict[str, Any]:
     return _validate.query_body(
         command, options, max_queue_ms=C.ASYNC_MAX_TIME_IN_QUEUE_MS, mode="async"
     )
+
+
+def _check_fan_out(
+    deadline: float | None, limits: FanOutLimits | None, poll: PollPolicy | None
+) -> None:
+    from halo_async.fanout import FanOutLimits
+
+    if deadline is not None:
+        _validate.seconds("deadline", deadline)
+    _validate.instance_or_none("limits", limits, FanOutLimits)
+    _validate.instance_or_none("poll", poll, PollPolicy)
+
+
+def _ledger_and_run(ledger: Ledger | None, run_id: str | None) -> tuple[Ledger, str] | None:
+    """The ledger and its run id, both or neither."""
+    from halo_async.ledger import Ledger
+
+    _validate.instance_or_none("ledger", ledger, Ledger)
+    if ledger is None:
+        if run_id is not None:
+            raise ValidationError(
+                "run_id names a run in a ledger: pass ledger= too", field="run_id", value=run_id
+            )
+        return None
+    if run_id is None:
+        raise ValidationError(
+            "a ledger records runs by their id: pass run_id= too (e.g. the night's date)",
+            field="run_id",
+            value=None,
+        )
+    return ledger, _validate.non_blank("run_id", run_id, "a non-blank string naming the run")
 
 
 def _site_preference(site: models.Site) -> tuple[bool, bool, float]:

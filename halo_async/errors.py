@@ -4,6 +4,7 @@
 
     HaloError
     ├── InvalidArgumentError       bad input, caught before anything is sent (alias ValidationError)
+    │   └── LedgerMismatchError    a ledger's run id reused for another query
     ├── ConfigurationError         no API key, a base URL we refuse
     ├── ClientClosedError          the client was used after close()
     ├── SiteNotFoundError          no site for a PMS site id
@@ -65,6 +66,7 @@ __all__ = [
     "IncompleteResultError",
     "InitialisationFailedError",
     "InvalidArgumentError",
+    "LedgerMismatchError",
     "NotAuthoritativeError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -118,6 +120,11 @@ class InvalidArgumentError(HaloError, ValueError):
 # The name before 0.1: kept importable, but not at the top level, where it would shadow
 # pydantic's ValidationError in FastAPI apps.
 ValidationError = InvalidArgumentError
+
+
+class LedgerMismatchError(InvalidArgumentError):
+    """A ledger's run id was reused for another query (other SQL, parameters or catalogue):
+    nothing was sent. Use a new run id for a new query."""
 
 
 class ConfigurationError(HaloError, ValueError):

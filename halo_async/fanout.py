@@ -7,6 +7,10 @@ expiry becomes that site's :class:`SiteOutcome`; it never cancels the others. St
 checks of the queries in flight on one site are coalesced into the batch status endpoint.
 :meth:`HaloClient.fan_out <halo_async.HaloClient.fan_out>` is the way in.
 
+With a :class:`~halo_async.ledger.Ledger` and a run id, each entry's query id and delivery
+are recorded as they happen, so that a restart with the same run id resumes every query
+where delivery stood instead of creating it again (see :mod:`halo_async.ledger`).
+
 Exactly once: every row an ``ok`` outcome counts was yielded before it (in ``rows``, or as
 :class:`SitePage` items), in order, once. A deadline stops the queries still running, but
 what was already fetched and queued is still delivered, and each site stopped short gets
@@ -31,8 +35,18 @@ from halo_async import _constants as C
 from halo_async import models
 from halo_async._api import QueryApi
 from halo_async._retry import PollPolicy
-from halo_async.errors import FanOutDeadlineError, NotFoundError, ValidationError
+from halo_async.errors import (
+    APIError,
+    FanOutDeadlineError,
+    HaloConnectionError,
+    IncompleteResultError,
+    NotFoundError,
+    QueryFailedError,
+    ResultExpiredError,
+    ValidationError,
+)
 from halo_async.jobs import QueryJob
+from halo_async.ledger import EntryKey, EntryState, Ledger, LedgerEntry, check_entry, unknown_error
 from halo_async.webhooks import JobRegistry
 
 __all__ = [
@@ -155,12 +169,18 @@ class SitePage:
     page_number: int
     rows: list[dict[str, Any]]
     index: int = 0
+    first_row: int = 0
+    """The offset of ``rows[0]`` within its page: 0, but for the rest of a page that an
+    earlier run (of the same ledger run id) had begun to deliver. ``(site_id, page_number,
+    first_row + i)`` names a row across runs."""
 
 
 class FanOutEventKind(enum.StrEnum):
     """What happened: a query was submitted, changed status, fetched a page, or ended."""
 
     SUBMITTED = "submitted"
+    RESUMED = "resumed"
+    """A query an earlier run created (recorded in the ledger) is carried on, not created."""
     STATUS = "status"
     PAGE_FETCHED = "page_fetched"
     COMPLETED = "completed"
@@ -173,6 +193,7 @@ class FanOutProgress:
 
     total: int
     submitted: int = 0
+    resumed: int = 0
     completed: int = 0
     failed: int = 0
     pages: int = 0
@@ -216,6 +237,9 @@ class _Run:
     next_page: int = 1
     """The page after the last one delivered as a SitePage."""
     ended: bool = False
+    key: EntryKey | None = None
+    entry: LedgerEntry | None = None
+    """What the ledger holds of this entry (with a ledger)."""
 
 
 class _FanOut:
@@ -238,6 +262,7 @@ class _FanOut:
         coalesce_status: bool,
         on_event: Callable[[FanOutEvent], None] | None,
         jobs: JobRegistry | None,
+        ledger: tuple[Ledger, str] | None = None,
     ) -> None:
         self._api = api
         self._body = body
@@ -247,6 +272,7 @@ class _FanOut:
         self._stream = stream
         self._on_event = on_event
         self._jobs = jobs
+        self._ledger = _RunLedger(*ledger, body) if ledger is not None else None
         # With one query at a time per site there is nothing to coalesce a site's status
         # asks with: each job then polls for itself, without a batcher's task and timers.
         self.coalesces = coalesce_status and limits.per_site > 1
@@ -275,13 +301,16 @@ class _FanOut:
     async def results(self) -> AsyncGenerator[SiteOutcome | SitePage, None]:
         """Every SitePage and SiteOutcome, in the order they were queued."""
         loop = asyncio.get_running_loop()
-        for run in self._runs:
+        if self._ledger is not None:
+            await self._ledger.load(self._runs)  # before anything is sent: it may refuse
+        pending = [run for run in self._runs if not run.ended]
+        for run in pending:
             run.queued_at = time.perf_counter()
-        self._tasks = [asyncio.ensure_future(self._run_site(run)) for run in self._runs]
+        self._tasks = [asyncio.ensure_future(self._run_site(run)) for run in pending]
         timer = None if self._deadline is None else loop.call_later(self._deadline, self._expire)
         ends_at = None if self._deadline is None else loop.time() + self._deadline
         try:
-            left = len(self._runs)
+            left = len(pending)
             while left and (item := await self._next_item(ends_at)) is not None:
                 run = self._runs[item.index]
                 if isinstance(item, SiteOutcome):
@@ -292,6 +321,9 @@ class _FanOut:
                     run.delivered_pages += 1
                     run.next_page = item.page_number + 1
                 yield item
+                if self._ledger is not None:
+                    # The consumer asked for the next item: it has this one.
+                    await self._ledger.delivered(run, item)
             for run in self._runs:
                 if not run.ended:
                     yield self._deadline_outcome(run)
@@ -379,19 +411,9 @@ class _FanOut:
         self._asked.clear()
 
     async def _stream_site(self, run: _Run) -> None:
-        await self._asked.wait()
-        query = await self._api._create_async_query(run.site_id, self._body)
-        self._count(submitted=1)
-        self._emit(FanOutEventKind.SUBMITTED, run.site_id, query_id=query.id)
-        job = run.job = QueryJob(
-            self._api,
-            query.site_id,
-            query.id,
-            query=query,
-            poll=self._poll,
-            prefetch=self._limits.prefetch,
-            _runner=self,
-        )
+        job = run.job = await self._job_for(run)
+        query_id = job.query_id
+        first_row = job.checkpoint().next_row  # of the first page, resumed mid-way
         tracking = self._jobs.tracking(job) if self._jobs is not None else contextlib.nullcontext()
         with tracking:
             async for page in job.pages():
@@ -401,16 +423,56 @@ class _FanOut:
                 self._emit(
                     FanOutEventKind.PAGE_FETCHED,
                     run.site_id,
-                    query_id=query.id,
+                    query_id=query_id,
                     page_number=page.page_number,
                 )
                 if self._stream:
                     await self._page_room.acquire()
                     self._put(
-                        SitePage(run.site_id, query.id, page.page_number, page.rows, run.index)
+                        SitePage(
+                            run.site_id, query_id, page.page_number, page.rows, run.index, first_row
+                        )
                     )
+                    first_row = 0
                 else:
                     run.rows.extend(page.rows)
+
+    async def _job_for(self, run: _Run) -> QueryJob:
+        """The entry's job: resumed where the ledger says an earlier run left it, else
+        created (once the consumer asks for an item)."""
+        entry = run.entry
+        if entry is not None and self._ledger is not None:
+            checkpoint = await self._ledger.resumable(entry)
+            self._count(resumed=1)
+            self._emit(FanOutEventKind.RESUMED, run.site_id, query_id=checkpoint.query_id)
+            return self._job(checkpoint.site_id, checkpoint.query_id, None, checkpoint)
+        await self._asked.wait()
+        if self._ledger is not None:
+            query = await self._ledger.create(run, self._api, self._body)
+        else:
+            query = await self._api._create_async_query(run.site_id, self._body)
+        self._count(submitted=1)
+        self._emit(FanOutEventKind.SUBMITTED, run.site_id, query_id=query.id)
+        return self._job(query.site_id, query.id, query, None)
+
+    def _job(
+        self,
+        site_id: str,
+        query_id: str,
+        query: models.AsyncQuery | None,
+        checkpoint: models.Checkpoint | None,
+    ) -> QueryJob:
+        return QueryJob(
+            self._api,
+            site_id,
+            query_id,
+            query=query,
+            poll=self._poll,
+            prefetch=self._limits.prefetch,
+            next_page=checkpoint.next_page if checkpoint is not None else 1,
+            next_row=checkpoint.next_row if checkpoint is not None else 0,
+            _runner=self,
+        )
 
     def _outcome(self, run: _Run, error: BaseException | None, *, rows: Rows | None) -> SiteOutcome:
         """A producer's outcome. Its counts are what reaches the consumer with it or before
@@ -474,6 +536,111 @@ class _FanOut:
         self._emit(
             FanOutEventKind.STATUS, job.site_id, query_id=job.query_id, status=str(query.status)
         )
+
+
+# -- the ledger ------------------------------------------------------------------------------
+
+# Errors after which the query has no more to give: its entry is recorded as failed, and a
+# later run does not resume it. After any other (a deadline, a poll timeout, no answer) the
+# query may still be running at Halo: the entry stays resumable.
+_FINAL_ERRORS = (QueryFailedError, ResultExpiredError, NotFoundError, IncompleteResultError)
+
+# A create that raised one of these was answered with an error, or never reached Halo (see
+# HttpTransport._final_error): no query exists, and a later run may create it.
+_NOT_CREATED_ERRORS = (APIError, HaloConnectionError)
+
+
+class _RunLedger:
+    """A fan-out's use of its ledger: which entries to resume or skip, what to record."""
+
+    def __init__(self, ledger: Ledger, run_id: str, body: dict[str, Any]) -> None:
+        from halo_async.ledger import query_key
+
+        self.ledger = ledger
+        self.run_id = run_id
+        self.query_key = query_key(body)
+
+    async def load(self, runs: Sequence[_Run]) -> None:
+        """Give each run its key and recorded entry; end the runs an earlier run finished.
+        A run id recorded for another query is refused here, before anything is sent."""
+        recorded = {entry.key: entry for entry in await self.ledger.entries(self.run_id)}
+        occurrences: collections.Counter[str] = collections.Counter()
+        for run in runs:
+            run.key = EntryKey(self.run_id, run.site_id, occurrences[run.site_id])
+            occurrences[run.site_id] += 1
+            entry = recorded.get(run.key)
+            if entry is not None:
+                run.entry = check_entry(entry, self.query_key)
+                run.ended = entry.state in (EntryState.SUCCEEDED, EntryState.FAILED)
+
+    async def resumable(self, entry: LedgerEntry) -> models.Checkpoint:
+        """Where to resume an entry an earlier run created; an entry whose create may or
+        may not have happened raises, and is never re-sent."""
+        checkpoint = entry.checkpoint
+        if entry.state is EntryState.CREATED and checkpoint is not None:
+            return checkpoint
+        if entry.state is EntryState.CREATING:  # the process died around the POST
+            await self.ledger.record(entry, state=EntryState.UNKNOWN)
+        raise unknown_error(entry)
+
+    async def create(self, run: _Run, api: QueryApi, body: dict[str, Any]) -> models.AsyncQuery:
+        """Create the run's query, recorded before (claimed) and after (its id)."""
+        assert run.key is not None
+        entry, mine = await self.ledger.claim(run.key, self.query_key)
+        if not mine:  # claimed by another process since load(): not ours to send
+            raise unknown_error(entry)
+        try:
+            query = await api._create_async_query(run.site_id, body)
+        except _NOT_CREATED_ERRORS:
+            await self.ledger.forget(run.key)
+            raise
+        except BaseException as exc:
+            # Sent, perhaps: a lost answer, a closed client, a cancelled task.
+            run.entry = await self.ledger.record(
+                entry, state=EntryState.UNKNOWN, error=_describe(exc)
+            )
+            raise
+        run.entry = await self.ledger.record(
+            entry, state=EntryState.CREATED, query_id=query.id, status=str(query.status)
+        )
+        return query
+
+    async def delivered(self, run: _Run, item: SiteOutcome | SitePage) -> None:
+        """Record what the consumer has taken of ``run``."""
+        entry = run.entry
+        if entry is None or entry.state is not EntryState.CREATED:
+            return  # never created, or its create is unknown: nothing to carry on
+        status = str(run.job.status) if run.job is not None and run.job.status else entry.status
+        if isinstance(item, SitePage):
+            run.entry = await self.ledger.record(
+                entry,
+                status=status,
+                next_page=item.page_number + 1,
+                next_row=0,
+                rows_delivered=entry.rows_delivered + len(item.rows),
+                pages_delivered=entry.pages_delivered + 1,
+            )
+        elif item.ok:
+            job = run.job
+            # Rows that came with the outcome (not streamed as pages): delivered now.
+            rows, pages = (item.row_count, item.page_count) if item.rows is not None else (0, 0)
+            run.entry = await self.ledger.record(
+                entry,
+                state=EntryState.SUCCEEDED,
+                status=status,
+                next_page=job.checkpoint().next_page if job is not None else entry.next_page,
+                next_row=0,
+                rows_delivered=entry.rows_delivered + rows,
+                pages_delivered=entry.pages_delivered + pages,
+            )
+        elif isinstance(item.error, _FINAL_ERRORS):
+            run.entry = await self.ledger.record(
+                entry, state=EntryState.FAILED, status=status, error=_describe(item.error)
+            )
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _query_id(run: _Run) -> str | None:

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import inspect
 import json
 import re
+import shutil
 import socket
+import subprocess
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -369,3 +373,74 @@ def rows(db: PracticeDatabase, sql: str, **kwargs: Any) -> list[dict[str, Any]]:
     result = db.execute(sql, **kwargs)
     assert result.rows is not None
     return list(result.rows)
+
+
+# -- Redis -----------------------------------------------------------------------------------
+
+
+class RedisServer:
+    """A real ``redis-server`` on a unix socket in a scratch directory, no persistence:
+    started by the tests themselves (``.ci/run`` installs it where it is absent)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.socket = directory / "redis.sock"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def start(self, timeout: float = 20.0) -> None:
+        executable = shutil.which("redis-server")
+        if executable is None:
+            raise FileNotFoundError("redis-server is not installed")
+        self._process = subprocess.Popen(
+            [
+                executable,
+                "--port", "0",
+                "--unixsocket", str(self.socket),
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", str(self.directory),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )  # fmt: skip
+        ends_at = time.monotonic() + timeout
+        while not self._answers():
+            if self._process.poll() is not None or time.monotonic() > ends_at:
+                self.stop()
+                raise RuntimeError(f"redis-server did not start in {timeout} s")
+            time.sleep(0.01)  # the server's start-up, before any test runs
+
+    def _answers(self) -> bool:
+        if not self.socket.exists():
+            return False
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as probe:
+            probe.settimeout(1)
+            probe.connect(str(self.socket))
+            probe.sendall(b"PING\r\n")
+            return probe.recv(16).startswith(b"+PONG")
+        return False
+
+    def flush(self) -> None:
+        """Empty every database (between tests)."""
+        with socket.socket(socket.AF_UNIX) as client:
+            client.settimeout(5)
+            client.connect(str(self.socket))
+            client.sendall(b"FLUSHALL\r\n")
+            client.recv(16)
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()

@@ -257,6 +257,15 @@ class Emulator:
         """The emulator's record of a query, whatever its site."""
         return self.state.lookup(query_id)
 
+    def queries(self, site_id: str | None = None, mode: str | None = None) -> list[QueryRecord]:
+        """The emulator's records of every query it created (of one site, of one mode:
+        ``"async"`` or ``"immediate"``), in creation order: what Halo would bill."""
+        return [
+            query
+            for query in self.state.records()
+            if (site_id is None or query.site_id == site_id) and (mode is None or query.mode == mode)
+        ]
+
     async def wait_for_query(
         self,
         query_id: str,

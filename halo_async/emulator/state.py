@@ -952,6 +952,10 @@ class EmulatorState:
         """Every query the emulator remembers (of one site, when given)."""
         return [q for q in self._queries.values() if site_id is None or q.site_id == site_id]
 
+    def records(self) -> list[QueryRecord]:
+        """Every query received, in the order they were created."""
+        return list(self._queries.values())
+
     def lookup(self, query_id: str) -> QueryRecord | None:
         """A query by id, whatever its site."""
         query = self._queries.get(query_id)
