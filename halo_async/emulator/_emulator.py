@@ -263,7 +263,8 @@ class Emulator:
         return [
             query
             for query in self.state.records()
-            if (site_id is None or query.site_id == site_id) and (mode is None or query.mode == mode)
+            if (site_id is None or query.site_id == site_id)
+            and (mode is None or query.mode == mode)
         ]
 
     async def wait_for_query(

@@ -57,7 +57,8 @@ async def test_records_come_back_as_written_across_a_reopen(
         entries = await reopened.entries(KEY.run_id)
 
     assert stored == entry
-    assert stored is not None and stored.checkpoint is not None
+    assert stored is not None
+    assert stored.checkpoint is not None
     assert (stored.checkpoint.query_id, stored.checkpoint.next_page) == ("q-id", 3)
     assert sorted(e.key.occurrence for e in entries) == [0, 1]
     assert {e.key.run_id for e in entries} == {KEY.run_id}
@@ -68,7 +69,8 @@ async def test_a_forgotten_entry_can_be_claimed_again(ledger: Ledger) -> None:
     await ledger.record(entry, state=EntryState.UNKNOWN, error="HaloConnectionError: reset")
 
     again, mine = await ledger.claim(KEY, "q1")
-    assert not mine and again.state is EntryState.UNKNOWN
+    assert not mine
+    assert again.state is EntryState.UNKNOWN
 
     await ledger.forget(KEY)
     assert await ledger.get(KEY) is None
@@ -143,9 +145,7 @@ def test_processes_sharing_one_sqlite_file_claim_an_entry_once(tmp_path: Path) -
     path = str(tmp_path / "shared.db")
     context = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue[bool] = context.Queue()
-    workers = [
-        context.Process(target=_claim_in_a_process, args=(path, results)) for _ in range(4)
-    ]
+    workers = [context.Process(target=_claim_in_a_process, args=(path, results)) for _ in range(4)]
     for worker in workers:
         worker.start()
     for worker in workers:
