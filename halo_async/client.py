@@ -394,6 +394,8 @@ class HaloClient:
         *,
         poll: PollPolicy | None = None,
         prefetch: int = C.PAGE_PREFETCH,
+        ledger: Ledger | None = None,
+        run_id: str | None = None,
         **options: Unpack[QueryOptions],
     ) -> QueryJob:
         """Create an async query and return its :class:`~halo_async.jobs.QueryJob`.
@@ -401,13 +403,25 @@ class HaloClient:
         The options are those of :meth:`create_async_query`. ``async for row in
         job.rows()`` then streams the rows as pages land; ``prefetch`` pages are fetched
         ahead. Every argument is checked before the query is created.
+
+        With a ``ledger`` and a ``run_id`` (:mod:`halo_async.ledger`), the query is
+        recorded before and after it is created, and so is each page its consumer takes: a
+        later ``submit`` with the same run id and site (after a crash, in another process)
+        returns the same query's job, carrying on after the last page taken, instead of
+        creating it again. A create whose outcome is unknown raises
+        :class:`~halo_async.errors.SubmissionOutcomeUnknownError` then, and is not re-sent.
         """
         from halo_async.jobs import QueryJob
+        from halo_async.ledger import EntryKey, recorded_job
 
         site = _validate.uuid_str("site_id", site_id)
         body = _async_body(command, options)
         _validate.int_in_range("prefetch", prefetch, 1, None, "pages")
         _validate.instance_or_none("poll", poll, PollPolicy)
+        recorded = _ledger_and_run(ledger, run_id)
+        if recorded is not None:
+            key = EntryKey(recorded[1], site)
+            return await recorded_job(self, recorded[0], key, body, poll=poll, prefetch=prefetch)
         query = await self._create_async_query(site, body)
         return QueryJob(self, query.site_id, query.id, query=query, poll=poll, prefetch=prefetch)
 

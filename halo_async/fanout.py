@@ -35,18 +35,19 @@ from halo_async import _constants as C
 from halo_async import models
 from halo_async._api import QueryApi
 from halo_async._retry import PollPolicy
-from halo_async.errors import (
-    APIError,
-    FanOutDeadlineError,
-    HaloConnectionError,
-    IncompleteResultError,
-    NotFoundError,
-    QueryFailedError,
-    ResultExpiredError,
-    ValidationError,
-)
+from halo_async.errors import FanOutDeadlineError, NotFoundError, ValidationError
 from halo_async.jobs import QueryJob
-from halo_async.ledger import EntryKey, EntryState, Ledger, LedgerEntry, check_entry, unknown_error
+from halo_async.ledger import (
+    FINAL_ERRORS,
+    EntryKey,
+    EntryState,
+    Ledger,
+    LedgerEntry,
+    check_entry,
+    create_recorded,
+    describe,
+    unknown_error,
+)
 from halo_async.webhooks import JobRegistry
 
 __all__ = [
@@ -540,15 +541,6 @@ class _FanOut:
 
 # -- the ledger ------------------------------------------------------------------------------
 
-# Errors after which the query has no more to give: its entry is recorded as failed, and a
-# later run does not resume it. After any other (a deadline, a poll timeout, no answer) the
-# query may still be running at Halo: the entry stays resumable.
-_FINAL_ERRORS = (QueryFailedError, ResultExpiredError, NotFoundError, IncompleteResultError)
-
-# A create that raised one of these was answered with an error, or never reached Halo (see
-# HttpTransport._final_error): no query exists, and a later run may create it.
-_NOT_CREATED_ERRORS = (APIError, HaloConnectionError)
-
 
 class _RunLedger:
     """A fan-out's use of its ledger: which entries to resume or skip, what to record."""
@@ -589,20 +581,7 @@ class _RunLedger:
         entry, mine = await self.ledger.claim(run.key, self.query_key)
         if not mine:  # claimed by another process since load(): not ours to send
             raise unknown_error(entry)
-        try:
-            query = await api._create_async_query(run.site_id, body)
-        except _NOT_CREATED_ERRORS:
-            await self.ledger.forget(run.key)
-            raise
-        except BaseException as exc:
-            # Sent, perhaps: a lost answer, a closed client, a cancelled task.
-            run.entry = await self.ledger.record(
-                entry, state=EntryState.UNKNOWN, error=_describe(exc)
-            )
-            raise
-        run.entry = await self.ledger.record(
-            entry, state=EntryState.CREATED, query_id=query.id, status=str(query.status)
-        )
+        query, run.entry = await create_recorded(self.ledger, entry, api, body)
         return query
 
     async def delivered(self, run: _Run, item: SiteOutcome | SitePage) -> None:
@@ -633,14 +612,10 @@ class _RunLedger:
                 rows_delivered=entry.rows_delivered + rows,
                 pages_delivered=entry.pages_delivered + pages,
             )
-        elif isinstance(item.error, _FINAL_ERRORS):
+        elif isinstance(item.error, FINAL_ERRORS):
             run.entry = await self.ledger.record(
-                entry, state=EntryState.FAILED, status=status, error=_describe(item.error)
+                entry, state=EntryState.FAILED, status=status, error=describe(item.error)
             )
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 def _query_id(run: _Run) -> str | None:

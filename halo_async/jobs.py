@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Callable, Mapping
-from typing import Any, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 import attrs
 
@@ -30,6 +30,9 @@ from halo_async.errors import (
     error_for_query,
 )
 from halo_async.models import Checkpoint
+
+if TYPE_CHECKING:
+    from halo_async.ledger import JobRecorder
 
 __all__ = ["Checkpoint", "PollPolicy", "PollTimeoutError", "QueryJob", "RowTypeError"]
 
@@ -83,6 +86,7 @@ class QueryJob:
         next_page: int = 1,
         next_row: int = 0,
         _runner: _Runner | None = None,
+        _recorder: JobRecorder | None = None,
     ) -> None:
         self._api = api
         self.site_id = site_id
@@ -91,6 +95,7 @@ class QueryJob:
         self.prefetch = _validate.int_in_range("prefetch", prefetch, 1, None, "pages")
         self._query = query
         self._runner = _runner
+        self._recorder = _recorder  # submit(ledger=): records delivery as pages are taken
         self._wake = asyncio.Event()
         self._poll_ends_at: float | None = None  # on the poll policy's clock, while polling
         self.status_polls = 0
@@ -248,12 +253,18 @@ class QueryJob:
 
         A page that ``rows()`` had begun to deliver comes first with its remaining rows.
         """
-        async with contextlib.aclosing(self._fetched_pages()) as fetched:
-            while (page := await self._page_to_deliver(fetched)) is not None:
-                rest = page if self._offset == 0 else _rows_from(page, self._offset)
-                self._held, self._offset = None, 0
-                yield rest
-                del page, rest  # before the next page is decoded (see _drain)
+        try:
+            async with contextlib.aclosing(self._fetched_pages()) as fetched:
+                while (page := await self._page_to_deliver(fetched)) is not None:
+                    rest = page if self._offset == 0 else _rows_from(page, self._offset)
+                    self._held, self._offset = None, 0
+                    yield rest
+                    await self._record(len(rest.rows))
+                    del page, rest  # before the next page is decoded (see _drain)
+        except HaloError as exc:
+            await self._record_failure(exc)
+            raise
+        await self._record(0, done=True)
 
     @overload
     def rows(self) -> AsyncGenerator[dict[str, Any], None]: ...
@@ -276,19 +287,34 @@ class QueryJob:
         undelivered.
         """
         structure = _decode.RowStructurer(as_type, rename) if as_type is not None else None
-        async with contextlib.aclosing(self._fetched_pages()) as fetched:
-            while (page := await self._page_to_deliver(fetched)) is not None:
-                rows = page.rows
-                while self._offset < len(rows):
-                    index = self._offset
-                    row: Any = rows[index]
-                    if structure is not None:
-                        row = structure(row, page.page_number, index)
-                    # Counted before the yield: a consumer that breaks here has the row.
-                    self._offset += 1
-                    yield row
-                self._held, self._offset = None, 0
-                del page, rows  # before the next page is decoded (see _drain)
+        try:
+            async with contextlib.aclosing(self._fetched_pages()) as fetched:
+                while (page := await self._page_to_deliver(fetched)) is not None:
+                    rows, first = page.rows, self._offset
+                    while self._offset < len(rows):
+                        index = self._offset
+                        row: Any = rows[index]
+                        if structure is not None:
+                            row = structure(row, page.page_number, index)
+                        # Counted before the yield: a consumer that breaks here has the row.
+                        self._offset += 1
+                        yield row
+                    self._held, self._offset = None, 0
+                    await self._record(len(rows) - first)
+                    del page, rows  # before the next page is decoded (see _drain)
+        except HaloError as exc:
+            await self._record_failure(exc)
+            raise
+        await self._record(0, done=True)
+
+    async def _record(self, rows: int, *, done: bool = False) -> None:
+        """With a ledger: the consumer took a page's rows (it asked for what follows)."""
+        if self._recorder is not None:
+            await self._recorder.delivered(self, rows, done=done)
+
+    async def _record_failure(self, error: HaloError) -> None:
+        if self._recorder is not None:
+            await self._recorder.failed(error)
 
     async def fetch_all(self) -> list[dict[str, Any]]:
         """Every remaining row, as a list (mind the memory on large results)."""

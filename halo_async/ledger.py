@@ -44,14 +44,24 @@ import orjson
 
 from halo_async import _validate
 from halo_async.errors import (
+    APIError,
+    HaloConnectionError,
+    IncompleteResultError,
     LedgerMismatchError,
+    NotFoundError,
+    QueryFailedError,
+    ResultExpiredError,
     SubmissionOutcomeUnknownError,
     ValidationError,
 )
 from halo_async.models import Checkpoint
 
 if TYPE_CHECKING:
+    from halo_async import models
+    from halo_async._api import QueryApi
     from halo_async._ledger_redis import RedisLedger
+    from halo_async._retry import PollPolicy
+    from halo_async.jobs import QueryJob
 
 __all__ = [
     "EntryKey",
@@ -234,6 +244,109 @@ def unknown_error(entry: LedgerEntry) -> SubmissionOutcomeUnknownError:
         body=None,
         cause=RuntimeError(cause),
     )
+
+
+# Errors after which the query has no more to give: its entry is recorded as failed, and a
+# later run does not resume it. After any other (a deadline, a poll timeout, no answer) the
+# query may still be running at Halo: the entry stays resumable.
+FINAL_ERRORS = (QueryFailedError, ResultExpiredError, NotFoundError, IncompleteResultError)
+
+# A create that raised one of these was answered with an error, or never reached Halo (see
+# HttpTransport._final_error): no query exists, and a later run may create it.
+_NOT_CREATED_ERRORS = (APIError, HaloConnectionError)
+
+
+def describe(exc: BaseException) -> str:
+    """An error as a ledger records it: its class and message."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+async def create_recorded(
+    ledger: Ledger, claimed: LedgerEntry, api: QueryApi, body: dict[str, Any]
+) -> tuple[models.AsyncQuery, LedgerEntry]:
+    """Create the claimed entry's query; record its id, or that its outcome is unknown,
+    or forget the claim when no query can exist."""
+    try:
+        query = await api._create_async_query(claimed.key.site_id, body)
+    except _NOT_CREATED_ERRORS:
+        await ledger.forget(claimed.key)
+        raise
+    except BaseException as exc:
+        # Sent, perhaps: a lost answer, a closed client, a cancelled task.
+        await ledger.record(claimed, state=EntryState.UNKNOWN, error=describe(exc))
+        raise
+    entry = await ledger.record(
+        claimed, state=EntryState.CREATED, query_id=query.id, status=str(query.status)
+    )
+    return query, entry
+
+
+async def recorded_job(
+    api: QueryApi,
+    ledger: Ledger,
+    key: EntryKey,
+    body: dict[str, Any],
+    *,
+    poll: PollPolicy | None,
+    prefetch: int,
+) -> QueryJob:
+    """``submit(..., ledger=, run_id=)``: the entry's job, resumed by its query id where an
+    earlier run created it, else created and recorded."""
+    from halo_async.jobs import QueryJob
+
+    wanted = query_key(body)
+    entry = await ledger.get(key)
+    query = None
+    if entry is None:
+        entry, mine = await ledger.claim(key, wanted)
+        if mine:
+            query, entry = await create_recorded(ledger, entry, api, body)
+    check_entry(entry, wanted)
+    checkpoint = entry.checkpoint
+    if checkpoint is None or entry.state in (EntryState.CREATING, EntryState.UNKNOWN):
+        if entry.state is EntryState.CREATING:  # the process died around the POST
+            await ledger.record(entry, state=EntryState.UNKNOWN)
+        raise unknown_error(entry)
+    return QueryJob(
+        api,
+        key.site_id,
+        checkpoint.query_id,
+        query=query,
+        poll=poll,
+        prefetch=prefetch,
+        next_page=checkpoint.next_page,
+        next_row=checkpoint.next_row,
+        _recorder=JobRecorder(ledger, entry),
+    )
+
+
+class JobRecorder:
+    """What a job submitted with a ledger records as its consumer takes its rows."""
+
+    def __init__(self, ledger: Ledger, entry: LedgerEntry) -> None:
+        self.ledger = ledger
+        self.entry = entry
+
+    async def delivered(self, job: QueryJob, rows: int, *, done: bool = False) -> None:
+        """``rows`` more rows were taken (a whole page, or the rest of one)."""
+        point = job.checkpoint()
+        entry = self.entry
+        self.entry = await self.ledger.record(
+            entry,
+            state=EntryState.SUCCEEDED if done else entry.state,
+            status=str(job.status) if job.status is not None else entry.status,
+            next_page=point.next_page,
+            next_row=point.next_row,
+            rows_delivered=entry.rows_delivered + rows,
+            pages_delivered=entry.pages_delivered + (rows > 0),
+        )
+
+    async def failed(self, error: BaseException) -> None:
+        """The job raised: recorded as failed if the query has nothing more to give."""
+        if isinstance(error, FINAL_ERRORS):
+            self.entry = await self.ledger.record(
+                self.entry, state=EntryState.FAILED, error=describe(error)
+            )
 
 
 # -- SQLite ----------------------------------------------------------------------------------
