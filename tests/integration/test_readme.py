@@ -65,7 +65,9 @@ async def test_readme_snippet_runs(
     halo: HaloClient,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # what a snippet writes (a ledger file, say) lands here
     if "asyncio.run(" in code:
         output = await run_script(code, emulator)
         assert output.strip(), f"the snippet at README line {line} printed nothing"
