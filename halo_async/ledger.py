@@ -13,7 +13,7 @@ consult it before creating anything:
 - an entry whose create was sent but not answered (the process died, or the answer was
   lost) is in state ``unknown``: it is reported as
   :class:`~halo_async.errors.SubmissionOutcomeUnknownError`, never re-sent blindly
-  (:meth:`Ledger.forget` lets a person who checked the site allow it again);
+  (:meth:`Ledger.resolve` settles it once someone has checked the site);
 - an entry that finished is not run again.
 
 Delivery is recorded after the consumer has taken a page (it asked for the next item), so
@@ -86,7 +86,7 @@ class EntryState(enum.StrEnum):
     CREATED = "created"
     """Halo answered with the query id: a later run resumes it by that id."""
     UNKNOWN = "unknown"
-    """The create was sent and its answer lost: never re-sent without :meth:`Ledger.forget`."""
+    """The create was sent and its answer lost: never re-sent until :meth:`Ledger.resolve`."""
     SUCCEEDED = "succeeded"
     """Every row was delivered."""
     FAILED = "failed"
@@ -211,6 +211,26 @@ class Ledger(abc.ABC):
         stored = await self._insert_if_absent(mine)
         return stored, stored == mine
 
+    async def resolve(self, key: EntryKey, query_id: str | None) -> LedgerEntry | None:
+        """Settle an entry whose create's outcome is unknown, once someone has checked the
+        site (Halo offers no way to list a site's queries): with the id of the query Halo
+        did create, a later run resumes it; with None (Halo created nothing), the entry is
+        forgotten and a later run creates the query. Returns the entry recorded, if any."""
+        entry = await self.get(key)
+        if entry is None or entry.state not in (EntryState.UNKNOWN, EntryState.CREATING):
+            state = entry.state.value if entry is not None else "no entry"
+            raise ValidationError(
+                f"only an entry whose create is unknown can be resolved; {key.site_id} of run "
+                f"{key.run_id!r} is {state}",
+                field="key",
+                value=key,
+            )
+        if query_id is None:
+            await self.forget(key)
+            return None
+        query_id = _validate.uuid_str("query_id", query_id)
+        return await self.record(entry, state=EntryState.CREATED, query_id=query_id, error=None)
+
     async def record(self, entry: LedgerEntry, **changes: Any) -> LedgerEntry:
         """Store ``entry`` with ``changes`` (fields of :class:`LedgerEntry`)."""
         updated = attrs.evolve(entry, updated_at=time.time(), **changes)
@@ -238,7 +258,7 @@ def unknown_error(entry: LedgerEntry) -> SubmissionOutcomeUnknownError:
     cause = entry.error or "the process stopped between sending the create and its answer"
     return SubmissionOutcomeUnknownError(
         f"run {key.run_id!r}, site {key.site_id}: an earlier create's outcome is unknown "
-        f"({cause}); not re-sent. Check the site, then Ledger.forget() the entry to allow it",
+        f"({cause}); not re-sent. Check the site, then settle it with Ledger.resolve()",
         method="POST",
         path=f"/integrator/sites/{key.site_id}/queries",
         body=None,

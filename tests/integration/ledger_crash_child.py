@@ -3,9 +3,10 @@ a JSON-lines sink, with a ledger, and (when told) SIGKILLs itself at a random po
 
 ``python ledger_crash_child.py CONFIG_JSON``, where the config gives ``base_url``, ``api_key``,
 ``ledger`` (a URL for :func:`halo_async.ledger.open_ledger`), ``run_id``, ``sites``, ``sql``,
-``sink`` (a file appended to) and ``kill_after`` (the progress event after which to die,
-within a few milliseconds, so that the kill lands anywhere: mid-request, mid-record, mid-write;
-null to run to the end). Each sink line is written with one ``write`` on an ``O_APPEND`` file.
+``sink`` (a file appended to), ``in_flight`` (queries at once) and ``kill_after`` (the
+progress event after which to die, within a few milliseconds, so that the kill lands
+anywhere: mid-request, mid-record, mid-write; null to run to the end). Each sink line is
+written with one ``write`` on an ``O_APPEND`` file.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ async def main(config: dict[str, Any]) -> None:
                 stream=True,
                 ledger=ledger,
                 run_id=config["run_id"],
-                limits=FanOutLimits(max_in_flight=16),
+                limits=FanOutLimits(max_in_flight=config["in_flight"]),
                 poll=PollPolicy(initial_interval=0.002, max_interval=0.02),
                 on_event=on_event,
             ):

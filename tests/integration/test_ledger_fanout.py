@@ -18,10 +18,11 @@ from halo_async import (
     SitePage,
     SubmissionOutcomeUnknownError,
 )
+from halo_async.client import _async_body
 from halo_async.emulator import Emulator
 from halo_async.errors import FanOutDeadlineError
 from halo_async.fanout import FanOutEventKind
-from halo_async.ledger import EntryState, Ledger, SQLiteLedger
+from halo_async.ledger import EntryKey, EntryState, Ledger, SQLiteLedger, query_key
 from tests.support import FAST_POLL, bp_sites
 
 ORDERED = "SELECT INTERNALID FROM PATIENTS ORDER BY INTERNALID"
@@ -176,18 +177,46 @@ async def test_a_create_whose_answer_was_lost_is_reported_and_never_sent_again(
     for sink in (first, again):
         (outcome,) = sink.outcomes
         assert isinstance(outcome.error, SubmissionOutcomeUnknownError)
-    assert "Ledger.forget" in str(again.outcomes[0].error)
+    assert "Ledger.resolve" in str(again.outcomes[0].error)
     # The dropped POST did create the query: it is the only one, ever.
     assert async_creates(halo_emulator) == {site: 1}
     (entry,) = await ledger.entries(RUN)
     assert entry.state is EntryState.UNKNOWN
     assert entry.query_id is None
 
-    await ledger.forget(entry.key)  # someone checked the site, and accepts a second query
+    # Someone checks the site and finds the query the lost answer was about.
+    (created,) = halo_emulator.queries(site, mode="async")
+    await ledger.resolve(entry.key, created.id)
     third = PositionSink()
     await run_to_end(halo_client, [site], ledger, third)
     assert [outcome.ok for outcome in third.outcomes] == [True]
-    assert async_creates(halo_emulator) == {site: 2}
+    assert third.ids(site) == (await expected_ids(halo_client, [site]))[site]
+    assert async_creates(halo_emulator) == {site: 1}
+
+
+async def test_an_unknown_create_found_absent_is_sent_by_the_next_run(
+    halo_emulator: Emulator, halo_client: HaloClient, ledger: Ledger
+) -> None:
+    site = halo_emulator.sites[0].id
+    # The POST never reached Halo, but the process died before it could tell.
+    key = EntryKey(RUN, site)
+    await ledger.claim(key, query_key_of(ORDERED))
+    first = PositionSink()
+    await run_to_end(halo_client, [site], ledger, first)
+    assert isinstance(first.outcomes[0].error, SubmissionOutcomeUnknownError)
+    assert async_creates(halo_emulator) == {}
+
+    await ledger.resolve(key, None)
+    second = PositionSink()
+    await run_to_end(halo_client, [site], ledger, second)
+    assert [outcome.ok for outcome in second.outcomes] == [True]
+    assert async_creates(halo_emulator) == {site: 1}
+    with pytest.raises(InvalidArgumentError, match="succeeded"):
+        await ledger.resolve(key, None)
+
+
+def query_key_of(sql: str) -> str:
+    return query_key(_async_body(sql, {}))
 
 
 async def test_a_create_refused_by_halo_is_not_recorded_so_the_next_run_sends_it(
