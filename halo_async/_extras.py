@@ -13,6 +13,10 @@ _EXTRA_OF = {
     "rich": "cli",
     "fastapi": "fastapi",
     "starlette": "fastapi",
+    "pyarrow": "arrow",
+    "duckdb": "duckdb",
+    "polars": "polars",
+    "pandas": "pandas",
 }
 
 
