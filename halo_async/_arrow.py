@@ -106,13 +106,13 @@ class BatchBuilder:
 
     def _column(self, name: str, values: list[Any], page_number: int) -> Any:
         declared = self._declared.get(name)
-        established = self._fields.get(name)
-        array = _infer(name, values, page_number)
-        if pa.types.is_string(array.type) and not _is_string(declared or established):
-            array = _temporal(array, values)
         if declared is not None:
             self._fields[name] = declared
-            return _cast(array, declared, name, page_number)
+            return _declared(name, values, declared, page_number)
+        established = self._fields.get(name)
+        array = _infer(name, values, page_number)
+        if pa.types.is_string(array.type) and not _is_string(established):
+            array = _temporal(array, values)
         wider = _wider(established, array.type)
         if wider is None:
             raise _mismatch(name, page_number, established, array.type, "the pages before")
@@ -146,17 +146,40 @@ def _infer(name: str, values: list[Any], page_number: int) -> Any:
         # pyarrow makes [1, 2.5] a float column, but refuses an int a float cannot hold.
         array = pa.array(values)
     except _ARROW_ERRORS as exc:
-        kinds = list(dict.fromkeys(type(v).__name__ for v in values if v is not None))
-        found = " and ".join(kinds[:2]) if len(kinds) > 1 else f"{kinds[0]} ({exc})"
+        # The first value of each Python type, named as Arrow would type it alone.
+        firsts = {type(v): v for v in reversed(values) if v is not None}
+        kinds = list(dict.fromkeys(_type_name(v) for v in reversed(firsts.values())))
+        found = " and ".join(kinds[:2]) if len(kinds) > 1 else f"{kinds[0]}: {exc}"
         raise ColumnTypeError(
             f"page {page_number}, column {name!r}: its values do not fit one Arrow type "
             f"({found}); declare it with types={{{name!r}: ...}}",
             page_number=page_number,
             column=name,
             expected=kinds[0],
-            found=kinds[-1],
+            found=kinds[min(1, len(kinds) - 1)],
         ) from exc
     return array
+
+
+def _type_name(value: Any) -> str:
+    try:
+        return str(pa.array([value]).type)
+    except _ARROW_ERRORS:
+        return type(value).__name__
+
+
+def _declared(name: str, values: list[Any], declared: Any, page_number: int) -> Any:
+    """The values as the declared type: directly, as text where text was asked for (the
+    caller's way out of a column of mixed values), else inferred and then cast."""
+    try:
+        return pa.array(values, type=declared)
+    except _ARROW_ERRORS:
+        if pa.types.is_string(declared) or pa.types.is_large_string(declared):
+            return pa.array([None if v is None else str(v) for v in values], type=declared)
+    array = _infer(name, values, page_number)
+    if pa.types.is_string(array.type):
+        array = _temporal(array, values)
+    return _cast(array, declared, name, page_number)
 
 
 def _temporal(array: Any, values: list[Any]) -> Any:

@@ -246,9 +246,7 @@ class ParquetSink(_Sink):
         return self._summary()
 
     def _align_files(self) -> None:
-        final = self.schema
-        if self._partitioned:
-            final = final.remove(final.get_field_index(SITE_COLUMN))
+        final = self.schema  # partitioned by site, without the site_id of the path
         for written in self._files:
             if written.schema.equals(final):
                 continue

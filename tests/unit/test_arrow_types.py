@@ -121,12 +121,12 @@ def test_pages_that_disagree_raise_naming_the_page_column_and_both_types(
 
 
 def test_mixed_values_in_one_page_raise_naming_both_python_types() -> None:
-    with pytest.raises(ColumnTypeError, match=r"page 4, column 'C'.*\(int and str\)"):
+    with pytest.raises(ColumnTypeError, match=r"page 4, column 'C'.*\(int64 and string\)"):
         BatchBuilder().batch([{"C": 1}, {"C": "one"}], 4)
 
 
 def test_ints_too_large_for_a_float_are_not_mixed_with_floats_silently() -> None:
-    with pytest.raises(ColumnTypeError, match=r"\(int and float\)"):
+    with pytest.raises(ColumnTypeError, match=r"\(int64 and double\)"):
         BatchBuilder().batch([{"C": 2**53 + 1}, {"C": 0.5}], 1)
     builder = BatchBuilder()
     builder.batch([{"C": 2**53 + 1}], 1)
