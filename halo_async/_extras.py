@@ -18,6 +18,10 @@ _EXTRA_OF = {
     "starlette": "fastapi",
     "redis": "redis",
     "arq": "arq",
+    "pyarrow": "arrow",
+    "duckdb": "duckdb",
+    "polars": "polars",
+    "pandas": "pandas",
 }
 
 

@@ -13,6 +13,7 @@
     ├── SubmissionOutcomeUnknownError  a query-creating POST whose fate is unknown
     ├── IncompleteResultError      a successful result's pages and counts do not add up
     ├── RowTypeError               a result row does not fit the type asked for
+    ├── ColumnTypeError            a result column's values do not fit one Arrow type
     ├── PollTimeoutError           a job's poll deadline passed; resume it later
     ├── FanOutDeadlineError        the fan-out's deadline passed before this site finished
     ├── WebhookError               a webhook delivery not to act on: WebhookSignatureError,
@@ -56,6 +57,7 @@ __all__ = [
     "BadGatewayError",
     "BadRequestError",
     "ClientClosedError",
+    "ColumnTypeError",
     "ConfigurationError",
     "DecodeError",
     "FanOutDeadlineError",
@@ -205,6 +207,22 @@ class RowTypeError(HaloError, ValueError):
         self.page_number = page_number
         self.row_index = row_index
         self.columns = columns
+
+
+class ColumnTypeError(HaloError, ValueError):
+    """A result column's values do not fit one Arrow type (``halo_async.arrow``, the
+    ``to_arrow`` family): two pages, or two rows of one page, disagree in a way no lossless
+    widening reconciles. Names the page, the column and the two types; passing the column's
+    type (``types={column: pyarrow type}``) settles it."""
+
+    def __init__(
+        self, message: str, *, page_number: int | None, column: str, expected: str, found: str
+    ) -> None:
+        super().__init__(message)
+        self.page_number = page_number
+        self.column = column
+        self.expected = expected
+        self.found = found
 
 
 class PollTimeoutError(HaloError, TimeoutError):

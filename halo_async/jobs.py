@@ -33,6 +33,7 @@ from halo_async.models import Checkpoint
 
 if TYPE_CHECKING:
     from halo_async.ledger import JobRecorder
+    import pyarrow as pa
 
 __all__ = ["Checkpoint", "PollPolicy", "PollTimeoutError", "QueryJob", "RowTypeError"]
 
@@ -420,6 +421,52 @@ class QueryJob:
             raise self._incomplete(
                 f"its pages hold {sum(counts)} rows where the result counts {total}", None
             )
+
+    # -- Arrow and data frames (the arrow, polars and pandas extras) ------------------------
+
+    async def arrow_batches(
+        self, *, types: Mapping[str, Any] | None = None
+    ) -> AsyncGenerator[pa.RecordBatch, None]:
+        """Yield one ``pyarrow.RecordBatch`` per result page, as pages land.
+
+        Column types are inferred from the values (ISO date strings become dates and
+        timestamps) unless ``types`` (column -> pyarrow type) declares them; a column may
+        widen from page to page where no value changes (NULL -> any, int -> float or
+        decimal, date -> timestamp), so a later batch's schema may be wider than an
+        earlier one's. Pages that disagree otherwise raise :class:`ColumnTypeError`, and
+        that page stays undelivered. Like ``rows()``, a batch counts as delivered once
+        yielded: the next call carries on after it.
+        """
+        from halo_async import _arrow
+
+        builder = _arrow.BatchBuilder(types)
+        async with contextlib.aclosing(self._fetched_pages()) as fetched:
+            while (page := await self._page_to_deliver(fetched)) is not None:
+                rows = page.rows[self._offset :] if self._offset else page.rows
+                batch = builder.batch(rows, page.page_number)
+                self._held, self._offset = None, 0
+                yield batch
+                del page, rows, batch  # before the next page is decoded (see _drain)
+
+    async def to_arrow(self, *, types: Mapping[str, Any] | None = None) -> pa.Table:
+        """Every remaining row as one ``pyarrow.Table`` (see :meth:`arrow_batches`)."""
+        from halo_async import _arrow
+
+        return _arrow.table_of([batch async for batch in self.arrow_batches(types=types)])
+
+    async def to_polars(self, *, types: Mapping[str, Any] | None = None) -> Any:
+        """Every remaining row as a ``polars.DataFrame`` (the polars extra)."""
+        from halo_async import _arrow
+
+        polars = _arrow.require("polars", "QueryJob.to_polars")
+        return polars.from_arrow(await self.to_arrow(types=types))
+
+    async def to_pandas(self, *, types: Mapping[str, Any] | None = None) -> Any:
+        """Every remaining row as a ``pandas.DataFrame`` (the pandas extra)."""
+        from halo_async import _arrow
+
+        _arrow.require("pandas", "QueryJob.to_pandas")
+        return (await self.to_arrow(types=types)).to_pandas()
 
 
 def _rows_from(page: models.ResultPage, offset: int) -> models.ResultPage:

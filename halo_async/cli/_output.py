@@ -1,14 +1,17 @@
-"""Result rows on stdout: a table for people, JSON lines or CSV for programs.
+"""Result rows on stdout: a table for people, JSON lines or CSV for programs; or data files.
 
 JSON lines and CSV are written as each page of rows arrives and flushed, so a pipe sees rows
 while the query is still uploading and memory holds one page at a time. A table has to see
-every row to size its columns, so it collects them and prints at the end.
+every row to size its columns, so it collects them and prints at the end. Parquet, Arrow
+IPC and DuckDB (the arrow and duckdb extras) go to ``--output``, a page at a time.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import IO, Any, Protocol
 
 import click
@@ -17,7 +20,19 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["FORMATS", "RowWriter", "format_option", "plain_console", "print_wide", "row_writer"]
+__all__ = [
+    "DATA_FORMATS",
+    "FORMATS",
+    "PageSink",
+    "RowWriter",
+    "check_output",
+    "discard",
+    "format_option",
+    "page_sink",
+    "plain_console",
+    "print_wide",
+    "row_writer",
+]
 
 FORMATS = ("table", "jsonl", "csv")
 
@@ -167,3 +182,157 @@ def row_writer(output_format: str, stream: IO[str]) -> RowWriter:
     if output_format == "csv":
         return CsvWriter(stream)
     return TableWriter(plain_console(stream))
+
+
+# -- data files: Parquet, Arrow IPC, DuckDB ------------------------------------------------
+
+DATA_FORMATS = ("parquet", "arrow", "duckdb")
+"""Formats written to ``--output`` rather than stdout, each as pages land."""
+
+
+class PageSink(Protocol):
+    """Where the pages of rows go: a row writer on stdout, or a data file."""
+
+    def write_page(
+        self, site_id: str, query_id: str, page_number: int, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Write one page of one site's rows."""
+        ...
+
+    def close(self) -> object:
+        """Finish the output."""
+        ...
+
+
+class RowPages:
+    """Pages into a :class:`RowWriter`, each row led by its site's column if one is named."""
+
+    def __init__(self, writer: RowWriter, site_column: str | None = None) -> None:
+        self._writer = writer
+        self._site_column = site_column
+
+    def write_page(
+        self, site_id: str, query_id: str, page_number: int, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Write the page's rows."""
+        column = self._site_column
+        self._writer.write(rows if column is None else ({column: site_id, **row} for row in rows))
+
+    def close(self) -> None:
+        """Finish the writer (a table prints here)."""
+        self._writer.close()
+
+
+class ArrowFile:
+    """One query's pages into one Parquet or Arrow IPC file, a page at a time.
+
+    The file is written under a temporary name and renamed at the end. When a page widens
+    a column, what was written is copied into a file of the wider schema, which then carries
+    on: the file has one schema, and memory holds one page.
+    """
+
+    def __init__(self, path: str, output_format: str) -> None:
+        from halo_async import _arrow
+
+        self._arrow = _arrow
+        self._pa = _arrow.require("pyarrow", f"--format {output_format}")
+        self._pq = _arrow.require("pyarrow.parquet", f"--format {output_format}")
+        self._builder = _arrow.BatchBuilder()
+        self._path = Path(path)
+        self._parquet = output_format == "parquet"
+        self._writer: Any = None
+        self._schema: Any = None
+        self._parts = 0
+
+    def write_page(
+        self, site_id: str, query_id: str, page_number: int, rows: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Write the page as one row group (Parquet) or record batch (Arrow)."""
+        batch = self._builder.batch(rows, page_number)
+        if self._writer is None or not batch.schema.equals(self._schema):
+            self._restart(batch.schema)
+        self._writer.write_batch(batch)
+
+    def _part(self, number: int) -> Path:
+        return self._path.with_name(f".{self._path.name}.{number}.part")
+
+    def _open(self, path: Path, schema: Any) -> Any:
+        if self._parquet:
+            return self._pq.ParquetWriter(path, schema)
+        return self._pa.ipc.new_file(str(path), schema)
+
+    def _restart(self, schema: Any) -> None:
+        old = self._part(self._parts) if self._writer is not None else None
+        if self._writer is not None:
+            self._writer.close()
+            self._parts += 1
+        self._writer, self._schema = self._open(self._part(self._parts), schema), schema
+        if old is not None:
+            for batch in self._read(old):
+                self._writer.write_batch(self._arrow.conform(batch, schema))
+            old.unlink()
+
+    def _read(self, path: Path) -> Iterator[Any]:
+        if self._parquet:
+            with self._pq.ParquetFile(path) as source:
+                yield from source.iter_batches()
+            return
+        with self._pa.memory_map(str(path)) as source:
+            reader = self._pa.ipc.open_file(source)
+            for index in range(reader.num_record_batches):
+                yield reader.get_batch(index)
+
+    def discard(self) -> None:
+        """Close the file and remove it: the query failed."""
+        if self._writer is not None:
+            self._writer.close()
+            self._part(self._parts).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Finish the file under its name (an empty result still gets one)."""
+        if self._writer is None:
+            self._restart(self._builder.schema)
+        self._writer.close()
+        self._part(self._parts).replace(self._path)
+
+
+def page_sink(
+    output_format: str, output: str | None, table: str | None, *, site_column: str | None
+) -> PageSink:
+    """The sink for ``--format``: stdout's row writer, or a data file at ``--output``.
+
+    With a site column (a fan-out) Parquet is a dataset directory with a ``site_id``
+    column; without (one query) it is one file.
+    """
+    if output_format not in DATA_FORMATS:
+        return RowPages(row_writer(output_format, sys.stdout), site_column)
+    assert output is not None
+    from halo_async import arrow
+
+    if output_format == "duckdb":
+        return arrow.DuckDBSink(output, table or "halo_results")
+    if output_format == "parquet" and site_column is not None:
+        return arrow.ParquetSink(output)
+    return ArrowFile(output, output_format)
+
+
+def check_output(output_format: str, output: str | None, table: str | None) -> None:
+    """``--output`` is given exactly for the data formats, ``--table`` only for duckdb."""
+    if output_format in DATA_FORMATS and output is None:
+        raise click.UsageError(f"--format {output_format} writes a file: add --output PATH")
+    if output_format not in DATA_FORMATS and output is not None:
+        raise click.UsageError(
+            f"--output is for --format {', '.join(DATA_FORMATS)}; {output_format} goes to stdout"
+        )
+    if table is not None and output_format != "duckdb":
+        raise click.UsageError("--table is for --format duckdb")
+
+
+def discard(sink: PageSink) -> None:
+    """After a failure: close a data sink, keeping what it wrote (a fan-out's sites that
+    succeeded stay written), but leave no half-written single file under its name and print
+    no partial table."""
+    if isinstance(sink, ArrowFile):
+        sink.discard()
+    elif not isinstance(sink, RowPages):
+        sink.close()

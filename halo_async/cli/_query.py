@@ -14,19 +14,46 @@ from rich.console import Console
 from halo_async import models
 from halo_async.cli._connection import Connection, connection_options, open_session
 from halo_async.cli._errors import CommandFailed, describe, run_async
-from halo_async.cli._output import RowWriter, format_option, row_writer
+from halo_async.cli._output import (
+    DATA_FORMATS,
+    FORMATS,
+    PageSink,
+    check_output,
+    discard,
+    format_option,
+    page_sink,
+)
 from halo_async.cli._params import PARAM_HELP, parameters_callback
 from halo_async.cli._progress import FanOutMonitor, QueryMonitor
 from halo_async.client import HaloClient
-from halo_async.fanout import FanOutEvent, FanOutEventKind, FanOutLimits, SiteOutcome, SitePage
+from halo_async.fanout import (
+    FanOutEvent,
+    FanOutEventKind,
+    FanOutLimits,
+    FanOutProgress,
+    SiteOutcome,
+    SitePage,
+)
 
 __all__ = ["fan_out_command", "query_command"]
 
 # Each fan-out row says which site it came from, under a name no practice column uses.
 SITE_COLUMN = "halo_site_id"
 
-_format_option = format_option(
-    help="table for reading (printed at the end); jsonl or csv stream rows as pages land."
+_format_help = (
+    "table for reading (printed at the end); jsonl or csv stream rows as pages land; "
+    "{files} write --output as pages land."
+)
+_output_option = click.option(
+    "--output",
+    type=click.Path(dir_okay=True, writable=True),
+    metavar="PATH",
+    help="Where --format parquet, arrow or duckdb writes (required for them).",
+)
+_table_option = click.option(
+    "--table",
+    metavar="NAME",
+    help="The DuckDB table rows are appended to (default halo_results).",
 )
 _param_option = click.option(
     "--param",
@@ -50,7 +77,8 @@ def _read_sql(sql: str) -> str:
 
 def _shows_progress(err_console: Console, output_format: str) -> bool:
     """Progress goes to stderr on a terminal, but not over rows streaming to the same one."""
-    return err_console.is_terminal and (output_format == "table" or not sys.stdout.isatty())
+    to_stdout = output_format not in ("table", *DATA_FORMATS)
+    return err_console.is_terminal and not (to_stdout and sys.stdout.isatty())
 
 
 @click.command("query")
@@ -70,7 +98,12 @@ def _shows_progress(err_console: Console, output_format: str) -> bool:
     help="Run as an immediate query (one request; results up to 8 MB, 30 s). "
     "Default: an async query, its pages streamed as they are cached.",
 )
-@_format_option
+@format_option(
+    (*FORMATS, *DATA_FORMATS),
+    help=_format_help.format(files="parquet (one file), arrow (an Arrow IPC file) and duckdb"),
+)
+@_output_option
+@_table_option
 @connection_options
 def query_command(
     site: str,
@@ -80,6 +113,8 @@ def query_command(
     catalogue: str | None,
     immediate: bool,
     output_format: str,
+    output: str | None,
+    table: str | None,
     connection: Connection,
 ) -> None:
     """Run SQL on one SITE (a Halo GUID) and print its rows.
@@ -91,12 +126,13 @@ def query_command(
           "SELECT TOP 5 Firstname, Surname FROM BPS_Patients WHERE Surname LIKE @s" \\
           --param "@s=NVarChar:Smi%" --format jsonl
     """
+    check_output(output_format, output, table)
     text = _read_sql(sql)
     if pms is None and not _is_guid(site):
         raise click.BadParameter(
             f"{site!r} is not a Halo GUID; for a PMS site id add --pms NAME", param_hint="SITE"
         )
-    writer = row_writer(output_format, sys.stdout)
+    writer = page_sink(output_format, output, table, site_column=None)
     err_console = Console(stderr=True, soft_wrap=True)
     monitor = QueryMonitor(
         err_console, f"site {site}", enabled=_shows_progress(err_console, output_format)
@@ -123,28 +159,32 @@ async def _run_query(
     parameters: Sequence[models.Parameter],
     catalogue: str | None,
     immediate: bool,
-    writer: RowWriter,
+    writer: PageSink,
     monitor: QueryMonitor,
 ) -> None:
-    async with open_session(connection) as session:
-        halo = session.halo
-        with monitor:
-            site_id = site
-            if pms is not None:
-                monitor.set_status("resolving site")
-                site_id = (await halo.resolve_site(site, pms)).id
-            if immediate:
-                monitor.set_status("running immediate query")
-                result = await halo.immediate_query(
-                    site_id, sql, parameters=list(parameters) or None, catalogue=catalogue
-                )
-                rows = result.decode_rows()
-                monitor.on_rows(len(rows))
-                writer.write(rows)
-            else:
-                await _stream_async_query(
-                    halo, site_id, sql, parameters, catalogue, writer, monitor
-                )
+    try:
+        async with open_session(connection) as session:
+            halo = session.halo
+            with monitor:
+                site_id = site
+                if pms is not None:
+                    monitor.set_status("resolving site")
+                    site_id = (await halo.resolve_site(site, pms)).id
+                if immediate:
+                    monitor.set_status("running immediate query")
+                    result = await halo.immediate_query(
+                        site_id, sql, parameters=list(parameters) or None, catalogue=catalogue
+                    )
+                    rows = result.decode_rows()
+                    monitor.on_rows(len(rows))
+                    writer.write_page(site_id, result.id, 1, rows)
+                else:
+                    await _stream_async_query(
+                        halo, site_id, sql, parameters, catalogue, writer, monitor
+                    )
+    except BaseException:
+        discard(writer)
+        raise
     writer.close()
 
 
@@ -154,7 +194,7 @@ async def _stream_async_query(
     sql: str,
     parameters: Sequence[models.Parameter],
     catalogue: str | None,
-    writer: RowWriter,
+    writer: PageSink,
     monitor: QueryMonitor,
 ) -> None:
     # A one-site fan-out: its events carry each status change for the progress line, and
@@ -174,7 +214,7 @@ async def _stream_async_query(
     ):
         if isinstance(item, SitePage):
             monitor.on_rows(len(item.rows))
-            writer.write(item.rows)
+            writer.write_page(item.site_id, item.query_id, item.page_number, item.rows)
         elif item.error is not None:
             raise item.error
 
@@ -202,7 +242,12 @@ async def _stream_async_query(
     metavar="SECONDS",
     help="Give up on sites still unfinished after this long.",
 )
-@_format_option
+@format_option(
+    (*FORMATS, "parquet", "duckdb"),
+    help=_format_help.format(files="parquet (a dataset directory) and duckdb"),
+)
+@_output_option
+@_table_option
 @connection_options
 def fan_out_command(
     sql: str,
@@ -212,18 +257,22 @@ def fan_out_command(
     max_in_flight: int,
     deadline: float | None,
     output_format: str,
+    output: str | None,
+    table: str | None,
     connection: Connection,
 ) -> None:
     """Run SQL on many sites at once and print every site's rows as they land.
 
-    Each row gets a halo_site_id column. A site that fails gets one line on stderr and the
-    others carry on; the exit status is 1 when any site failed.
+    Each row gets a halo_site_id column (site_id in Parquet and DuckDB). A site that fails
+    gets one line on stderr and the others carry on; the exit status is 1 when any site
+    failed (its rows delivered before the failure stay written).
     """
+    check_output(output_format, output, table)
     text = _read_sql(sql)
     if sites_file is None and not connection.emulator:
         raise click.UsageError("--sites-file is required (unless --emulator)")
     site_ids = read_sites_file(sites_file) if sites_file is not None else None
-    writer = row_writer(output_format, sys.stdout)
+    writer = page_sink(output_format, output, table, site_column=SITE_COLUMN)
     err_console = Console(stderr=True, soft_wrap=True)
     run_async(
         _run_fan_out(
@@ -269,11 +318,50 @@ async def _run_fan_out(
     catalogue: str | None,
     max_in_flight: int,
     deadline: float | None,
-    writer: RowWriter,
+    writer: PageSink,
     err_console: Console,
     show_progress: bool,
 ) -> None:
     started = time.perf_counter()
+    try:
+        totals, failed = await _fan_out_into(
+            connection,
+            sql,
+            site_ids,
+            parameters,
+            catalogue,
+            max_in_flight,
+            deadline,
+            writer,
+            err_console,
+            show_progress,
+        )
+    except BaseException:
+        discard(writer)
+        raise
+    writer.close()
+    elapsed = time.perf_counter() - started
+    summary = (
+        f"{totals.total} sites: {totals.completed} ok, {totals.failed} failed; "
+        f"{totals.rows} rows in {elapsed:.1f} s"
+    )
+    if failed:
+        raise CommandFailed(f"{summary} (the failures are listed above)")
+    err_console.print(f"halo: {summary}", markup=False, highlight=False)
+
+
+async def _fan_out_into(
+    connection: Connection,
+    sql: str,
+    site_ids: list[str] | None,
+    parameters: Sequence[models.Parameter],
+    catalogue: str | None,
+    max_in_flight: int,
+    deadline: float | None,
+    writer: PageSink,
+    err_console: Console,
+    show_progress: bool,
+) -> tuple[FanOutProgress, list[SiteOutcome]]:
     async with open_session(connection) as session:
         if site_ids is None:
             assert session.emulator is not None
@@ -300,7 +388,7 @@ async def _run_fan_out(
                 on_event=monitor.listener("fan-out"),
             ):
                 if isinstance(item, SitePage):
-                    writer.write({SITE_COLUMN: item.site_id, **row} for row in item.rows)
+                    writer.write_page(item.site_id, item.query_id, item.page_number, item.rows)
                 elif not item.ok:
                     failed.append(item)
                     assert item.error is not None
@@ -310,13 +398,4 @@ async def _run_fan_out(
                         markup=False,
                         highlight=False,
                     )
-            totals = monitor.totals
-    writer.close()
-    elapsed = time.perf_counter() - started
-    summary = (
-        f"{len(site_ids)} sites: {totals.completed} ok, {totals.failed} failed; "
-        f"{totals.rows} rows in {elapsed:.1f} s"
-    )
-    if failed:
-        raise CommandFailed(f"{summary} (the failures are listed above)")
-    err_console.print(f"halo: {summary}", markup=False, highlight=False)
+            return monitor.totals, failed

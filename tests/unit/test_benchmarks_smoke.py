@@ -18,7 +18,7 @@ import pytest
 from multidict import CIMultiDict
 from yarl import URL
 
-from benchmarks import decode, emulator_scale, fanout, scale, stall
+from benchmarks import decode, emulator_scale, fanout, scale, sink, stall
 from benchmarks._emulator import EmulatorProcess
 from benchmarks._report import (
     BenchmarkResult,
@@ -102,6 +102,7 @@ def test_the_command_line_offers_every_benchmark() -> None:
         "stall",
         "emulator_scale",
         "scale",
+        "sink",
     ]
     args = _parser().parse_args(["--quick", "--only", "decode", "--only", "memory"])
     assert (args.quick, args.only, args.repeat) == (True, ["decode", "memory"], 3)
@@ -282,3 +283,22 @@ def test_the_scale_benchmark_reads_this_process_peak_rss() -> None:
     assert values["scale: halo-async requests per query"] == 3
     assert values["scale: halo-async peak RSS"] == 120.0
     assert result.figures[0].passed
+
+
+async def test_the_sink_harness_writes_and_converts_the_same_rows_as_job_rows(
+    tmp_path: Any,
+) -> None:
+    cached = _cached_result(
+        [[{"ID": i, "NAME": f"n{i}"} for i in range(3)], [{"ID": 9, "NAME": None}]]
+    )
+    assert await sink.parquet_rows(cached, tmp_path / "out") == 4
+    assert await sink.arrow_rows(cached) == 4
+    rates = await sink._timed(cached, 4, tmp_path)
+    assert rates.rows > 0
+    assert rates.parquet > 0
+    children = [[{"max_rss_kb": 100_000, "pages": 2, "source": "VmHWM"}],
+                [{"max_rss_kb": 110_000, "pages": 20, "source": "VmHWM"}]]  # fmt: skip
+    result = sink._result([rates], children, rows=4, pages=2, repeat=1)
+    values = {figure.name: figure.value for figure in result.figures}
+    assert values["peak RSS growth, fan-out to Parquet, 20 vs 2 pages"] == pytest.approx(10.0)
+    assert values["Parquet sink / job.rows() rows/s"] == pytest.approx(rates.parquet / rates.rows)
