@@ -218,21 +218,7 @@ def worker_settings(
     default :data:`~halo_async._constants.ARQ_SHARD_TIMEOUT_S`); ``on_startup`` and
     ``on_shutdown`` of the application's own run after and before ours.
     """
-    if not callable(client):
-        raise ValidationError(
-            f"client must be a callable that returns a HaloClient, got {client!r}",
-            field="client",
-            value=client,
-        )
-    if not callable(sink):
-        raise ValidationError(
-            f"sink must be a callable that takes a Shard and returns a sink, got {sink!r}",
-            field="sink",
-            value=sink,
-        )
-    _validate.instance_or_none("limits", limits, FanOutLimits)
-    _validate.instance_or_none("poll", poll, PollPolicy)
-    _validate.seconds("lease", lease)
+    _check_worker_settings(client, sink, limits, poll, lease)
     own_startup = arq_settings.pop("on_startup", None)
     own_shutdown = arq_settings.pop("on_shutdown", None)
 
@@ -262,6 +248,24 @@ def worker_settings(
         "on_shutdown": on_shutdown,
         **arq_settings,
     }
+
+
+def _check_worker_settings(client: Any, sink: Any, limits: Any, poll: Any, lease: Any) -> None:
+    if not callable(client):
+        raise ValidationError(
+            f"client must be a callable that returns a HaloClient, got {client!r}",
+            field="client",
+            value=client,
+        )
+    if not callable(sink):
+        raise ValidationError(
+            f"sink must be a callable that takes a Shard and returns a sink, got {sink!r}",
+            field="sink",
+            value=sink,
+        )
+    _validate.instance_or_none("limits", limits, FanOutLimits)
+    _validate.instance_or_none("poll", poll, PollPolicy)
+    _validate.seconds("lease", lease)
 
 
 async def _run_shard(

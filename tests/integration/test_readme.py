@@ -103,7 +103,7 @@ async def test_readme_snippet_runs(
         ids = [row["InternalID"] for row in handled]
         assert len(ids) > 3, "the resumed job delivered nothing"
         assert ids == sorted(set(ids)), "a row was lost or repeated across the resume"
-    if "fan_out(" in code:
+    if "halo.fan_out(" in code:
         assert sorted(saved) == sorted(namespace["site_ids"])
         assert all(isinstance(rows, list) and rows for rows in saved.values())
     if "SqlExecutionError" in code:
