@@ -99,6 +99,16 @@ FANOUT_PAGE_PREFETCH: Final = 2
 # decoded) however many sites finish at once; prefetch windows add theirs on top.
 FANOUT_BUFFERED_PAGES: Final = 16
 
+# -- Workers on arq (our choice) ---------------------------------------------------------------
+# Entries per shard: enough that a worker's fan-out keeps its sites busy, few enough that a
+# run spreads over the workers and a dead worker's shard is a small part of the run.
+ARQ_SHARD_SIZE: Final = 50
+# How long a dead worker's shard waits before another worker runs it; a live worker renews
+# it every third of it. Longer than a loaded worker's pauses, short against a shard's run.
+ARQ_LEASE_S: Final = 30.0
+# One shard's longest run: its queries may wait in Halo's queue for up to two hours.
+ARQ_SHARD_TIMEOUT_S: Final = 3 * 3600.0
+
 USER_AGENT: Final = "halo-async"
 
 LOGGER_NAME: Final = "halo_async"

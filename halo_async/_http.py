@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import attrs
@@ -43,6 +43,9 @@ from halo_async.errors import (
     error_for_details,
     error_for_query,
 )
+
+if TYPE_CHECKING:
+    from halo_async.budget import RequestBudget
 
 logger = logging.getLogger(C.LOGGER_NAME)
 
@@ -114,8 +117,11 @@ class HttpTransport:
         connect_timeout: float,
         request_timeout: float,
         connection_limit: int,
+        budget: RequestBudget | None = None,
     ) -> None:
         self._key = _Secret(api_key)
+        self._budget = budget
+        self._key_fingerprint: str | None = None
         self.base_url = base_url.rstrip("/")
         self.retry = retry
         self.request_timeout = request_timeout
@@ -134,6 +140,7 @@ class HttpTransport:
     @api_key.setter
     def api_key(self, value: str) -> None:
         self._key = _Secret(value)
+        self._key_fingerprint = None
 
     @property
     def closed(self) -> bool:
@@ -203,6 +210,8 @@ class HttpTransport:
         retryable = retryable_for_read if safety is Safety.IDEMPOTENT else retryable_for_create
         while True:
             attempt.count += 1
+            if self._budget is not None:
+                await self._spend(self._budget, attempt)
             try:
                 return self._answer(attempt, *await self._exchange(attempt))
             except RuntimeError as exc:
@@ -213,6 +222,8 @@ class HttpTransport:
             except (APIError, aiohttp.ClientError, TimeoutError) as exc:
                 if self._closed:
                     raise self._closed_under(attempt) from exc
+                if self._budget is not None and isinstance(exc, RateLimitedError):
+                    await self._slow_down(self._budget, attempt, exc.retry_after)
                 delay = self._retry_delay(attempt, exc, retryable)
                 if delay is None:
                     error = self._final_error(attempt, safety, json, exc)
@@ -222,6 +233,40 @@ class HttpTransport:
                 await attempt.policy.sleep(delay)
                 if self._closed:
                     raise self._closed_under(attempt) from exc
+
+    def _fingerprint(self) -> str:
+        """The budget's name for the key (computed once per key, never the key itself)."""
+        if self._key_fingerprint is None:
+            from halo_async.budget import key_fingerprint
+
+            self._key_fingerprint = key_fingerprint(self._key.reveal())
+        return self._key_fingerprint
+
+    async def _spend(self, budget: RequestBudget, attempt: _Attempt) -> None:
+        """Wait for the shared budget to allow the attempt. A budget that cannot be asked
+        fails the request as one that never reached Halo (so a create is known unsent)."""
+        try:
+            await budget.acquire(self._fingerprint(), attempt.site_id)
+        except Exception as exc:
+            raise HaloConnectionError(
+                f"{attempt.method} {attempt.path}: not sent, the request budget failed: "
+                f"{_describe(exc)}",
+                method=attempt.method,
+                path=attempt.path,
+            ) from exc
+
+    async def _slow_down(
+        self, budget: RequestBudget, attempt: _Attempt, retry_after: float | None
+    ) -> None:
+        """Tell the shared budget of a 429; if it cannot be told, this client's own wait
+        before its retry still honours the Retry-After."""
+        try:
+            await budget.rate_limited(self._fingerprint(), attempt.site_id, retry_after)
+        except Exception as exc:
+            logger.warning(
+                "%s %s: the request budget could not be told of a 429: %s",
+                attempt.method, attempt.path, _describe(exc),
+            )  # fmt: skip
 
     def _closed_under(self, attempt: _Attempt) -> ClientClosedError:
         unsure = (

@@ -18,6 +18,7 @@ from halo_async._api import FetchedPage
 from halo_async._http import HttpTransport, Response, Safety, is_query_failure, query_failure
 from halo_async._retry import PollPolicy, RetryPolicy
 from halo_async._validate import Parameters, QueryOptions, SqlOrCommand
+from halo_async.budget import RequestBudget
 from halo_async.errors import (
     ConfigurationError,
     DecodeError,
@@ -72,6 +73,9 @@ class HaloClient:
     ``session`` and then never closes it. ``retry`` sets how transient failures are
     retried; ``request_timeout`` bounds each attempt of a read, ``connect_timeout`` each
     connection, and ``connection_limit`` the HTTP requests in flight client-wide.
+    ``budget`` (a :class:`~halo_async.budget.RequestBudget`, e.g.
+    :class:`~halo_async.budget.RedisRequestBudget`) is awaited before every HTTP attempt and
+    told of every 429, so that the processes sharing it keep within one key's budget.
     """
 
     def __init__(
@@ -84,6 +88,7 @@ class HaloClient:
         connect_timeout: float = C.CONNECT_TIMEOUT_S,
         request_timeout: float = C.REQUEST_TIMEOUT_S,
         connection_limit: int = C.CONNECTION_LIMIT,
+        budget: RequestBudget | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(C.API_KEY_ENV)
         if not key:
@@ -94,6 +99,7 @@ class HaloClient:
         url = base_url or os.environ.get(C.BASE_URL_ENV) or C.PRODUCTION_BASE_URL
         _validate.check_base_url(url)
         _validate.instance_or_none("retry", retry, RetryPolicy)
+        _validate.instance_or_none("budget", budget, RequestBudget)
         self._http = HttpTransport(
             api_key=_validate.api_key(key),
             base_url=url,
@@ -104,6 +110,7 @@ class HaloClient:
             connection_limit=_validate.int_in_range(
                 "connection_limit", connection_limit, 1, None, "connections"
             ),
+            budget=budget,
         )
         # Set on the copies with_options() makes: they share _http with this client.
         self._timeout: float | None = None

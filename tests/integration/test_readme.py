@@ -108,7 +108,7 @@ async def test_readme_snippet_runs(
     if "await write_" in code:
         assert namespace["summary"].rows > 0, "the sink wrote no rows"
         assert sorted(namespace["summary"].rows_by_site) == sorted(namespace["site_ids"])
-    elif "fan_out(" in code:
+    elif "halo.fan_out(" in code:
         assert sorted(saved) == sorted(namespace["site_ids"])
         assert all(isinstance(rows, list) and rows for rows in saved.values())
     if "SqlExecutionError" in code:
