@@ -32,8 +32,9 @@ from halo_async.errors import (
 from halo_async.models import Checkpoint
 
 if TYPE_CHECKING:
-    from halo_async.ledger import JobRecorder
     import pyarrow as pa
+
+    from halo_async.ledger import JobRecorder
 
 __all__ = ["Checkpoint", "PollPolicy", "PollTimeoutError", "QueryJob", "RowTypeError"]
 
