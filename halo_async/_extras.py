@@ -13,6 +13,7 @@ _EXTRA_OF = {
     "rich": "cli",
     "fastapi": "fastapi",
     "starlette": "fastapi",
+    "opentelemetry": "otel",
 }
 
 

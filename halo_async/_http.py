@@ -24,6 +24,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from halo_async import _constants as C
 from halo_async import _convert, models
+from halo_async._otel import Telemetry
 from halo_async._retry import (
     RetryPolicy,
     parse_retry_after,
@@ -114,9 +115,11 @@ class HttpTransport:
         connect_timeout: float,
         request_timeout: float,
         connection_limit: int,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._key = _Secret(api_key)
         self.base_url = base_url.rstrip("/")
+        self.telemetry = telemetry or Telemetry(self.base_url)
         self.retry = retry
         self.request_timeout = request_timeout
         self._connect_timeout = connect_timeout
@@ -201,10 +204,14 @@ class HttpTransport:
             started=policy.now(),
         )
         retryable = retryable_for_read if safety is Safety.IDEMPOTENT else retryable_for_create
+        otel = self.telemetry.instruments()
         while True:
             attempt.count += 1
             try:
-                return self._answer(attempt, *await self._exchange(attempt))
+                if otel is None:
+                    return self._answer(attempt, *await self._exchange(attempt))
+                traced = otel.traced(self._exchange(attempt), method, path, params, attempt.count)
+                return self._answer(attempt, *await traced)
             except RuntimeError as exc:
                 # aiohttp's "Session is closed": the client was closed under this request.
                 if not attempt.session.closed:
@@ -219,6 +226,8 @@ class HttpTransport:
                     if error is exc:
                         raise
                     raise error from exc
+                if otel is not None:
+                    otel.retried(method, path)
                 await attempt.policy.sleep(delay)
                 if self._closed:
                     raise self._closed_under(attempt) from exc

@@ -16,6 +16,7 @@ from halo_async import _constants as C
 from halo_async import _convert, _decode, _validate, models
 from halo_async._api import FetchedPage
 from halo_async._http import HttpTransport, Response, Safety, is_query_failure, query_failure
+from halo_async._otel import Telemetry, check_provider
 from halo_async._retry import PollPolicy, RetryPolicy
 from halo_async._validate import Parameters, QueryOptions, SqlOrCommand
 from halo_async.errors import (
@@ -33,6 +34,9 @@ from halo_async.errors import (
 from halo_async.models import Checkpoint
 
 if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
     # Jobs and fan-out depend on the operations they call (``_api.QueryApi``), not on this
     # module; it imports them when a job or fan-out is asked for.
     from halo_async.fanout import (
@@ -71,6 +75,9 @@ class HaloClient:
     ``session`` and then never closes it. ``retry`` sets how transient failures are
     retried; ``request_timeout`` bounds each attempt of a read, ``connect_timeout`` each
     connection, and ``connection_limit`` the HTTP requests in flight client-wide.
+
+    With the ``otel`` extra, requests and jobs make OpenTelemetry spans and metrics for the
+    global providers, or for ``tracer_provider`` and ``meter_provider`` when given.
     """
 
     def __init__(
@@ -83,6 +90,8 @@ class HaloClient:
         connect_timeout: float = C.CONNECT_TIMEOUT_S,
         request_timeout: float = C.REQUEST_TIMEOUT_S,
         connection_limit: int = C.CONNECTION_LIMIT,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(C.API_KEY_ENV)
         if not key:
@@ -93,6 +102,8 @@ class HaloClient:
         url = base_url or os.environ.get(C.BASE_URL_ENV) or C.PRODUCTION_BASE_URL
         _validate.check_base_url(url)
         _validate.instance_or_none("retry", retry, RetryPolicy)
+        check_provider("tracer_provider", tracer_provider, "TracerProvider")
+        check_provider("meter_provider", meter_provider, "MeterProvider")
         self._http = HttpTransport(
             api_key=_validate.api_key(key),
             base_url=url,
@@ -103,6 +114,7 @@ class HaloClient:
             connection_limit=_validate.int_in_range(
                 "connection_limit", connection_limit, 1, None, "connections"
             ),
+            telemetry=Telemetry(url.rstrip("/"), tracer_provider, meter_provider),
         )
         # Set on the copies with_options() makes: they share _http with this client.
         self._timeout: float | None = None
@@ -171,6 +183,10 @@ class HaloClient:
     @api_key.setter
     def api_key(self, value: str) -> None:
         self._http.api_key = _validate.api_key(value)
+
+    @property
+    def _telemetry(self) -> Telemetry:
+        return self._http.telemetry
 
     @property
     def retry(self) -> RetryPolicy:
