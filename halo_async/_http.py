@@ -24,7 +24,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from halo_async import _constants as C
 from halo_async import _convert, models
-from halo_async._otel import Telemetry
+from halo_async._otel import Instruments, Telemetry
 from halo_async._retry import (
     RetryPolicy,
     parse_retry_after,
@@ -100,6 +100,7 @@ class _Attempt:
     policy: RetryPolicy
     started: float
     count: int = 0
+    otel: Instruments | None = None  # what records its spans and metrics, if anything does
 
 
 class HttpTransport:
@@ -202,13 +203,13 @@ class HttpTransport:
             safety,
             policy,
             started=policy.now(),
+            otel=self.telemetry.instruments(),
         )
         retryable = retryable_for_read if safety is Safety.IDEMPOTENT else retryable_for_create
-        otel = self.telemetry.instruments()
         while True:
             attempt.count += 1
             try:
-                if otel is None:
+                if (otel := attempt.otel) is None:
                     return self._answer(attempt, *await self._exchange(attempt))
                 traced = otel.traced(self._exchange(attempt), method, path, params, attempt.count)
                 return self._answer(attempt, *await traced)
@@ -226,8 +227,6 @@ class HttpTransport:
                     if error is exc:
                         raise
                     raise error from exc
-                if otel is not None:
-                    otel.retried(method, path)
                 await attempt.policy.sleep(delay)
                 if self._closed:
                     raise self._closed_under(attempt) from exc
@@ -266,6 +265,8 @@ class HttpTransport:
             "%s %s: attempt %d failed (%s); retrying in %.2f s",
             attempt.method, attempt.path, attempt.count, _describe(exc), delay,
         )  # fmt: skip
+        if attempt.otel is not None:
+            attempt.otel.retried(attempt.method, attempt.path)
         return delay
 
     def _final_error(
