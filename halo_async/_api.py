@@ -9,6 +9,7 @@ from typing import Any, NamedTuple, Protocol
 
 from halo_async import models
 from halo_async._http import Response
+from halo_async._otel import Telemetry
 
 
 class FetchedPage(NamedTuple):
@@ -22,6 +23,11 @@ class FetchedPage(NamedTuple):
 
 class QueryApi(Protocol):
     """What a :class:`~halo_async.jobs.QueryJob` and a fan-out need of a client."""
+
+    @property
+    def _telemetry(self) -> Telemetry:
+        """Where jobs record their spans and metrics."""
+        ...
 
     async def _create_async_query(
         self, site_id: str, body: dict[str, Any], timeout: float | None = None

@@ -22,6 +22,7 @@ _EXTRA_OF = {
     "duckdb": "duckdb",
     "polars": "polars",
     "pandas": "pandas",
+    "opentelemetry": "otel",
 }
 
 

@@ -24,6 +24,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from halo_async import _constants as C
 from halo_async import _convert, models
+from halo_async._otel import Instruments, Telemetry
 from halo_async._retry import (
     RetryPolicy,
     parse_retry_after,
@@ -102,6 +103,7 @@ class _Attempt:
     policy: RetryPolicy
     started: float
     count: int = 0
+    otel: Instruments | None = None  # what records its spans and metrics, if anything does
 
 
 class HttpTransport:
@@ -118,11 +120,13 @@ class HttpTransport:
         request_timeout: float,
         connection_limit: int,
         budget: RequestBudget | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._key = _Secret(api_key)
         self._budget = budget
         self._key_fingerprint: str | None = None
         self.base_url = base_url.rstrip("/")
+        self.telemetry = telemetry or Telemetry(self.base_url)
         self.retry = retry
         self.request_timeout = request_timeout
         self._connect_timeout = connect_timeout
@@ -190,10 +194,8 @@ class HttpTransport:
 
         ``read_timeout`` bounds each attempt (``request_timeout`` by default), cut to the
         time left before the deadline of ``retry`` (the transport's policy by default).
-        Raises ``APIError`` subclasses for error answers, ``QueryFailedError`` for failure
-        bodies, ``HaloConnectionError`` when no answer came, and
-        ``SubmissionOutcomeUnknownError`` for a query-creating POST whose fate is unknown.
-        """
+        Raises ``APIError``, ``QueryFailedError``, ``HaloConnectionError`` (no answer), or
+        ``SubmissionOutcomeUnknownError`` (a query-creating POST whose fate is unknown)."""
         policy = retry or self.retry
         attempt = _Attempt(
             self._ensure_session(),
@@ -206,6 +208,7 @@ class HttpTransport:
             safety,
             policy,
             started=policy.now(),
+            otel=self.telemetry.instruments(),
         )
         retryable = retryable_for_read if safety is Safety.IDEMPOTENT else retryable_for_create
         while True:
@@ -213,7 +216,10 @@ class HttpTransport:
             if self._budget is not None:
                 await self._spend(self._budget, attempt)
             try:
-                return self._answer(attempt, *await self._exchange(attempt))
+                if (otel := attempt.otel) is None:
+                    return self._answer(attempt, *await self._exchange(attempt))
+                traced = otel.traced(self._exchange(attempt), method, path, params, attempt.count)
+                return self._answer(attempt, *await traced)
             except RuntimeError as exc:
                 # aiohttp's "Session is closed": the client was closed under this request.
                 if not attempt.session.closed:
@@ -302,6 +308,8 @@ class HttpTransport:
             "%s %s: attempt %d failed (%s); retrying in %.2f s",
             attempt.method, attempt.path, attempt.count, _describe(exc), delay,
         )  # fmt: skip
+        if attempt.otel is not None:
+            attempt.otel.retried(attempt.method, attempt.path)
         return delay
 
     def _final_error(

@@ -16,6 +16,7 @@ from halo_async import _constants as C
 from halo_async import _convert, _decode, _validate, models
 from halo_async._api import FetchedPage
 from halo_async._http import HttpTransport, Response, Safety, is_query_failure, query_failure
+from halo_async._otel import Telemetry, check_provider
 from halo_async._retry import PollPolicy, RetryPolicy
 from halo_async._validate import Parameters, QueryOptions, SqlOrCommand
 from halo_async.budget import RequestBudget
@@ -34,6 +35,9 @@ from halo_async.errors import (
 from halo_async.models import Checkpoint
 
 if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
     # Jobs and fan-out depend on the operations they call (``_api.QueryApi``), not on this
     # module; it imports them when a job or fan-out is asked for.
     from halo_async.fanout import (
@@ -76,6 +80,9 @@ class HaloClient:
     ``budget`` (a :class:`~halo_async.budget.RequestBudget`, e.g.
     :class:`~halo_async.budget.RedisRequestBudget`) is awaited before every HTTP attempt and
     told of every 429, so that the processes sharing it keep within one key's budget.
+
+    With the ``otel`` extra, requests and jobs make OpenTelemetry spans and metrics for the
+    global providers, or for ``tracer_provider`` and ``meter_provider`` when given.
     """
 
     def __init__(
@@ -89,6 +96,8 @@ class HaloClient:
         request_timeout: float = C.REQUEST_TIMEOUT_S,
         connection_limit: int = C.CONNECTION_LIMIT,
         budget: RequestBudget | None = None,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
     ) -> None:
         key = api_key if api_key is not None else os.environ.get(C.API_KEY_ENV)
         if not key:
@@ -100,6 +109,8 @@ class HaloClient:
         _validate.check_base_url(url)
         _validate.instance_or_none("retry", retry, RetryPolicy)
         _validate.instance_or_none("budget", budget, RequestBudget)
+        check_provider("tracer_provider", tracer_provider, "TracerProvider")
+        check_provider("meter_provider", meter_provider, "MeterProvider")
         self._http = HttpTransport(
             api_key=_validate.api_key(key),
             base_url=url,
@@ -111,6 +122,7 @@ class HaloClient:
                 "connection_limit", connection_limit, 1, None, "connections"
             ),
             budget=budget,
+            telemetry=Telemetry(url.rstrip("/"), tracer_provider, meter_provider),
         )
         # Set on the copies with_options() makes: they share _http with this client.
         self._timeout: float | None = None
@@ -179,6 +191,10 @@ class HaloClient:
     @api_key.setter
     def api_key(self, value: str) -> None:
         self._http.api_key = _validate.api_key(value)
+
+    @property
+    def _telemetry(self) -> Telemetry:
+        return self._http.telemetry
 
     @property
     def retry(self) -> RetryPolicy:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 import attrs
@@ -21,6 +21,7 @@ import attrs
 from halo_async import _constants as C
 from halo_async import _decode, _validate, models
 from halo_async._api import FetchedPage, QueryApi
+from halo_async._otel import JobRun
 from halo_async._retry import PollPolicy
 from halo_async.errors import (
     HaloError,
@@ -107,6 +108,8 @@ class QueryJob:
         self._next_page = next_page
         self._held: models.ResultPage | None = None
         self._offset = next_row
+        self._run: JobRun | None = None  # the span of the wait/pages/rows under way
+        self._timed = False  # whether the query's queue and execution times were recorded
 
     def __repr__(self) -> str:
         point = self.checkpoint()
@@ -149,9 +152,10 @@ class QueryJob:
         if self._runner is not None and self._runner.coalesces:
             query = await self._runner.status(self, 0.0, 0.0)
         else:
-            fetched = await self._api._get_query(
-                self.site_id, self.query_id, timeout=self._poll_time_left()
-            )
+            with self._as_parent():
+                fetched = await self._api._get_query(
+                    self.site_id, self.query_id, timeout=self._poll_time_left()
+                )
             if not isinstance(fetched, models.AsyncQuery):
                 raise HaloError(f"query {self.query_id} is not an async query")
             query = fetched
@@ -166,8 +170,9 @@ class QueryJob:
 
     async def wait(self) -> models.AsyncQuery:
         """Poll until the query ends; return it if successful, raise its typed error if not."""
-        async for _ in self._statuses(until=lambda q: q.is_terminal):
-            pass
+        with self._traced():
+            async for _ in self._statuses(until=lambda q: q.is_terminal):
+                pass
         assert self._query is not None
         return self._query
 
@@ -341,18 +346,43 @@ class QueryJob:
         window: dict[int, asyncio.Task[FetchedPage]] = {}
         # Closed explicitly, inner generators too: a consumer that breaks out must leave
         # no generator for the loop's finalizer (and no prefetch task) behind.
+        with self._traced():
+            try:
+                statuses = self._statuses(until=lambda q: q.is_successful)
+                async with contextlib.aclosing(statuses):
+                    async for query in statuses:
+                        async with contextlib.aclosing(self._drain(query, window)) as pages:
+                            async for page in pages:
+                                yield page
+                                del page
+                assert self._query is not None
+                self._check_complete(self._query)
+            finally:
+                await _cancel_all(window)
+
+    @contextlib.contextmanager
+    def _traced(self) -> Iterator[None]:
+        """The span of one run (a wait, pages or rows), ended however the run ends: at its
+        last page, on an error, or when the consumer breaks out or is cancelled."""
+        otel = self._api._telemetry.instruments()
+        if otel is None or self._run is not None:
+            yield
+            return
+        run = self._run = otel.job_run(self.site_id, self.query_id)
+        polls = self.status_polls
+        error: BaseException | None = None
         try:
-            statuses = self._statuses(until=lambda q: q.is_successful)
-            async with contextlib.aclosing(statuses):
-                async for query in statuses:
-                    async with contextlib.aclosing(self._drain(query, window)) as pages:
-                        async for page in pages:
-                            yield page
-                            del page
-            assert self._query is not None
-            self._check_complete(self._query)
+            yield
+        except BaseException as exc:
+            error = exc
+            raise
         finally:
-            await _cancel_all(window)
+            self._run = None
+            self._timed = run.end(self._query, self.status_polls - polls, error, timed=self._timed)
+
+    def _as_parent(self) -> contextlib.AbstractContextManager[None]:
+        """The run's span as the parent of a request sent (or a task created) under it."""
+        return _NO_SPAN if self._run is None else self._run.current()
 
     async def _drain(
         self,
@@ -370,13 +400,18 @@ class QueryJob:
         """
         fetchable = {page.page_number for page in query.fetchable_pages}
         while self._next_page in fetchable:
-            for number in range(self._next_page, self._next_page + self.prefetch):
-                if number in fetchable and number not in window:
-                    window[number] = asyncio.ensure_future(
-                        self._api._fetch_result_page(self.site_id, self.query_id, number)
-                    )
-            page = await self._api._decode_result_page(await window[self._next_page])
+            with self._as_parent():
+                for number in range(self._next_page, self._next_page + self.prefetch):
+                    if number in fetchable and number not in window:
+                        window[number] = asyncio.ensure_future(
+                            self._api._fetch_result_page(self.site_id, self.query_id, number)
+                        )
+            fetched = await window[self._next_page]
+            page = await self._api._decode_result_page(fetched)
             del window[self._next_page]
+            if self._run is not None:
+                self._run.page(len(page.rows), len(fetched.response.body))
+            del fetched  # its body, before the consumer has the page (see above)
             self._check_page(page, query)
             self._next_page += 1
             yield page
@@ -468,6 +503,9 @@ class QueryJob:
 
         _arrow.require("pandas", "QueryJob.to_pandas")
         return (await self.to_arrow(types=types)).to_pandas()
+
+
+_NO_SPAN = contextlib.nullcontext()
 
 
 def _rows_from(page: models.ResultPage, offset: int) -> models.ResultPage:

@@ -5,8 +5,10 @@ resolves each practice's PMS site id to its authoritative Halo site (some practi
 have a backup site that must not be queried), and asks every practice for the coming
 week's appointments per practitioner, in its own SQL dialect, through ``fan_out``. A live
 bar follows the fan-out's progress events; a table then shows each site's rows, time and
-outcome, with totals and throughput. ``--faults`` lets the emulator misbehave (5xx, 429,
-sites offline or dropping mid-query, failed uploads) to show retries and failures handled.
+outcome, with totals and throughput: the rows and bytes that came back from Halo (counted
+on the client's session), apart from the appointments the sites' SQL summarised into them.
+``--faults`` lets the emulator misbehave (5xx, 429, sites offline or dropping mid-query,
+failed uploads) to show retries and failures handled.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import attrs
 import click
 from rich.console import Console
@@ -28,6 +31,7 @@ from rich.markup import escape as _escape
 from rich.table import Table
 
 from halo_async import FanOutLimits, PollPolicy, errors, models
+from halo_async import _constants as C
 from halo_async._retry import RetryPolicy
 from halo_async.cli._connection import configure_logging, emulator_missing
 from halo_async.cli._errors import run_async, without_site
@@ -143,14 +147,39 @@ class SiteResult:
         return sum(int(_column(row, "appointments") or 0) for row in self.outcome.rows or ())
 
 
+@attrs.define
+class Traffic:
+    """What the demo's client received from Halo: answers, and the bytes of their bodies."""
+
+    requests: int = 0
+    received_bytes: int = 0
+
+    def trace_config(self) -> aiohttp.TraceConfig:
+        """Counts them on an aiohttp session, as the bytes arrive."""
+        config = aiohttp.TraceConfig()
+        config.on_request_end.append(self._answered)
+        config.on_response_chunk_received.append(self._received)
+        return config
+
+    async def _answered(self, *_: Any) -> None:
+        self.requests += 1
+
+    async def _received(
+        self, _session: Any, _context: Any, params: aiohttp.TraceResponseChunkReceivedParams
+    ) -> None:
+        self.received_bytes += len(params.chunk)
+
+
 @attrs.frozen
 class DemoReport:
-    """What the demo found: one result per practice queried, and how it went."""
+    """What the demo found: one result per practice queried, and how it went; ``traffic``
+    is what the fan-out received from Halo."""
 
     settings: DemoSettings
     results: list[SiteResult]
     unresolved: list[tuple[str, BaseException]]
     fan_out_time: float
+    traffic: Traffic = attrs.field(factory=Traffic)
 
     @property
     def ok(self) -> list[SiteResult]:
@@ -266,9 +295,11 @@ async def run_demo(
         },
         key=lambda practice: practice[0],
     )
+    traffic = Traffic()
     async with (
         _emulator(settings, specs) as emu,
-        HaloClient(emu.api_key, base_url=emu.base_url, retry=retry) as halo,
+        _counted_session(traffic) as session,
+        HaloClient(emu.api_key, base_url=emu.base_url, retry=retry, session=session) as halo,
     ):
         _print_intro(console, settings, specs, backups, emu.base_url)
         started = time.perf_counter()
@@ -286,6 +317,7 @@ async def run_demo(
             "(T-SQL for Best Practice, Firebird SQL for Zedmed)"
         )
         started = time.perf_counter()
+        traffic.requests = traffic.received_bytes = 0  # the fan-out's, not the resolving's
         results = await _fan_out(halo, resolved, settings, console, poll or _DEMO_POLL)
         fan_out_time = time.perf_counter() - started
     return DemoReport(
@@ -293,6 +325,16 @@ async def run_demo(
         results=sorted(results, key=lambda r: (r.pms, r.practice)),
         unresolved=unresolved,
         fan_out_time=fan_out_time,
+        traffic=traffic,
+    )
+
+
+def _counted_session(traffic: Traffic) -> aiohttp.ClientSession:
+    """A session like the one HaloClient makes itself, whose answers ``traffic`` counts."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=C.CONNECTION_LIMIT, limit_per_host=0),
+        headers={"User-Agent": C.USER_AGENT},
+        trace_configs=[traffic.trace_config()],
     )
 
 
@@ -500,17 +542,35 @@ def _longest_word(report: DemoReport) -> int:
 
 
 def _print_throughput(console: Console, report: DemoReport) -> None:
-    rows = sum(r.outcome.row_count for r in report.ok)
     seconds = max(report.fan_out_time, 1e-9)
     times = [r.outcome.elapsed for r in report.ok]
     line = (
         f"[bold]Totals[/]: {len(report.results)} sites in {report.fan_out_time:.1f} s "
-        f"({len(report.results) / seconds:.1f} sites/s, {rows / seconds:.0f} rows/s); "
+        f"({len(report.results) / seconds:.1f} sites/s); "
         f"{len(report.ok)} ok, {len(report.failed)} failed"
     )
     if times:
         line += f"; per site median {statistics.median(times):.1f} s, slowest {max(times):.1f} s"
     console.print(line)
+    console.print(_moved(report, seconds))
+
+
+def _moved(report: DemoReport, seconds: float) -> str:
+    """What came back from Halo, and how fast. The query aggregates at the sites, so its
+    few summary rows stand for many more appointments: those are named, never counted as
+    rows moved."""
+    rows = sum(r.outcome.row_count for r in report.ok)
+    received = report.traffic.received_bytes
+    return (
+        f"[bold]Moved[/]: {rows} result rows, {_size(received)} received from Halo in "
+        f"{report.traffic.requests} requests ({rows / seconds:.0f} rows/s, "
+        f"{_size(received / seconds)}/s); the rows summarise "
+        f"{sum(r.appointments for r in report.ok)} appointments, counted at the sites"
+    )
+
+
+def _size(size: float) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.1f} KB"
 
 
 def _print_busiest(console: Console, report: DemoReport) -> None:

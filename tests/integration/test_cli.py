@@ -127,6 +127,30 @@ def test_demo_names_every_site_with_its_rows_and_totals_and_exits_0() -> None:
     assert len(re.findall(r"\[\d/8\]", result.stdout)) == 8
 
 
+def test_demo_throughput_counts_what_was_moved_not_the_summaries() -> None:
+    # The demo's SQL aggregates at the sites: a few summary rows per practice stand for
+    # thousands of appointments. Its throughput is what came back from Halo (rows and
+    # bytes), and the appointments are named as summarised, not as moved.
+    result = run(["demo", "--latency", "zero", "--sites", "5"])
+
+    assert result.exit_code == 0, result.output
+    footer = next(line for line in result.stdout.splitlines() if "│ 5 practices" in line)
+    returned, appointments = (int(cell) for cell in footer.split("│")[4:6])
+    assert "5 ok" in footer
+    moved = re.search(
+        r"Moved: (\d+) result rows, ([\d.]+) (KB|MB) received from Halo in (\d+) requests "
+        r"\((\d+) rows/s, ([\d.]+) (KB|MB)/s\)",
+        result.stdout,
+    )
+    assert moved is not None, result.stdout
+    assert int(moved[1]) == returned
+    assert float(moved[2]) > 0
+    assert int(moved[4]) >= 3 * 5, "at least a create, a poll and a page per site"
+    assert f"summarise {appointments} appointments" in result.stdout
+    totals = next(line for line in result.stdout.splitlines() if line.startswith("Totals:"))
+    assert "rows/s" not in totals, "the totals line counts sites, the Moved line rows"
+
+
 async def test_demo_with_faults_shows_failed_sites_in_the_table() -> None:
     # Seed 8 puts two practices' sites offline from the start: those must fail, the rest
     # still answer; retries are not slept.

@@ -9,12 +9,14 @@ import datetime as dt
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
 import pytest
 
 from halo_async import PollPolicy, QueryJob, models
+from halo_async._otel import Telemetry
 from halo_async.emulator.state import QueryEvent
 from halo_async.emulator.webhooks import WebhookSender, format_timestamp
 from halo_async.errors import HaloError, ValidationError
@@ -385,7 +387,8 @@ class StatusScript:
 async def test_registry_notify_cuts_a_real_jobs_long_wait_short() -> None:
     script = StatusScript()
     job = QueryJob(
-        None,  # type: ignore[arg-type]  # statuses come from the script, no client needed
+        # Statuses come from the script: the client only says there is no telemetry.
+        SimpleNamespace(_telemetry=Telemetry("https://api.haloconnect.io")),  # type: ignore[arg-type]
         script_site := "3f91c577-20a8-467b-8991-b96dfb90e8c6",
         "0b7e2c1a-0000-4000-8000-00000000000a",
         poll=PollPolicy(initial_interval=3600, max_interval=3600, jitter=False),
