@@ -190,8 +190,7 @@ class HttpTransport:
         site_id: str | None = None,
         retry: RetryPolicy | None = None,
     ) -> Response:
-        """Send a request, retrying as ``safety`` allows, and return a 2xx answer.
-
+        """Send a request, retrying as ``safety`` allows, and return a 2xx answer:
         ``read_timeout`` bounds each attempt (``request_timeout`` by default), cut to the
         time left before the deadline of ``retry`` (the transport's policy by default).
         Raises ``APIError``, ``QueryFailedError``, ``HaloConnectionError`` (no answer), or
