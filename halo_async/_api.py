@@ -23,6 +23,11 @@ class FetchedPage(NamedTuple):
 class QueryApi(Protocol):
     """What a :class:`~halo_async.jobs.QueryJob` and a fan-out need of a client."""
 
+    @property
+    def closed(self) -> bool:
+        """True once the client was closed: nothing more can be sent."""
+        ...
+
     async def _create_async_query(
         self, site_id: str, body: dict[str, Any], timeout: float | None = None
     ) -> models.AsyncQuery:
