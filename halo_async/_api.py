@@ -29,6 +29,11 @@ class QueryApi(Protocol):
         """Where jobs record their spans and metrics."""
         ...
 
+    @property
+    def closed(self) -> bool:
+        """True once the client was closed: nothing more can be sent."""
+        ...
+
     async def _create_async_query(
         self, site_id: str, body: dict[str, Any], timeout: float | None = None
     ) -> models.AsyncQuery:

@@ -58,15 +58,15 @@ class RedisLedger(Ledger):
         body: bytes | None = await self._redis.hget(self._name(key.run_id), key.field)
         return LedgerEntry.from_json(key, body) if body is not None else None
 
-    async def _insert_if_absent(self, entry: LedgerEntry) -> LedgerEntry:
+    async def _insert_if_absent(self, entry: LedgerEntry) -> tuple[LedgerEntry, bool]:
         key = entry.key
         name = self._name(key.run_id)
         if await self._redis.hsetnx(name, key.field, entry.to_json()):
-            return entry
+            return entry, True
         body: bytes | None = await self._redis.hget(name, key.field)
         if body is None:  # forgotten between the two calls: claim it again
             return await self._insert_if_absent(entry)
-        return LedgerEntry.from_json(key, body)
+        return LedgerEntry.from_json(key, body), False
 
     async def _put(self, entry: LedgerEntry) -> None:
         key = entry.key

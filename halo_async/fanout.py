@@ -44,8 +44,10 @@ from halo_async.ledger import (
     Ledger,
     LedgerEntry,
     check_entry,
+    check_open,
     create_recorded,
     describe,
+    in_progress_error,
     unknown_error,
 )
 from halo_async.webhooks import JobRegistry
@@ -304,6 +306,7 @@ class _FanOut:
         loop = asyncio.get_running_loop()
         if self._ledger is not None:
             await self._ledger.load(self._runs)  # before anything is sent: it may refuse
+            self._count_finished()
         pending = [run for run in self._runs if not run.ended]
         for run in pending:
             run.queued_at = time.perf_counter()
@@ -331,7 +334,11 @@ class _FanOut:
         finally:
             if timer is not None:
                 timer.cancel()
+            if self._ledger is not None:
+                self._ledger.stopping = True
             await _cancel(self._tasks)
+            if self._ledger is not None:
+                await self._ledger.settle()
             for batcher in self._batchers.values():
                 await batcher.close()
 
@@ -355,6 +362,14 @@ class _FanOut:
                 return self._taken(self._queue.get_nowait()) if not self._queue.empty() else None
         finally:
             self._asked.clear()
+
+    def _count_finished(self) -> None:
+        """Sites an earlier run of the ledger's run id finished count as done (they are not
+        yielded again): the progress still ends at its total."""
+        for run in self._runs:
+            if run.ended and run.entry is not None:
+                succeeded = run.entry.state is EntryState.SUCCEEDED
+                self._count(**{"completed" if succeeded else "failed": 1})
 
     def _taken(self, item: SiteOutcome | SitePage) -> SiteOutcome | SitePage:
         if isinstance(item, SitePage):
@@ -444,6 +459,8 @@ class _FanOut:
         entry = run.entry
         if entry is not None and self._ledger is not None:
             checkpoint = await self._ledger.resumable(entry)
+            if not self._stream:  # the outcome carries every row: all of them, from page 1
+                checkpoint = attrs.evolve(checkpoint, next_page=1, next_row=0)
             self._count(resumed=1)
             self._emit(FanOutEventKind.RESUMED, run.site_id, query_id=checkpoint.query_id)
             return self._job(checkpoint.site_id, checkpoint.query_id, None, checkpoint)
@@ -551,6 +568,9 @@ class _RunLedger:
         self.ledger = ledger
         self.run_id = run_id
         self.query_key = query_key(body)
+        self.stopping = False
+        """Set when the fan-out closes: a create not yet sent is then not sent."""
+        self._creating: set[asyncio.Task[models.AsyncQuery]] = set()
 
     async def load(self, runs: Sequence[_Run]) -> None:
         """Give each run its key and recorded entry; end the runs an earlier run finished.
@@ -568,6 +588,9 @@ class _RunLedger:
     async def resumable(self, entry: LedgerEntry) -> models.Checkpoint:
         """Where to resume an entry an earlier run created; an entry whose create may or
         may not have happened raises, and is never re-sent."""
+        if entry.state is EntryState.CREATING:
+            # Read again: the entry loaded a while ago may have been created since.
+            entry = await self.ledger.get(entry.key) or entry
         checkpoint = entry.checkpoint
         if entry.state is EntryState.CREATED and checkpoint is not None:
             return checkpoint
@@ -576,13 +599,30 @@ class _RunLedger:
         raise unknown_error(entry)
 
     async def create(self, run: _Run, api: QueryApi, body: dict[str, Any]) -> models.AsyncQuery:
-        """Create the run's query, recorded before (claimed) and after (its id)."""
+        """Create the run's query, recorded before (claimed) and after (its id). Once
+        begun, a create runs to its recorded end even if the fan-out stops meanwhile (a
+        consumer's break, the deadline): cut short, its outcome would be unknown."""
+        check_open(api)
+        task = asyncio.ensure_future(self._create(run, api, body))
+        self._creating.add(task)
+        task.add_done_callback(self._creating.discard)
+        return await asyncio.shield(task)
+
+    async def _create(self, run: _Run, api: QueryApi, body: dict[str, Any]) -> models.AsyncQuery:
         assert run.key is not None
         entry, mine = await self.ledger.claim(run.key, self.query_key)
         if not mine:  # claimed by another process since load(): not ours to send
-            raise unknown_error(entry)
+            raise in_progress_error(entry)
+        if self.stopping:  # the fan-out closed while the claim was written: send nothing
+            await self.ledger.forget(run.key)
+            raise asyncio.CancelledError
         query, run.entry = await create_recorded(self.ledger, entry, api, body)
         return query
+
+    async def settle(self) -> None:
+        """Wait for the creates begun to be answered and recorded."""
+        if self._creating:
+            await asyncio.gather(*self._creating, return_exceptions=True)
 
     async def delivered(self, run: _Run, item: SiteOutcome | SitePage) -> None:
         """Record what the consumer has taken of ``run``."""
@@ -601,16 +641,17 @@ class _RunLedger:
             )
         elif item.ok:
             job = run.job
-            # Rows that came with the outcome (not streamed as pages): delivered now.
-            rows, pages = (item.row_count, item.page_count) if item.rows is not None else (0, 0)
+            rows, pages = entry.rows_delivered, entry.pages_delivered
+            if item.rows is not None:  # every row came with the outcome, from page 1
+                rows, pages = item.row_count, item.page_count
             run.entry = await self.ledger.record(
                 entry,
                 state=EntryState.SUCCEEDED,
                 status=status,
                 next_page=job.checkpoint().next_page if job is not None else entry.next_page,
                 next_row=0,
-                rows_delivered=entry.rows_delivered + rows,
-                pages_delivered=entry.pages_delivered + pages,
+                rows_delivered=rows,
+                pages_delivered=pages,
             )
         elif isinstance(item.error, FINAL_ERRORS):
             run.entry = await self.ledger.record(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 import attrs
@@ -90,6 +90,7 @@ class QueryJob:
         next_row: int = 0,
         _runner: _Runner | None = None,
         _recorder: JobRecorder | None = None,
+        _delivered: bool = False,
     ) -> None:
         self._api = api
         self.site_id = site_id
@@ -99,6 +100,7 @@ class QueryJob:
         self._query = query
         self._runner = _runner
         self._recorder = _recorder  # submit(ledger=): records delivery as pages are taken
+        self._delivered = _delivered  # a ledger says every row was taken: nothing to fetch
         self._wake = asyncio.Event()
         self._poll_ends_at: float | None = None  # on the poll policy's clock, while polling
         self.status_polls = 0
@@ -325,10 +327,31 @@ class QueryJob:
 
     async def fetch_all(self) -> list[dict[str, Any]]:
         """Every remaining row, as a list (mind the memory on large results)."""
-        collected: list[dict[str, Any]] = []
-        async for page in self.pages():
-            collected.extend(page.rows)
-        return collected
+
+        async def collect() -> list[dict[str, Any]]:
+            collected: list[dict[str, Any]] = []
+            async for page in self.pages():
+                collected.extend(page.rows)
+            return collected
+
+        return await self._recorded_at_return(collect, len)
+
+    async def _recorded_at_return(
+        self, collect: Callable[[], Awaitable[T]], rows_in: Callable[[T], int]
+    ) -> T:
+        """``collect()``'s result, recorded by a ledger as taken once it is returned (not
+        page by page: the caller has none of the rows until then)."""
+        recorder, self._recorder = self._recorder, None
+        try:
+            result = await collect()
+        except HaloError as exc:
+            if recorder is not None:
+                await recorder.failed(exc)
+            raise
+        finally:
+            self._recorder = recorder
+        await self._record(rows_in(result), done=True)
+        return result
 
     async def _page_to_deliver(
         self, fetched: AsyncGenerator[models.ResultPage, None]
@@ -343,6 +366,8 @@ class QueryJob:
 
     async def _fetched_pages(self) -> AsyncGenerator[models.ResultPage, None]:
         """Fetch pages from ``_next_page`` on, in order, as they become fetchable."""
+        if self._delivered:
+            return
         window: dict[int, asyncio.Task[FetchedPage]] = {}
         # Closed explicitly, inner generators too: a consumer that breaks out must leave
         # no generator for the loop's finalizer (and no prefetch task) behind.
@@ -476,19 +501,31 @@ class QueryJob:
         from halo_async import _arrow
 
         builder = _arrow.BatchBuilder(types)
-        async with contextlib.aclosing(self._fetched_pages()) as fetched:
-            while (page := await self._page_to_deliver(fetched)) is not None:
-                rows = page.rows[self._offset :] if self._offset else page.rows
-                batch = builder.batch(rows, page.page_number)
-                self._held, self._offset = None, 0
-                yield batch
-                del page, rows, batch  # before the next page is decoded (see _drain)
+        try:
+            async with contextlib.aclosing(self._fetched_pages()) as fetched:
+                while (page := await self._page_to_deliver(fetched)) is not None:
+                    rows = page.rows[self._offset :] if self._offset else page.rows
+                    batch = builder.batch(rows, page.page_number)
+                    self._held, self._offset = None, 0
+                    yield batch
+                    await self._record(len(rows))
+                    del page, rows, batch  # before the next page is decoded (see _drain)
+        except HaloError as exc:
+            await self._record_failure(exc)
+            raise
+        await self._record(0, done=True)
 
     async def to_arrow(self, *, types: Mapping[str, Any] | None = None) -> pa.Table:
         """Every remaining row as one ``pyarrow.Table`` (see :meth:`arrow_batches`)."""
         from halo_async import _arrow
 
-        return _arrow.table_of([batch async for batch in self.arrow_batches(types=types)])
+        async def collect() -> list[pa.RecordBatch]:
+            return [batch async for batch in self.arrow_batches(types=types)]
+
+        batches = await self._recorded_at_return(
+            collect, lambda taken: sum(batch.num_rows for batch in taken)
+        )
+        return _arrow.table_of(batches)
 
     async def to_polars(self, *, types: Mapping[str, Any] | None = None) -> Any:
         """Every remaining row as a ``polars.DataFrame`` (the polars extra)."""

@@ -32,6 +32,7 @@ import asyncio
 import concurrent.futures
 import enum
 import hashlib
+import logging
 import sqlite3
 import time
 from collections.abc import Callable
@@ -42,14 +43,16 @@ from typing import TYPE_CHECKING, Any, Self, TypeVar
 import attrs
 import orjson
 
+from halo_async import _constants as C
 from halo_async import _validate
 from halo_async.errors import (
     APIError,
+    ClientClosedError,
     HaloConnectionError,
     IncompleteResultError,
     LedgerMismatchError,
-    NotFoundError,
     QueryFailedError,
+    RedirectRefusedError,
     ResultExpiredError,
     SubmissionOutcomeUnknownError,
     ValidationError,
@@ -75,6 +78,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+_log = logging.getLogger(C.LOGGER_NAME)
 
 
 class EntryState(enum.StrEnum):
@@ -174,9 +179,9 @@ class Ledger(abc.ABC):
         """The entry, if recorded."""
 
     @abc.abstractmethod
-    async def _insert_if_absent(self, entry: LedgerEntry) -> LedgerEntry:
-        """Store ``entry`` unless one with its key exists; return the stored one. Atomic
-        across processes: of two claims of one key, one wins."""
+    async def _insert_if_absent(self, entry: LedgerEntry) -> tuple[LedgerEntry, bool]:
+        """Store ``entry`` unless one with its key exists; return the stored one and whether
+        this call stored it. Atomic across processes: of two claims of one key, one wins."""
 
     @abc.abstractmethod
     async def _put(self, entry: LedgerEntry) -> None:
@@ -208,8 +213,7 @@ class Ledger(abc.ABC):
         """Record that ``key``'s query is about to be created. Returns the stored entry and
         whether this call made it (False: it existed, maybe from an earlier run)."""
         mine = LedgerEntry(key, query_key, EntryState.CREATING, updated_at=time.time())
-        stored = await self._insert_if_absent(mine)
-        return stored, stored == mine
+        return await self._insert_if_absent(mine)
 
     async def resolve(self, key: EntryKey, query_id: str | None) -> LedgerEntry | None:
         """Settle an entry whose create's outcome is unknown, once someone has checked the
@@ -269,7 +273,8 @@ def unknown_error(entry: LedgerEntry) -> SubmissionOutcomeUnknownError:
 # Errors after which the query has no more to give: its entry is recorded as failed, and a
 # later run does not resume it. After any other (a deadline, a poll timeout, no answer) the
 # query may still be running at Halo: the entry stays resumable.
-FINAL_ERRORS = (QueryFailedError, ResultExpiredError, NotFoundError, IncompleteResultError)
+# (Not a 404: a wrong base URL answers it too, and the query it is about may be retained.)
+FINAL_ERRORS = (QueryFailedError, ResultExpiredError, IncompleteResultError)
 
 # A create that raised one of these was answered with an error, or never reached Halo (see
 # HttpTransport._final_error): no query exists, and a later run may create it.
@@ -288,17 +293,52 @@ async def create_recorded(
     or forget the claim when no query can exist."""
     try:
         query = await api._create_async_query(claimed.key.site_id, body)
+    except RedirectRefusedError as exc:
+        # A redirect is an answer, but "303 See Other" is how a server says it created
+        # something elsewhere: not proof that nothing was created.
+        await ledger.record(claimed, state=EntryState.UNKNOWN, error=describe(exc))
+        raise
     except _NOT_CREATED_ERRORS:
         await ledger.forget(claimed.key)
         raise
     except BaseException as exc:
-        # Sent, perhaps: a lost answer, a closed client, a cancelled task.
+        # Sent, perhaps: a lost answer, a client closed mid-request, a cancelled task.
         await ledger.record(claimed, state=EntryState.UNKNOWN, error=describe(exc))
         raise
-    entry = await ledger.record(
-        claimed, state=EntryState.CREATED, query_id=query.id, status=str(query.status)
-    )
+    try:
+        entry = await ledger.record(
+            claimed, state=EntryState.CREATED, query_id=query.id, status=str(query.status)
+        )
+    except BaseException:
+        # The one place the id lives now is this log line: say it loud.
+        _log.error(
+            "query %s was created on site %s (run %r) but the ledger could not record it",
+            query.id,
+            claimed.key.site_id,
+            claimed.key.run_id,
+        )
+        raise
     return query, entry
+
+
+def check_open(api: QueryApi) -> None:
+    """A closed client sends nothing: raise before anything is claimed (an entry claimed
+    then would read as a create whose outcome is unknown)."""
+    if api.closed:
+        raise ClientClosedError("the HaloClient is closed: no query was created")
+
+
+def in_progress_error(entry: LedgerEntry) -> SubmissionOutcomeUnknownError:
+    """The error of an entry another process claimed while this one was getting ready."""
+    key = entry.key
+    return SubmissionOutcomeUnknownError(
+        f"run {key.run_id!r}, site {key.site_id}: another process claimed this entry "
+        f"(it is {entry.state.value} since {time.ctime(entry.updated_at)}); not sent here",
+        method="POST",
+        path=f"/integrator/sites/{key.site_id}/queries",
+        body=None,
+        cause=RuntimeError("claimed elsewhere"),
+    )
 
 
 async def recorded_job(
@@ -318,6 +358,7 @@ async def recorded_job(
     entry = await ledger.get(key)
     query = None
     if entry is None:
+        check_open(api)
         entry, mine = await ledger.claim(key, wanted)
         if mine:
             query, entry = await create_recorded(ledger, entry, api, body)
@@ -337,6 +378,8 @@ async def recorded_job(
         next_page=checkpoint.next_page,
         next_row=checkpoint.next_row,
         _recorder=JobRecorder(ledger, entry),
+        # Every row was taken: the job asks Halo nothing and yields nothing.
+        _delivered=entry.state is EntryState.SUCCEEDED,
     )
 
 
@@ -363,7 +406,7 @@ class JobRecorder:
 
     async def failed(self, error: BaseException) -> None:
         """The job raised: recorded as failed if the query has nothing more to give."""
-        if isinstance(error, FINAL_ERRORS):
+        if isinstance(error, FINAL_ERRORS) and self.entry.state is not EntryState.SUCCEEDED:
             self.entry = await self.ledger.record(
                 self.entry, state=EntryState.FAILED, error=describe(error)
             )
@@ -397,12 +440,15 @@ class SQLiteLedger(Ledger):
             max_workers=1, thread_name_prefix="halo-ledger"
         )
         self._db: sqlite3.Connection | None = None
+        self._closed = False
 
     def __repr__(self) -> str:
         return f"<SQLiteLedger {str(self.path)!r}>"
 
     def _connect(self) -> sqlite3.Connection:
         if self._db is None:
+            if self._closed:  # work queued before close() runs; none reopens the file
+                raise RuntimeError(f"{self!r} is closed")
             db = sqlite3.connect(
                 self.path,
                 timeout=self._busy_timeout,
@@ -416,7 +462,7 @@ class SQLiteLedger(Ledger):
         return self._db
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        if self._executor is None:
+        if self._closed:
             raise RuntimeError(f"{self!r} is closed")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: work(self._connect()))
@@ -438,23 +484,31 @@ class SQLiteLedger(Ledger):
         )
         return LedgerEntry.from_json(key, row[0]) if row is not None else None
 
-    async def _insert_if_absent(self, entry: LedgerEntry) -> LedgerEntry:
+    async def _insert_if_absent(self, entry: LedgerEntry) -> tuple[LedgerEntry, bool]:
         key = entry.key
 
-        def insert(db: sqlite3.Connection) -> bytes:
-            # One statement, so one transaction: of two processes' claims, one inserts.
-            db.execute(
-                "INSERT INTO halo_ledger (run_id, entry, body) VALUES (?, ?, ?) "
-                "ON CONFLICT DO NOTHING",
-                (key.run_id, key.field, entry.to_json()),
-            )
-            row = db.execute(
-                "SELECT body FROM halo_ledger WHERE run_id = ? AND entry = ?",
-                (key.run_id, key.field),
-            ).fetchone()
-            return bytes(row[0])
+        def insert(db: sqlite3.Connection) -> tuple[bytes, bool]:
+            # One write transaction: of two processes' claims one inserts, and the entry
+            # read back is the one stored (no forget() can come in between).
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                inserted = db.execute(
+                    "INSERT INTO halo_ledger (run_id, entry, body) VALUES (?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    (key.run_id, key.field, entry.to_json()),
+                ).rowcount
+                row = db.execute(
+                    "SELECT body FROM halo_ledger WHERE run_id = ? AND entry = ?",
+                    (key.run_id, key.field),
+                ).fetchone()
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return bytes(row[0]), inserted == 1
 
-        return LedgerEntry.from_json(key, await self._run(insert))
+        body, inserted = await self._run(insert)
+        return LedgerEntry.from_json(key, body), inserted
 
     async def _put(self, entry: LedgerEntry) -> None:
         key = entry.key
@@ -474,13 +528,17 @@ class SQLiteLedger(Ledger):
         )
 
     async def close(self) -> None:
-        executor, self._executor = self._executor, None  # type: ignore[assignment]
-        if executor is None:
+        if self._closed:
             return
-        db, self._db = self._db, None
-        if db is not None:
-            await asyncio.get_running_loop().run_in_executor(executor, db.close)
-        executor.shutdown(wait=True)
+        self._closed = True  # no new work; what is queued runs first, on the connection
+
+        def disconnect() -> None:
+            db, self._db = self._db, None
+            if db is not None:
+                db.close()
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, disconnect)
+        self._executor.shutdown(wait=False)  # its queue is empty: nothing to wait for
 
 
 def _parse_field(run_id: str, name: str) -> EntryKey:

@@ -164,3 +164,33 @@ async def test_a_closed_sqlite_ledger_says_so(tmp_path: Path) -> None:
 
     with pytest.raises(RuntimeError, match="closed"):
         await ledger.get(KEY)
+
+
+async def test_two_claims_in_the_same_instant_still_have_one_winner(
+    ledger_backend: str,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import halo_async.ledger
+    from tests.conftest import open_test_ledger
+
+    monkeypatch.setattr(halo_async.ledger.time, "time", lambda: 1_000.0)
+    async with (
+        open_test_ledger(ledger_backend, tmp_path, request) as one,
+        open_test_ledger(ledger_backend, tmp_path, request) as other,
+    ):
+        claims = [await one.claim(KEY, "q1"), await other.claim(KEY, "q1")]
+
+    assert [mine for _, mine in claims] == [True, False]
+
+
+async def test_closing_with_work_queued_leaves_no_connection_open(tmp_path: Path) -> None:
+    ledger = SQLiteLedger(tmp_path / "l.db")
+    await ledger.get(KEY)
+    queued = [asyncio.ensure_future(ledger.get(KEY)) for _ in range(2)]
+    await asyncio.sleep(0)
+    await ledger.close()
+    await asyncio.gather(*queued, return_exceptions=True)
+
+    assert ledger._db is None
