@@ -246,7 +246,6 @@ class _QuerySlots:
         self._held: dict[str, str] = {}  # holder -> its Redis key
         self._turns: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._renewer: asyncio.Task[None] | None = None
-        self._releases: set[asyncio.Future[None]] = set()
 
     @contextlib.asynccontextmanager
     async def hold(self, slots: str, site_id: str) -> AsyncIterator[None]:
@@ -267,13 +266,18 @@ class _QuerySlots:
             await self._give_back(slots, holder)
 
     async def _give_back(self, slots: str, holder: str) -> None:
-        """Release a slot, even from a task cancelled again meanwhile (a fan-out cancels
-        its producers at a deadline and once more at its end): the release runs as a task
-        of its own, which :meth:`close` waits for."""
+        """Release a slot before returning, even when the task is cancelled again meanwhile
+        (a fan-out cancels its producers at a deadline and once more at its end): a slot
+        given back only later would look held to the code that runs next."""
         release = asyncio.ensure_future(self._release(slots, holder))
-        self._releases.add(release)
-        release.add_done_callback(self._releases.discard)
-        await asyncio.shield(release)
+        cancelled = False
+        while not release.done():
+            try:
+                await asyncio.shield(release)
+            except asyncio.CancelledError:
+                cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
 
     async def _release(self, slots: str, holder: str) -> None:
         try:
@@ -329,5 +333,3 @@ class _QuerySlots:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
-        if self._releases:
-            await asyncio.gather(*self._releases)
