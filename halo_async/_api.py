@@ -5,6 +5,7 @@ private operations do not check them again on every poll and page."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, NamedTuple, Protocol
 
 from halo_async import models
@@ -32,6 +33,11 @@ class QueryApi(Protocol):
     @property
     def closed(self) -> bool:
         """True once the client was closed: nothing more can be sent."""
+        ...
+
+    def _query_slot(self, site_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """Held by a fan-out from just before a site's query is created (or resumed) to its
+        end: one of the budget's slots for the key's queries in flight (nothing without one)."""
         ...
 
     async def _create_async_query(

@@ -8,11 +8,12 @@ each attempt without the API key.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -49,6 +50,9 @@ if TYPE_CHECKING:
     from halo_async.budget import RequestBudget
 
 logger = logging.getLogger(C.LOGGER_NAME)
+
+# What a query holds without a budget: nothing (reusable, reentrant).
+_NO_SLOT: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
 class Safety(enum.Enum):
@@ -259,6 +263,29 @@ class HttpTransport:
                 method=attempt.method,
                 path=attempt.path,
             ) from exc
+
+    def query_slot(self, site_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """One of the budget's slots for a query in flight on ``site_id``; nothing to hold
+        without a budget."""
+        if self._budget is None:
+            return _NO_SLOT
+        return self._budget_slot(self._budget, site_id)
+
+    @contextlib.asynccontextmanager
+    async def _budget_slot(self, budget: RequestBudget, site_id: str) -> AsyncIterator[None]:
+        """A budget that cannot give a slot fails the query before anything is sent."""
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                await held.enter_async_context(budget.query_slot(self._fingerprint(), site_id))
+            except Exception as exc:
+                path = f"/integrator/sites/{site_id}/queries"
+                raise HaloConnectionError(
+                    f"site {site_id}: query not created or resumed, the request budget's "
+                    f"query slot failed: {_describe(exc)}",
+                    method="POST",
+                    path=path,
+                ) from exc
+            yield
 
     async def _slow_down(
         self, budget: RequestBudget, attempt: _Attempt, retry_after: float | None

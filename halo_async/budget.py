@@ -4,8 +4,11 @@ Halo rate-limits per API key. Workers that each keep to a fair rate can together
 it, and a 429 one worker got says nothing to the others. A :class:`RequestBudget` given to
 :class:`~halo_async.HaloClient` (``budget=``) is awaited before every HTTP attempt and told
 of every 429, so that all clients sharing it keep within one budget and hold off a site
-that said "slow down" together. :class:`RedisRequestBudget` (the ``redis`` extra) is one
-in Redis: a token bucket per key, taken atomically by a Lua script.
+that said "slow down" together. A fan-out also holds one of the budget's query slots
+(:meth:`RequestBudget.query_slot`) per site query, so that the budget can bound the
+queries in flight too. :class:`RedisRequestBudget` (the ``redis`` extra) is one in Redis:
+a token bucket per key, taken atomically by a Lua script, and optionally a semaphore of
+leased query slots per key.
 
 Budgets are keyed by a fingerprint of the API key (:func:`key_fingerprint`), never by the
 key itself.
@@ -14,6 +17,7 @@ key itself.
 from __future__ import annotations
 
 import abc
+import contextlib
 import hashlib
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +45,16 @@ class RequestBudget(abc.ABC):
     async def rate_limited(self, key: str, site_id: str | None, retry_after: float | None) -> None:
         """A request was answered 429 (``retry_after`` seconds, if Halo said): hold the
         site's requests of every client sharing the budget for that long."""
+
+    def query_slot(self, key: str, site_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """One of the key's slots for a query in flight, held by a fan-out from just before
+        it creates (or resumes) a site's query to the end of that query. The default bounds
+        nothing: budgets that limit queries in flight override it."""
+        return _NO_SLOT
+
+
+# Reusable and reentrant: one for every slot of a budget that bounds nothing.
+_NO_SLOT: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
 def __getattr__(name: str) -> Any:

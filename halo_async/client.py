@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import uuid
@@ -275,6 +276,9 @@ class HaloClient:
         """
         site = _validate.uuid_str("site_id", site_id)
         return await self._create_async_query(site, _async_body(command, options), timeout)
+
+    def _query_slot(self, site_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+        return self._http.query_slot(site_id)
 
     async def _create_async_query(
         self, site_id: str, body: dict[str, Any], timeout: float | None = None

@@ -427,7 +427,16 @@ class _FanOut:
         self._asked.clear()
 
     async def _stream_site(self, run: _Run) -> None:
-        job = run.job = await self._job_for(run)
+        checkpoint = await self._resumable(run)
+        if checkpoint is None:
+            await self._asked.wait()
+        # One of the key's slots for queries in flight (its budget's, if the client has one,
+        # shared with other processes), from just before the create to the last page.
+        async with self._api._query_slot(run.site_id):
+            await self._deliver(run, await self._job_for(run, checkpoint))
+
+    async def _deliver(self, run: _Run, job: QueryJob) -> None:
+        run.job = job
         query_id = job.query_id
         first_row = job.checkpoint().next_row  # of the first page, resumed mid-way
         tracking = self._jobs.tracking(job) if self._jobs is not None else contextlib.nullcontext()
@@ -453,18 +462,23 @@ class _FanOut:
                 else:
                     run.rows.extend(page.rows)
 
-    async def _job_for(self, run: _Run) -> QueryJob:
-        """The entry's job: resumed where the ledger says an earlier run left it, else
-        created (once the consumer asks for an item)."""
+    async def _resumable(self, run: _Run) -> models.Checkpoint | None:
+        """Where the ledger says an earlier run left the entry; None: it is to be created
+        (once the consumer asks for an item)."""
         entry = run.entry
-        if entry is not None and self._ledger is not None:
-            checkpoint = await self._ledger.resumable(entry)
-            if not self._stream:  # the outcome carries every row: all of them, from page 1
-                checkpoint = attrs.evolve(checkpoint, next_page=1, next_row=0)
+        if entry is None or self._ledger is None:
+            return None
+        checkpoint = await self._ledger.resumable(entry)
+        if not self._stream:  # the outcome carries every row: all of them, from page 1
+            checkpoint = attrs.evolve(checkpoint, next_page=1, next_row=0)
+        return checkpoint
+
+    async def _job_for(self, run: _Run, checkpoint: models.Checkpoint | None) -> QueryJob:
+        """The entry's job: resumed from ``checkpoint``, else created."""
+        if checkpoint is not None:
             self._count(resumed=1)
             self._emit(FanOutEventKind.RESUMED, run.site_id, query_id=checkpoint.query_id)
             return self._job(checkpoint.site_id, checkpoint.query_id, None, checkpoint)
-        await self._asked.wait()
         if self._ledger is not None:
             query = await self._ledger.create(run, self._api, self._body)
         else:

@@ -444,3 +444,18 @@ class RedisServer:
             process.wait()
         if process.stderr is not None:
             process.stderr.close()
+
+
+class FakeTime:
+    """A clock that only the waits of whoever holds it move (a request budget's, say)."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+        self.waits: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds

@@ -17,7 +17,7 @@ from halo_async import HaloClient, RetryPolicy
 from halo_async.budget import RedisRequestBudget, RequestBudget, key_fingerprint
 from halo_async.emulator import Emulator
 from halo_async.errors import HaloConnectionError, InvalidArgumentError, RateLimitedError
-from tests.support import bp_sites, no_sleep
+from tests.support import FakeTime, bp_sites, no_sleep
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,21 +34,6 @@ async def main():
 
 asyncio.run(main())
 """
-
-
-class FakeTime:
-    """A clock that only the budget's waits move."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-        self.waits: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.waits.append(seconds)
-        self.now += seconds
 
 
 @pytest.fixture
