@@ -258,7 +258,7 @@ class HaloClient:
         response = await self._create(
             f"/integrator/sites/{site_id}/queries/async", site_id, body, timeout=timeout
         )
-        return _structure(response, models.AsyncQuery)
+        return _convert.structure_async_query(_json_object(response))
 
     async def get_query(
         self, site_id: str | uuid.UUID, query_id: str | uuid.UUID, *, timeout: float | None = None
@@ -284,7 +284,7 @@ class HaloClient:
         data = _json_object(response)
         if data.get("mode") == "immediate":
             return _convert.structure(data, models.ImmediateQuery)
-        return _convert.structure(data, models.AsyncQuery)
+        return _convert.structure_async_query(data)
 
     async def get_query_statuses(
         self,
@@ -316,7 +316,7 @@ class HaloClient:
             timeout=timeout,
         )
         results = _json_object(response).get("results", [])
-        return _convert.structure(results, list[models.QueryStatusResult])
+        return _convert.structure_query_statuses(results)
 
     async def get_result_page(
         self,
