@@ -70,12 +70,16 @@ class Response:
 
 
 class _Secret:
-    """Holds the API key so that no repr, log line or traceback local shows it."""
+    """Holds the API key, and the request headers that carry it, so that no repr, log line
+    or traceback local shows it."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_value", "headers", "json_headers")
 
     def __init__(self, value: str) -> None:
         self._value = value
+        # Built once per key, not once a request: aiohttp copies them into each request.
+        self.headers = {C.API_KEY_HEADER: value, "Accept": "application/json"}
+        self.json_headers = {**self.headers, "Content-Type": "application/json"}
 
     def reveal(self) -> str:
         return self._value
@@ -400,10 +404,7 @@ class HttpTransport:
         )
 
     def _headers(self, attempt: _Attempt) -> dict[str, str]:
-        headers = {C.API_KEY_HEADER: self._key.reveal(), "Accept": "application/json"}
-        if attempt.body is not None:
-            headers["Content-Type"] = "application/json"
-        return headers
+        return self._key.headers if attempt.body is None else self._key.json_headers
 
     def _timeout(self, attempt: _Attempt) -> aiohttp.ClientTimeout:
         # The retry deadline bounds the whole request, attempts included: an attempt may

@@ -870,7 +870,9 @@ def _result_page(
         query_id=query,
         page_number=page,
         rows=rows,
-        parameters=tuple(_convert.structure(parameters or [], list[models.Parameter])),
+        parameters=tuple(_convert.structure(parameters, list[models.Parameter]))
+        if parameters
+        else (),
         size=_int_header(headers.get("Size")),
         rows_count=_int_header(headers.get("Rows-Count")),
         range_start=_int_header(headers.get("Rows-Range-Start")),
