@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import decode, emulator_scale, fanout, first_row, memory, scale, stall
+from benchmarks import answers, decode, emulator_scale, fanout, first_row, memory, scale, stall
 from benchmarks._report import (
     BenchmarkResult,
     format_comparison,
@@ -38,6 +38,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     stall.NAME: stall.run,
     emulator_scale.NAME: emulator_scale.run,
     scale.NAME: scale.run,
+    answers.NAME: answers.run,
 }
 """Every benchmark by name, in the order they run."""
 
