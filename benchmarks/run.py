@@ -17,7 +17,17 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import decode, emulator_scale, fanout, first_row, memory, scale, sink, stall
+from benchmarks import (
+    answers,
+    decode,
+    emulator_scale,
+    fanout,
+    first_row,
+    memory,
+    scale,
+    sink,
+    stall,
+)
 from benchmarks._report import (
     BenchmarkResult,
     format_comparison,
@@ -39,6 +49,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     emulator_scale.NAME: emulator_scale.run,
     scale.NAME: scale.run,
     sink.NAME: sink.run,
+    answers.NAME: answers.run,
 }
 """Every benchmark by name, in the order they run."""
 

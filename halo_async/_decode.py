@@ -114,7 +114,7 @@ def decode_body(body: bytes, *, any_shape: bool = False, sliced: bool = False) -
     ``sliced`` parses the rows in slices of
     :data:`~halo_async._constants.DECODE_SLICE_BYTES`, for a worker thread.
     """
-    located = _locate_data(body)
+    located = _locate_data(body) if len(body) >= _LOCATE_MIN_BYTES else None
     if located is not None:
         slice_, parameters = located
         return DecodedBody(_rows_of(slice_, sliced=sliced), parameters)
@@ -131,6 +131,8 @@ def decode_body(body: bytes, *, any_shape: bool = False, sliced: bool = False) -
     return DecodedBody(rows_from_value(value), None)
 
 
+# Below this, parsing the envelope whole (a copy of a few KiB) is cheaper than the search.
+_LOCATE_MIN_BYTES = 16 * 1024
 _DATA_KEY = b'"data"'
 _COLON_QUOTE = re.compile(rb'[ \t\r\n]*:[ \t\r\n]*"')
 # How many ``"data"`` strings to try as the key before parsing the envelope instead: the

@@ -13,7 +13,7 @@ import enum
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
@@ -78,12 +78,16 @@ class Response:
 
 
 class _Secret:
-    """Holds the API key so that no repr, log line or traceback local shows it."""
+    """Holds the API key, and the request headers that carry it, so that no repr, log line
+    or traceback local shows it."""
 
-    __slots__ = ("_value",)
+    __slots__ = ("_value", "headers", "json_headers")
 
     def __init__(self, value: str) -> None:
         self._value = value
+        # Built once per key, not once a request: aiohttp copies them into each request.
+        self.headers = {C.API_KEY_HEADER: value, "Accept": "application/json"}
+        self.json_headers = {**self.headers, "Content-Type": "application/json"}
 
     def reveal(self) -> str:
         return self._value
@@ -200,35 +204,35 @@ class HttpTransport:
         Raises ``APIError``, ``QueryFailedError``, ``HaloConnectionError`` (no answer), or
         ``SubmissionOutcomeUnknownError`` (a query-creating POST whose fate is unknown)."""
         policy = retry or self.retry
+        body = orjson.dumps(json) if json is not None else None
         attempt = _Attempt(
-            self._ensure_session(),
-            method,
-            path,
-            params,
-            orjson.dumps(json) if json is not None else None,
-            read_timeout,
-            site_id,
-            safety,
-            policy,
-            started=policy.now(),
-            otel=self.telemetry.instruments(),
-        )
+            self._ensure_session(), method, path, params, body, read_timeout, site_id, safety,
+            policy, started=policy.now(), otel=self.telemetry.instruments(),
+        )  # fmt: skip
         retryable = retryable_for_read if safety is Safety.IDEMPOTENT else retryable_for_create
+        url = yarl.URL(self.base_url + path)
         while True:
             attempt.count += 1
             if self._budget is not None:
                 await self._spend(self._budget, attempt)
             try:
-                if (otel := attempt.otel) is None:
-                    return self._answer(attempt, *await self._exchange(attempt))
-                traced = otel.traced(self._exchange(attempt), method, path, params, attempt.count)
-                return self._answer(attempt, *await traced)
+                started = time.perf_counter()
+                answer = await self._send(attempt, url, params)
+                self._log_answer(attempt, answer[0], started)
+                if answer[0] in _REDIRECTS:
+                    answer = await self._follow_redirects(attempt, url, answer)
+                return self._answer(attempt, *answer)
             except RuntimeError as exc:
                 # aiohttp's "Session is closed": the client was closed under this request.
                 if not attempt.session.closed:
                     raise
                 raise self._closed_under(attempt) from exc
             except (APIError, aiohttp.ClientError, TimeoutError) as exc:
+                if not isinstance(exc, APIError):
+                    # aiohttp's frames hold the request's headers (the key) as locals, which
+                    # Sentry's local capture, ``pytest -l`` or rich's show_locals would ship:
+                    # the error travels on without them (its own message and type are kept).
+                    _drop_frames(exc)
                 if self._closed:
                     raise self._closed_under(attempt) from exc
                 if self._budget is not None and isinstance(exc, RateLimitedError):
@@ -384,37 +388,47 @@ class HttpTransport:
             )
         return Response(status=status, headers=headers, body=payload)
 
-    async def _exchange(self, attempt: _Attempt) -> tuple[int, CIMultiDictProxy[str], bytes]:
-        """One request, and the same-origin redirects of a read; the status, headers, body."""
-        url = yarl.URL(self.base_url + attempt.path)
-        params = attempt.params
-        for _ in range(C.MAX_REDIRECTS + 1):
+    def _send(
+        self, attempt: _Attempt, url: yarl.URL, params: Mapping[str, str] | None
+    ) -> Awaitable[tuple[int, CIMultiDictProxy[str], bytes]]:
+        """The attempt's round trip to ``url``, handed back unawaited: ``request`` awaits it
+        itself, a frame fewer on every resumption of every request (a fan-out resumes
+        thousands). With telemetry, under its span (one per round trip)."""
+        sent = self._round_trip(
+            attempt.session,
+            attempt.method,
+            url,
+            params=params,
+            data=attempt.body,
+            headers=self._headers(attempt),
+            timeout=self._timeout(attempt),
+        )
+        if attempt.otel is None:
+            return sent
+        return attempt.otel.traced(sent, attempt.method, attempt.path, params, attempt.count)
+
+    def _log_answer(self, attempt: _Attempt, status: int, started: float) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s -> %d (attempt %d, %.3f s)",
+                attempt.method, attempt.path, status, attempt.count,
+                time.perf_counter() - started,
+            )  # fmt: skip
+
+    async def _follow_redirects(
+        self, attempt: _Attempt, url: yarl.URL, answer: tuple[int, CIMultiDictProxy[str], bytes]
+    ) -> tuple[int, CIMultiDictProxy[str], bytes]:
+        """The same-origin redirects of a read, followed from a redirect ``answer`` to ``url``:
+        the final status, headers and body."""
+        for _ in range(C.MAX_REDIRECTS):
+            url = self._redirect_target(attempt, url, answer[0], answer[1])
             started = time.perf_counter()
-            try:
-                status, headers, payload = await self._round_trip(
-                    attempt.session,
-                    attempt.method,
-                    url,
-                    params=params,
-                    data=attempt.body,
-                    headers=self._headers(attempt),
-                    timeout=self._timeout(attempt),
-                )
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                # aiohttp's frames hold the request's headers (the key) as locals, which
-                # Sentry's local capture, ``pytest -l`` or rich's show_locals would ship:
-                # the error travels on without them (its own message and type are kept).
-                _drop_frames(exc)
-                raise
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug(
-                    "%s %s -> %d (attempt %d, %.3f s)",
-                    attempt.method, attempt.path, status, attempt.count,
-                    time.perf_counter() - started,
-                )  # fmt: skip
-            if status not in _REDIRECTS:
-                return status, headers, payload
-            url, params = self._redirect_target(attempt, url, status, headers), None
+            answer = await self._send(attempt, url, None)
+            self._log_answer(attempt, answer[0], started)
+            if answer[0] not in _REDIRECTS:
+                return answer
+        status, headers, _ = answer
+        self._redirect_target(attempt, url, status, headers)  # refused for its own reason first
         raise self._refused(attempt, status, headers, f"more than {C.MAX_REDIRECTS} redirects")
 
     async def _round_trip(
@@ -433,7 +447,7 @@ class HttpTransport:
         The only line that touches the network, kept apart so that the tests can stand in
         for it (``tests/support.py``'s ``HaloMock``) while everything around it (retries,
         redirects, timeouts, key scrubbing, error mapping) runs as in production, on
-        whichever aiohttp is installed. It follows no redirect: ``_exchange`` decides those.
+        whichever aiohttp is installed. It follows no redirect: ``request`` decides those.
         """
         async with session.request(
             method,
@@ -479,10 +493,7 @@ class HttpTransport:
         )
 
     def _headers(self, attempt: _Attempt) -> dict[str, str]:
-        headers = {C.API_KEY_HEADER: self._key.reveal(), "Accept": "application/json"}
-        if attempt.body is not None:
-            headers["Content-Type"] = "application/json"
-        return headers
+        return self._key.headers if attempt.body is None else self._key.json_headers
 
     def _timeout(self, attempt: _Attempt) -> aiohttp.ClientTimeout:
         # The retry deadline bounds the whole request, attempts included: an attempt may

@@ -286,7 +286,7 @@ class HaloClient:
         response = await self._create(
             f"/integrator/sites/{site_id}/queries/async", site_id, body, timeout=timeout
         )
-        return _structure(response, models.AsyncQuery)
+        return _convert.structure_async_query(_json_object(response))
 
     async def get_query(
         self, site_id: str | uuid.UUID, query_id: str | uuid.UUID, *, timeout: float | None = None
@@ -312,7 +312,7 @@ class HaloClient:
         data = _json_object(response)
         if data.get("mode") == "immediate":
             return _convert.structure(data, models.ImmediateQuery)
-        return _convert.structure(data, models.AsyncQuery)
+        return _convert.structure_async_query(data)
 
     async def get_query_statuses(
         self,
@@ -344,7 +344,7 @@ class HaloClient:
             timeout=timeout,
         )
         results = _json_object(response).get("results", [])
-        return _convert.structure(results, list[models.QueryStatusResult])
+        return _convert.structure_query_statuses(results)
 
     async def get_result_page(
         self,
@@ -949,7 +949,9 @@ def _result_page(
         query_id=query,
         page_number=page,
         rows=rows,
-        parameters=tuple(_convert.structure(parameters or [], list[models.Parameter])),
+        parameters=tuple(_convert.structure(parameters, list[models.Parameter]))
+        if parameters
+        else (),
         size=_int_header(headers.get("Size")),
         rows_count=_int_header(headers.get("Rows-Count")),
         range_start=_int_header(headers.get("Rows-Range-Start")),

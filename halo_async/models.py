@@ -330,10 +330,10 @@ class AsyncResult:
     pages: tuple[Page, ...] = ()
 
 
-def _status_is(status: QueryStatus | str, prop: str) -> bool:
-    # An unknown status is not terminal: a poller keeps going until its deadline rather
-    # than mistaking a new intermediate state for an end.
-    return isinstance(status, QueryStatus) and bool(getattr(status, prop))
+# An unknown status (a plain string) is not terminal: a poller keeps going until its
+# deadline rather than mistaking a new intermediate state for an end. These read the status
+# directly, not through QueryStatus' properties: a fan-out asks them of every answer.
+_FAILED_STATUSES = _TERMINAL_STATUSES - {QueryStatus.SUCCESSFUL}
 
 
 @attrs.frozen
@@ -360,17 +360,17 @@ class _QueryBase:
     @property
     def is_terminal(self) -> bool:
         """True when the query will not change status again (False for unknown statuses)."""
-        return _status_is(self.status, "is_terminal")
+        return isinstance(status := self.status, QueryStatus) and status in _TERMINAL_STATUSES
 
     @property
     def is_successful(self) -> bool:
         """True when the query succeeded."""
-        return _status_is(self.status, "is_successful")
+        return self.status is QueryStatus.SUCCESSFUL
 
     @property
     def is_failed(self) -> bool:
         """True when the query ended in a failure status."""
-        return _status_is(self.status, "is_failed")
+        return isinstance(status := self.status, QueryStatus) and status in _FAILED_STATUSES
 
     @property
     def failure(self) -> ErrorDetails | None:

@@ -18,7 +18,7 @@ import pytest
 from multidict import CIMultiDict
 from yarl import URL
 
-from benchmarks import decode, emulator_scale, fanout, scale, sink, stall
+from benchmarks import answers, decode, emulator_scale, fanout, scale, sink, stall
 from benchmarks._emulator import EmulatorProcess
 from benchmarks._report import (
     BenchmarkResult,
@@ -31,6 +31,7 @@ from benchmarks._report import (
 from benchmarks._requests import RequestCounter, request_kind
 from benchmarks.run import BENCHMARKS, _parser
 from halo_async import _constants as C
+from halo_async import _convert, models
 
 SITE = "3f91c577-20a8-467b-8991-b96dfb90e8c6"
 QUERY = "9b2d1f0e-6c1a-4c39-8f00-5d7e0c2a1b11"
@@ -103,6 +104,7 @@ def test_the_command_line_offers_every_benchmark() -> None:
         "emulator_scale",
         "scale",
         "sink",
+        "answers",
     ]
     args = _parser().parse_args(["--quick", "--only", "decode", "--only", "memory"])
     assert (args.quick, args.only, args.repeat) == (True, ["decode", "memory"], 3)
@@ -302,3 +304,18 @@ async def test_the_sink_harness_writes_and_converts_the_same_rows_as_job_rows(
     values = {figure.name: figure.value for figure in result.figures}
     assert values["peak RSS growth, fan-out to Parquet, 20 vs 2 pages"] == pytest.approx(10.0)
     assert values["Parquet sink / job.rows() rows/s"] == pytest.approx(rates.parquet / rates.rows)
+
+
+async def test_the_answers_benchmark_times_both_ways_of_structuring_the_same_answers() -> None:
+    result = await answers.run(quick=True, repeat=1)
+
+    assert [figure.name for figure in result.figures] == [
+        "created query: fast path / converter CPU per answer",
+        "batch status: fast path / converter CPU per answer",
+    ]
+    assert all(figure.value is not None and figure.value > 0 for figure in result.figures)
+    assert result.details["rounds"] == 3
+    statuses = answers.status_answer()
+    assert _convert.structure_query_statuses(statuses) == _convert.structure(
+        statuses, list[models.QueryStatusResult]
+    )

@@ -87,7 +87,12 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
         pytest.param(orjson.dumps({"data": b64([]), "parameters": []}), id="no-rows"),
     ],
 )
-def test_the_body_decodes_as_a_full_parse_would(body: bytes, backend: str) -> None:
+@pytest.mark.parametrize("locate_from", [0, _decode._LOCATE_MIN_BYTES], ids=["located", "small"])
+def test_the_body_decodes_as_a_full_parse_would(
+    body: bytes, backend: str, locate_from: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # These bodies are small: located=0 makes them take the in-place path of large ones.
+    monkeypatch.setattr(_decode, "_LOCATE_MIN_BYTES", locate_from)
     assert _decode.decode_body(body) == plain(body)
     assert _decode.decode_body(body, sliced=True) == plain(body)
 
