@@ -18,15 +18,13 @@ a later one may be wider, and :func:`table_of` casts them all to the last one's.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import itertools
 import operator
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from types import ModuleType
 from typing import Any
 
-from halo_async._extras import missing_extra
+from halo_async._extras import missing_extra, require
 from halo_async.errors import ColumnTypeError
 
 try:
@@ -56,17 +54,6 @@ _EXTRA_DIGITS = r"(\.\d{6})\d+"
 _MAX_DECIMAL_DIGITS = 38
 _INT64_DIGITS = 19
 _ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError)
-
-
-def require(module: str, part: str) -> ModuleType:
-    """Import an optional library, or fail in one line naming the extra to install."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        message = missing_extra(exc, part)
-        if message is None:
-            raise
-        raise ModuleNotFoundError(message, name=exc.name) from exc
 
 
 class BatchBuilder:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from halo_async import _constants as C
 from halo_async import _validate
+from halo_async._ledger_redis import connect
 from halo_async.budget import RequestBudget
 from halo_async.errors import ValidationError
 
@@ -130,9 +131,6 @@ class RedisRequestBudget(RequestBudget):
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
-        from halo_async._extras import require
-
-        asyncio_redis = require("redis.asyncio", "RedisRequestBudget")
         self.rate = _positive("rate", rate, "requests per second")
         self.burst = (
             _validate.int_in_range("burst", burst, 1, None, "requests")
@@ -149,12 +147,7 @@ class RedisRequestBudget(RequestBudget):
         )
         self.lease = _positive("lease", lease, "seconds a query slot is held without renewal")
         self.prefix = _validate.non_blank("prefix", prefix, "a non-blank Redis key prefix")
-        if isinstance(redis, str):
-            self._redis = asyncio_redis.from_url(redis)
-            self._owned = True
-        else:
-            self._redis = redis
-            self._owned = False
+        self._redis, self._owned = connect(redis, "RedisRequestBudget")
         self._clock = clock
         self._sleep = sleep
         self._take = self._redis.register_script(_TAKE)

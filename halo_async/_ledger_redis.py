@@ -9,7 +9,16 @@ from halo_async.ledger import EntryKey, Ledger, LedgerEntry, _parse_field
 if TYPE_CHECKING:
     import redis.asyncio
 
-__all__ = ["RedisLedger"]
+__all__ = ["RedisLedger", "connect"]
+
+
+def connect(target: str | redis.asyncio.Redis, part: str) -> tuple[Any, bool]:
+    """A Redis client from a URL (owned: closed with its user) or the one given (not)."""
+    from halo_async._extras import require
+
+    if not isinstance(target, str):
+        return target, False
+    return require("redis.asyncio", part).from_url(target), True
 
 
 class RedisLedger(Ledger):
@@ -28,15 +37,7 @@ class RedisLedger(Ledger):
         *,
         prefix: str = "halo:ledger",
     ) -> None:
-        from halo_async._extras import require
-
-        asyncio_redis = require("redis.asyncio", "RedisLedger")
-        if isinstance(redis, str):
-            self._redis = asyncio_redis.from_url(redis)
-            self._owned = True
-        else:
-            self._redis = redis
-            self._owned = False
+        self._redis, self._owned = connect(redis, "RedisLedger")
         self.prefix = prefix
 
     def __repr__(self) -> str:
