@@ -24,17 +24,12 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from halo_async._extras import missing_extra, require
+from halo_async._extras import extra_needed, require
 from halo_async.errors import ColumnTypeError
 
-try:
+with extra_needed("halo-async's Arrow support"):
     import pyarrow as pa
     import pyarrow.compute as pc
-except ModuleNotFoundError as _missing:
-    _message = missing_extra(_missing, "halo-async's Arrow support")
-    if _message is None:
-        raise
-    raise ModuleNotFoundError(_message, name=_missing.name) from _missing
 
 __all__ = ["BatchBuilder", "conform", "require", "table_of"]
 

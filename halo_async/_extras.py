@@ -7,7 +7,9 @@ of a traceback ending in "No module named 'click'".
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterator
 from types import ModuleType
 
 # The extra that provides each optional module the package imports.
@@ -48,3 +50,16 @@ def require(module: str, part: str) -> ModuleType:
         if message is None:
             raise
         raise ModuleNotFoundError(message, name=exc.name) from None
+
+
+@contextlib.contextmanager
+def extra_needed(part: str) -> Iterator[None]:
+    """Around a module's imports of an extra's dependencies: a missing one raises the one
+    line naming the extra to install, instead of "No module named ..."."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        message = missing_extra(exc, part)
+        if message is None:
+            raise
+        raise ModuleNotFoundError(message, name=exc.name) from exc

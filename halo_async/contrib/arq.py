@@ -39,18 +39,13 @@ from typing import Any, Protocol, TypeAlias, Unpack
 
 import attrs
 
-from halo_async._extras import missing_extra
+from halo_async._extras import extra_needed
 
-try:
+with extra_needed("halo_async.contrib.arq"):
     from arq.connections import ArqRedis
     from arq.constants import in_progress_key_prefix
     from arq.jobs import Job
     from arq.worker import func
-except ModuleNotFoundError as _missing:
-    _message = missing_extra(_missing, "halo_async.contrib.arq")
-    if _message is None:
-        raise
-    raise ModuleNotFoundError(_message, name=_missing.name) from _missing
 
 from halo_async import _constants as C
 from halo_async import _validate

@@ -42,17 +42,12 @@ from typing import Annotated, Any, Final
 import attrs
 import orjson
 
-from halo_async._extras import missing_extra
+from halo_async._extras import extra_needed
 
-try:
+with extra_needed("halo_async.contrib.fastapi"):
     from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Request
     from fastapi.responses import JSONResponse, Response, StreamingResponse
     from starlette.types import Receive, Scope, Send
-except ModuleNotFoundError as _missing:
-    _message = missing_extra(_missing, "halo_async.contrib.fastapi")
-    if _message is None:
-        raise
-    raise ModuleNotFoundError(_message, name=_missing.name) from _missing
 
 from halo_async import errors
 from halo_async.client import HaloClient
