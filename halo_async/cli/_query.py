@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Sequence
 from typing import IO
 
+import attrs
 import click
 from rich.console import Console
 
@@ -274,21 +275,19 @@ def fan_out_command(
     site_ids = read_sites_file(sites_file) if sites_file is not None else None
     writer = page_sink(output_format, output, table, site_column=SITE_COLUMN)
     err_console = Console(stderr=True, soft_wrap=True)
-    run_async(
-        _run_fan_out(
-            connection,
-            text,
-            site_ids,
-            parameters,
-            catalogue,
-            max_in_flight,
-            deadline,
-            writer,
-            err_console,
-            _shows_progress(err_console, output_format),
-        ),
-        connection.error_context(),
+    run = _FanOutRun(
+        connection,
+        text,
+        site_ids,
+        parameters,
+        catalogue,
+        max_in_flight,
+        deadline,
+        writer,
+        err_console,
+        _shows_progress(err_console, output_format),
     )
+    run_async(_run_fan_out(run), connection.error_context())
 
 
 def read_sites_file(stream: IO[str]) -> list[str]:
@@ -310,32 +309,27 @@ def read_sites_file(stream: IO[str]) -> list[str]:
     return sites
 
 
-async def _run_fan_out(
-    connection: Connection,
-    sql: str,
-    site_ids: list[str] | None,
-    parameters: Sequence[models.Parameter],
-    catalogue: str | None,
-    max_in_flight: int,
-    deadline: float | None,
-    writer: PageSink,
-    err_console: Console,
-    show_progress: bool,
-) -> None:
+@attrs.frozen
+class _FanOutRun:
+    """What ``halo fan-out`` was asked to do, and where its rows and messages go."""
+
+    connection: Connection
+    sql: str
+    site_ids: list[str] | None
+    parameters: Sequence[models.Parameter]
+    catalogue: str | None
+    max_in_flight: int
+    deadline: float | None
+    writer: PageSink
+    err_console: Console
+    show_progress: bool
+
+
+async def _run_fan_out(run: _FanOutRun) -> None:
+    writer, err_console = run.writer, run.err_console
     started = time.perf_counter()
     try:
-        totals, failed = await _fan_out_into(
-            connection,
-            sql,
-            site_ids,
-            parameters,
-            catalogue,
-            max_in_flight,
-            deadline,
-            writer,
-            err_console,
-            show_progress,
-        )
+        totals, failed = await _fan_out_into(run)
     except BaseException:
         discard(writer)
         raise
@@ -350,18 +344,8 @@ async def _run_fan_out(
     err_console.print(f"halo: {summary}", markup=False, highlight=False)
 
 
-async def _fan_out_into(
-    connection: Connection,
-    sql: str,
-    site_ids: list[str] | None,
-    parameters: Sequence[models.Parameter],
-    catalogue: str | None,
-    max_in_flight: int,
-    deadline: float | None,
-    writer: PageSink,
-    err_console: Console,
-    show_progress: bool,
-) -> tuple[FanOutProgress, list[SiteOutcome]]:
+async def _fan_out_into(run: _FanOutRun) -> tuple[FanOutProgress, list[SiteOutcome]]:
+    connection, site_ids, err_console = run.connection, run.site_ids, run.err_console
     async with open_session(connection) as session:
         if site_ids is None:
             assert session.emulator is not None
@@ -371,24 +355,24 @@ async def _fan_out_into(
         # Before the first site answers (a cold emulator generates each practice's data on
         # its first query) the command would otherwise sit silent.
         err_console.print(
-            f"halo: querying {len(site_ids)} sites (up to {max_in_flight} at once); "
+            f"halo: querying {len(site_ids)} sites (up to {run.max_in_flight} at once); "
             "rows are written as each site's pages land",
             markup=False,
             highlight=False,
         )
-        with FanOutMonitor(err_console, len(site_ids), enabled=show_progress) as monitor:
+        with FanOutMonitor(err_console, len(site_ids), enabled=run.show_progress) as monitor:
             async for item in session.halo.fan_out(
-                sql,
+                run.sql,
                 site_ids,
-                parameters=list(parameters) or None,
-                catalogue=catalogue,
-                limits=FanOutLimits(max_in_flight=max_in_flight),
-                deadline=deadline,
+                parameters=list(run.parameters) or None,
+                catalogue=run.catalogue,
+                limits=FanOutLimits(max_in_flight=run.max_in_flight),
+                deadline=run.deadline,
                 stream=True,
                 on_event=monitor.listener("fan-out"),
             ):
                 if isinstance(item, SitePage):
-                    writer.write_page(item.site_id, item.query_id, item.page_number, item.rows)
+                    run.writer.write_page(item.site_id, item.query_id, item.page_number, item.rows)
                 elif not item.ok:
                     failed.append(item)
                     assert item.error is not None
