@@ -10,11 +10,12 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from halo_async import PollPolicy, RetryPolicy
+from halo_async import RetryPolicy
 from halo_async.cli import cli
 from halo_async.cli._demo import DemoSettings, demo_console, demo_site_specs, print_report, run_demo
 from halo_async.emulator import Emulator
 from tests.integration.test_cli import (  # the CLI tests' helpers and logger fixture
+    DEMO_POLL,
     SITES,
     restore_halo_logger,  # noqa: F401
     run,
@@ -198,7 +199,7 @@ async def test_the_demo_at_120_columns_wraps_no_word_and_keeps_each_table_row_on
         settings,
         console,
         retry=RetryPolicy(sleep=no_sleep, max_attempts=8),
-        poll=PollPolicy(sleep=no_sleep, jitter=False),
+        poll=DEMO_POLL,
     )
     print_report(console, report)
 
