@@ -558,8 +558,10 @@ class _FanOut:
             batcher = self._batchers[site_id] = _StatusBatcher(self._api, site_id)
         return batcher
 
-    async def status(self, job: QueryJob, earliest: float, latest: float) -> models.AsyncQuery:
-        return await self._batcher(job.site_id).status(job.query_id, earliest, latest)
+    def status(
+        self, job: QueryJob, earliest: float, latest: float
+    ) -> asyncio.Future[models.AsyncQuery]:
+        return self._batcher(job.site_id).status(job.query_id, earliest, latest)
 
     def hurry(self, job: QueryJob) -> None:
         self._batcher(job.site_id).hurry(job.query_id)
@@ -714,10 +716,11 @@ class _StatusBatcher:
         self._task: asyncio.Task[None] | None = None
         self.requests = 0
 
-    async def status(
+    def status(
         self, query_id: str, earliest: float = 0.0, latest: float = 0.0
-    ) -> models.AsyncQuery:
-        """The query's status, fetched between ``earliest`` and ``latest`` seconds from now."""
+    ) -> asyncio.Future[models.AsyncQuery]:
+        """The query's status, fetched between ``earliest`` and ``latest`` seconds from now:
+        a future to await."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         future: asyncio.Future[models.AsyncQuery] = loop.create_future()
@@ -725,7 +728,7 @@ class _StatusBatcher:
         self._arrived.set()
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._run())
-        return await future
+        return future
 
     def hurry(self, query_id: str) -> None:
         """Make ``query_id``'s pending asks due now (its job was woken by a webhook)."""

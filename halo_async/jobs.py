@@ -49,8 +49,9 @@ class _Runner(Protocol):
     coalesces: bool
     """True when :meth:`status` answers the job's polls; False when the job polls itself."""
 
-    async def status(self, job: QueryJob, earliest: float, latest: float) -> models.AsyncQuery:
-        """The job's status, fetched between ``earliest`` and ``latest`` seconds from now."""
+    def status(self, job: QueryJob, earliest: float, latest: float) -> Awaitable[models.AsyncQuery]:
+        """The job's status, fetched between ``earliest`` and ``latest`` seconds from now
+        (an awaitable, not a coroutine: no frame per ask of a thousand jobs waiting)."""
         ...
 
     def hurry(self, job: QueryJob) -> None:
@@ -111,6 +112,7 @@ class QueryJob:
         self._held: models.ResultPage | None = None
         self._offset = next_row
         self._run: JobRun | None = None  # the span of the wait/pages/rows under way
+        self._run_polls = 0  # status_polls when that span began
         self._timed = False  # whether the query's queue and execution times were recorded
 
     def __repr__(self) -> str:
@@ -173,54 +175,11 @@ class QueryJob:
     async def wait(self) -> models.AsyncQuery:
         """Poll until the query ends; return it if successful, raise its typed error if not."""
         with self._traced():
-            async for _ in self._statuses(until=lambda q: q.is_terminal):
+            poller = _Poller(self, _is_terminal)
+            while await poller.next() is not None:
                 pass
         assert self._query is not None
         return self._query
-
-    async def _statuses(
-        self, until: Callable[[models.AsyncQuery], bool]
-    ) -> AsyncGenerator[models.AsyncQuery, None]:
-        """Yield each new status until ``until`` holds for one; raise on failure/deadline.
-
-        A status that made no progress (same status, same fetchable pages) lengthens the
-        next wait; progress resets it.
-        """
-        policy = self.poll
-        started = policy.now()
-        deadline = policy.deadline_for(self._query.max_time_in_queue if self._query else None)
-        self._poll_ends_at = started + deadline
-        interval = policy.initial_interval
-        seen: tuple[Any, ...] | None = None
-        # A job that knows its status (it was just created, or polled before) waits one
-        # interval before asking again: a query answered "initialising" a moment ago has
-        # not finished since.
-        try:
-            query = self._query if self._query is not None else await self.refresh()
-            while True:
-                if query.is_failed:
-                    raise error_for_query(query)
-                progress = (query.status, len(query.fetchable_pages))
-                if progress != seen:
-                    seen = progress
-                    interval = policy.initial_interval
-                    if self._runner is not None:
-                        self._runner.status_changed(self, query)
-                    yield query
-                else:
-                    interval = policy.next_interval(interval)
-                if until(query):
-                    return
-                if policy.now() - started > deadline:
-                    raise PollTimeoutError(
-                        f"query {self.query_id} on site {self.site_id} still {query.status} "
-                        f"after {deadline:.0f} s; resume it later with its checkpoint",
-                        site_id=self.site_id,
-                        query_id=self.query_id,
-                    )
-                query = await self._poll_after(interval)
-        finally:
-            self._poll_ends_at = None
 
     async def _poll_after(self, interval: float) -> models.AsyncQuery:
         """The status about ``interval`` seconds from now, or at once if woken."""
@@ -263,13 +222,13 @@ class QueryJob:
         A page that ``rows()`` had begun to deliver comes first with its remaining rows.
         """
         try:
-            async with contextlib.aclosing(self._fetched_pages()) as fetched:
-                while (page := await self._page_to_deliver(fetched)) is not None:
+            async with _PageSource(self) as source:
+                while (page := await self._page_to_deliver(source)) is not None:
                     rest = page if self._offset == 0 else _rows_from(page, self._offset)
                     self._held, self._offset = None, 0
                     yield rest
                     await self._record(len(rest.rows))
-                    del page, rest  # before the next page is decoded (see _drain)
+                    del page, rest  # before the next page is decoded (see _PageSource)
         except HaloError as exc:
             await self._record_failure(exc)
             raise
@@ -297,8 +256,8 @@ class QueryJob:
         """
         structure = _decode.RowStructurer(as_type, rename) if as_type is not None else None
         try:
-            async with contextlib.aclosing(self._fetched_pages()) as fetched:
-                while (page := await self._page_to_deliver(fetched)) is not None:
+            async with _PageSource(self) as source:
+                while (page := await self._page_to_deliver(source)) is not None:
                     rows, first = page.rows, self._offset
                     while self._offset < len(rows):
                         index = self._offset
@@ -310,7 +269,7 @@ class QueryJob:
                         yield row
                     self._held, self._offset = None, 0
                     await self._record(len(rows) - first)
-                    del page, rows  # before the next page is decoded (see _drain)
+                    del page, rows  # before the next page is decoded (see _PageSource)
         except HaloError as exc:
             await self._record_failure(exc)
             raise
@@ -353,48 +312,19 @@ class QueryJob:
         await self._record(rows_in(result), done=True)
         return result
 
-    async def _page_to_deliver(
-        self, fetched: AsyncGenerator[models.ResultPage, None]
-    ) -> models.ResultPage | None:
+    async def _page_to_deliver(self, source: _PageSource) -> models.ResultPage | None:
         """The page held (delivery began), else the next fetched one; None at the end."""
         if self._held is None:
-            page = await anext(fetched, None)
+            page = await source.next()
             if page is None:
                 return None
             self._held = page
         return self._held
 
-    async def _fetched_pages(self) -> AsyncGenerator[models.ResultPage, None]:
-        """Fetch pages from ``_next_page`` on, in order, as they become fetchable."""
-        if self._delivered:
-            return
-        window: dict[int, asyncio.Task[FetchedPage]] = {}
-        # Closed explicitly, inner generators too: a consumer that breaks out must leave
-        # no generator for the loop's finalizer (and no prefetch task) behind.
-        with self._traced():
-            try:
-                statuses = self._statuses(until=lambda q: q.is_successful)
-                async with contextlib.aclosing(statuses):
-                    async for query in statuses:
-                        async with contextlib.aclosing(self._drain(query, window)) as pages:
-                            async for page in pages:
-                                yield page
-                                del page
-                assert self._query is not None
-                self._check_complete(self._query)
-            finally:
-                await _cancel_all(window)
-
     @contextlib.contextmanager
     def _traced(self) -> Iterator[None]:
-        """The span of one run (a wait, pages or rows), ended however the run ends: at its
-        last page, on an error, or when the consumer breaks out or is cancelled."""
-        otel = self._api._telemetry.instruments()
-        if otel is None or self._run is not None:
-            yield
-            return
-        run = self._run = otel.job_run(self.site_id, self.query_id)
-        polls = self.status_polls
+        """The span of one run (a wait, pages or rows), ended however the run ends."""
+        opened = self._begin_run()
         error: BaseException | None = None
         try:
             yield
@@ -402,45 +332,32 @@ class QueryJob:
             error = exc
             raise
         finally:
-            self._run = None
-            self._timed = run.end(self._query, self.status_polls - polls, error, timed=self._timed)
+            if opened:
+                self._end_run(error)
+
+    def _begin_run(self) -> bool:
+        """Open the span of a run (a wait, pages or rows) where telemetry is on and no run
+        is under way; True when this call opened it (and so must end it)."""
+        if self._run is not None:
+            return False
+        otel = self._api._telemetry.instruments()
+        if otel is None:
+            return False
+        self._run = otel.job_run(self.site_id, self.query_id)
+        self._run_polls = self.status_polls
+        return True
+
+    def _end_run(self, error: BaseException | None) -> None:
+        """End the run's span: at its last page, on an error (``error``), or when the
+        consumer broke out or was cancelled (``GeneratorExit`` / ``CancelledError``)."""
+        run, self._run = self._run, None
+        assert run is not None
+        polls = self.status_polls - self._run_polls
+        self._timed = run.end(self._query, polls, error, timed=self._timed)
 
     def _as_parent(self) -> contextlib.AbstractContextManager[None]:
         """The run's span as the parent of a request sent (or a task created) under it."""
         return _NO_SPAN if self._run is None else self._run.current()
-
-    async def _drain(
-        self,
-        query: models.AsyncQuery,
-        window: dict[int, asyncio.Task[FetchedPage]],
-    ) -> AsyncGenerator[models.ResultPage, None]:
-        """Yield every consecutive fetchable page from ``_next_page`` on, prefetching ahead.
-
-        The window prefetches answers; each is decoded only when its page is next, after
-        the consumer has let go of the page before (hence the ``del`` after each yield,
-        here and in the generators above): the new rows then reuse the memory the old ones
-        just freed, still in the CPU's caches, which made ``job.rows()`` ~20 % cheaper
-        (``benchmarks/decode.py``), and the window holds bodies, not rows four times their
-        size.
-        """
-        fetchable = {page.page_number for page in query.fetchable_pages}
-        while self._next_page in fetchable:
-            with self._as_parent():
-                for number in range(self._next_page, self._next_page + self.prefetch):
-                    if number in fetchable and number not in window:
-                        window[number] = asyncio.ensure_future(
-                            self._api._fetch_result_page(self.site_id, self.query_id, number)
-                        )
-            fetched = await window[self._next_page]
-            page = await self._api._decode_result_page(fetched)
-            del window[self._next_page]
-            if self._run is not None:
-                self._run.page(len(page.rows), len(fetched.response.body))
-            del fetched  # its body, before the consumer has the page (see above)
-            self._check_page(page, query)
-            self._next_page += 1
-            yield page
-            del page
 
     def _incomplete(self, message: str, page_number: int | None) -> IncompleteResultError:
         return IncompleteResultError(
@@ -502,14 +419,14 @@ class QueryJob:
 
         builder = _arrow.BatchBuilder(types)
         try:
-            async with contextlib.aclosing(self._fetched_pages()) as fetched:
-                while (page := await self._page_to_deliver(fetched)) is not None:
+            async with _PageSource(self) as source:
+                while (page := await self._page_to_deliver(source)) is not None:
                     rows = page.rows[self._offset :] if self._offset else page.rows
                     batch = builder.batch(rows, page.page_number)
                     self._held, self._offset = None, 0
                     yield batch
                     await self._record(len(rows))
-                    del page, rows, batch  # before the next page is decoded (see _drain)
+                    del page, rows, batch  # before the next page is decoded (see _PageSource)
         except HaloError as exc:
             await self._record_failure(exc)
             raise
@@ -556,3 +473,187 @@ async def _cancel_all(tasks: Mapping[int, asyncio.Task[Any]]) -> None:
     if tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+def _is_terminal(query: models.AsyncQuery) -> bool:
+    return query.is_terminal
+
+
+def _is_successful(query: models.AsyncQuery) -> bool:
+    return query.is_successful
+
+
+class _Poller:
+    """The status polling of one run of a job: each :meth:`next` is the next status that
+    made progress (a new status, or more fetchable pages), or None once ``until`` held for
+    the one before; a failed query or the poll deadline raises.
+
+    A status that made no progress lengthens the next wait; progress resets it. A job that
+    knows its status (it was just created, or polled before) waits one interval before
+    asking again: a query answered "initialising" a moment ago has not finished since.
+
+    State on an object, not in an async generator: a fan-out keeps a thousand jobs
+    suspended at once, and every generator layer (with its ``asend`` and ``aclosing``
+    objects) is more to allocate and for the garbage collector to walk, each time.
+    """
+
+    __slots__ = ("_deadline", "_interval", "_job", "_last", "_seen", "_started", "_until")
+
+    def __init__(self, job: QueryJob, until: Callable[[models.AsyncQuery], bool]) -> None:
+        policy = job.poll
+        self._job = job
+        self._until: Callable[[models.AsyncQuery], bool] | None = until
+        self._started = policy.now()
+        self._deadline = policy.deadline_for(
+            job._query.max_time_in_queue if job._query is not None else None
+        )
+        job._poll_ends_at = self._started + self._deadline
+        self._interval = policy.initial_interval
+        self._seen: tuple[Any, ...] | None = None
+        self._last: models.AsyncQuery | None = None
+
+    def close(self) -> None:
+        """Polling is over (ended, failed, or its consumer stopped)."""
+        if self._until is not None:
+            self._until = None
+            self._job._poll_ends_at = None
+
+    async def next(self) -> models.AsyncQuery | None:
+        """The next status that made progress; None once polling is over."""
+        until = self._until
+        if until is None:
+            return None
+        job, policy = self._job, self._job.poll
+        try:
+            query = self._last
+            if query is None:
+                query = job._query if job._query is not None else await job.refresh()
+            elif until(query):
+                self.close()
+                return None
+            else:
+                query = await self._after(query)
+            while True:
+                if query.is_failed:
+                    raise error_for_query(query)
+                progress = (query.status, len(query.fetchable_pages))
+                if progress != self._seen:
+                    self._seen, self._last = progress, query
+                    self._interval = policy.initial_interval
+                    if job._runner is not None:
+                        job._runner.status_changed(job, query)
+                    return query
+                self._interval = policy.next_interval(self._interval)
+                if until(query):
+                    self.close()
+                    return None
+                query = await self._after(query)
+        except BaseException:
+            self.close()
+            raise
+
+    async def _after(self, query: models.AsyncQuery) -> models.AsyncQuery:
+        """The status one interval on, unless the poll deadline has passed."""
+        job = self._job
+        if job.poll.now() - self._started > self._deadline:
+            raise PollTimeoutError(
+                f"query {job.query_id} on site {job.site_id} still {query.status} "
+                f"after {self._deadline:.0f} s; resume it later with its checkpoint",
+                site_id=job.site_id,
+                query_id=job.query_id,
+            )
+        return await job._poll_after(self._interval)
+
+
+class _PageSource:
+    """A job's pages from its ``_next_page`` on, in order, each as soon as it can be
+    fetched: what ``pages()``, ``rows()`` and ``arrow_batches()`` take their pages from,
+    entered once per call of theirs. Closing it stops the polling, cancels the prefetches
+    and ends the run's span.
+
+    ``prefetch`` answers are fetched ahead; each is decoded only when its page is next,
+    after the consumer has let go of the page before (hence the ``del`` after each yield in
+    the callers): the new rows then reuse the memory the old ones just freed, still in the
+    CPU's caches, which made ``job.rows()`` ~20 % cheaper (``benchmarks/decode.py``), and
+    the window holds bodies, not rows four times their size. A page with nothing to fetch
+    beside it is fetched without a task of its own.
+    """
+
+    __slots__ = ("_failed", "_fetchable", "_job", "_opened", "_poller", "_query", "_window")
+
+    def __init__(self, job: QueryJob) -> None:
+        self._job = job
+        self._window: dict[int, asyncio.Task[FetchedPage]] = {}
+        self._poller: _Poller | None = None
+        self._query: models.AsyncQuery | None = None  # the status whose pages are fetched
+        self._fetchable: set[int] = set()
+        self._failed: BaseException | None = None  # what next() raised, for the span
+        self._opened = not job._delivered and job._begin_run()
+
+    async def __aenter__(self) -> _PageSource:
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            await _cancel_all(self._window)
+        finally:
+            if self._poller is not None:
+                self._poller.close()
+            if self._opened:
+                # An error of the caller's own (a row that does not fit, a break) leaves the
+                # query as it was: the run was abandoned, not failed.
+                abandoned = GeneratorExit() if exc is not None else None
+                self._job._end_run(self._failed if self._failed is not None else abandoned)
+
+    async def next(self) -> models.ResultPage | None:
+        """The next page; None after the last one."""
+        job = self._job
+        if job._delivered:
+            return None
+        try:
+            while job._next_page not in self._fetchable:
+                if self._poller is None:
+                    self._poller = _Poller(job, _is_successful)
+                query = await self._poller.next()
+                if query is None:
+                    assert job._query is not None
+                    job._check_complete(job._query)
+                    self._fetchable = set()
+                    return None
+                self._query = query
+                self._fetchable = {page.page_number for page in query.fetchable_pages}
+            return await self._fetch()
+        except BaseException as exc:
+            self._failed = exc
+            raise
+
+    async def _fetch(self) -> models.ResultPage:
+        job, window, number = self._job, self._window, self._job._next_page
+        api = job._api
+        with job._as_parent():
+            ahead = [
+                n
+                for n in range(number + 1, number + job.prefetch)
+                if n in self._fetchable and n not in window
+            ]
+            if not ahead and number not in window:
+                fetching = None  # nothing to fetch alongside it: no task for it
+                fetched = await api._fetch_result_page(job.site_id, job.query_id, number)
+            else:
+                for n in (number, *ahead):
+                    if n not in window:
+                        window[n] = asyncio.ensure_future(
+                            api._fetch_result_page(job.site_id, job.query_id, n)
+                        )
+                fetching = window[number]
+        if fetching is not None:
+            fetched = await fetching
+        page = await api._decode_result_page(fetched)
+        window.pop(number, None)
+        if job._run is not None:
+            job._run.page(len(page.rows), len(fetched.response.body))
+        del fetched  # its body, before the consumer has the page (see above)
+        assert self._query is not None
+        job._check_page(page, self._query)
+        job._next_page += 1
+        return page
