@@ -296,7 +296,7 @@ class _FanOut:
             lambda: asyncio.Semaphore(limits.per_site)
         )
         self._batchers: dict[str, _StatusBatcher] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()  # the producers still running
         self._expired = False
 
     # -- the consumer's side -------------------------------------------------------------
@@ -310,7 +310,10 @@ class _FanOut:
         pending = [run for run in self._runs if not run.ended]
         for run in pending:
             run.queued_at = time.perf_counter()
-        self._tasks = [asyncio.ensure_future(self._run_site(run)) for run in pending]
+        for run in pending:
+            task = asyncio.ensure_future(self._run_site(run))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         timer = None if self._deadline is None else loop.call_later(self._deadline, self._expire)
         ends_at = None if self._deadline is None else loop.time() + self._deadline
         try:
@@ -328,6 +331,11 @@ class _FanOut:
                 if self._ledger is not None:
                     # The consumer asked for the next item: it has this one.
                     await self._ledger.delivered(run, item)
+                if run.ended:
+                    # Let the site's job and its last status go now, not with the fan-out:
+                    # a thousand finished jobs kept to the end are a thousand for the
+                    # garbage collector to walk on every pass meanwhile.
+                    run.job = None
             for run in self._runs:
                 if not run.ended:
                     yield self._deadline_outcome(run)
@@ -336,7 +344,7 @@ class _FanOut:
                 timer.cancel()
             if self._ledger is not None:
                 self._ledger.stopping = True
-            await _cancel(self._tasks)
+            await _cancel(list(self._tasks))
             if self._ledger is not None:
                 await self._ledger.settle()
             for batcher in self._batchers.values():
@@ -433,13 +441,13 @@ class _FanOut:
         # One of the key's slots for queries in flight (its budget's, if the client has one,
         # shared with other processes), from just before the create to the last page.
         async with self._api._query_slot(run.site_id):
-            await self._deliver(run, await self._job_for(run, checkpoint))
+            job = run.job = await self._job_for(run, checkpoint)
+            await self._deliver(run, job)
 
     async def _deliver(self, run: _Run, job: QueryJob) -> None:
-        run.job = job
         query_id = job.query_id
         first_row = job.checkpoint().next_row  # of the first page, resumed mid-way
-        tracking = self._jobs.tracking(job) if self._jobs is not None else contextlib.nullcontext()
+        tracking = self._jobs.tracking(job) if self._jobs is not None else _NOT_TRACKED
         with tracking:
             async for page in job.pages():
                 run.fetched_pages += 1
@@ -673,6 +681,9 @@ class _RunLedger:
             run.entry = await self.ledger.record(
                 entry, state=EntryState.FAILED, status=status, error=describe(item.error)
             )
+
+
+_NOT_TRACKED = contextlib.nullcontext()
 
 
 def _query_id(run: _Run) -> str | None:

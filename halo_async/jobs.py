@@ -102,7 +102,7 @@ class QueryJob:
         self._runner = _runner
         self._recorder = _recorder  # submit(ledger=): records delivery as pages are taken
         self._delivered = _delivered  # a ledger says every row was taken: nothing to fetch
-        self._wake = asyncio.Event()
+        self._wake: asyncio.Event | None = None  # made by the first notify() or sleep
         self._poll_ends_at: float | None = None  # on the poll policy's clock, while polling
         self.status_polls = 0
         # Delivery state. ``_held`` is the fetched page being delivered (None between
@@ -144,7 +144,7 @@ class QueryJob:
 
     def notify(self) -> None:
         """Wake the poller now (e.g. a webhook said the query finished)."""
-        self._wake.set()
+        self._wake_event().set()
         if self._runner is not None:
             self._runner.hurry(self)
 
@@ -183,7 +183,7 @@ class QueryJob:
 
     async def _poll_after(self, interval: float) -> models.AsyncQuery:
         """The status about ``interval`` seconds from now, or at once if woken."""
-        if self._wake.is_set():
+        if self._wake is not None and self._wake.is_set():
             self._wake.clear()
             return await self.refresh()
         if self._runner is None or not self._runner.coalesces:
@@ -194,25 +194,32 @@ class QueryJob:
         earliest = interval / 2 if self.poll.jitter else interval
         self.status_polls += 1
         self._query = await self._runner.status(self, earliest, interval)
-        self._wake.clear()
+        if self._wake is not None:
+            self._wake.clear()
         return self._query
 
+    def _wake_event(self) -> asyncio.Event:
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        return self._wake
+
     async def _sleep_or_wake(self, seconds: float) -> None:
+        wake = self._wake_event()
         if self.poll.sleep is asyncio.sleep:
             # The common case, without a task per wait: the wake-up event under a timeout.
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(seconds):
-                    await self._wake.wait()
+                    await wake.wait()
         else:
             sleeper = asyncio.ensure_future(self.poll.sleep(seconds))
-            waker = asyncio.ensure_future(self._wake.wait())
+            waker = asyncio.ensure_future(wake.wait())
             try:
                 await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 for task in (sleeper, waker):
                     task.cancel()
                 await asyncio.gather(sleeper, waker, return_exceptions=True)
-        self._wake.clear()
+        wake.clear()
 
     # -- pages and rows ----------------------------------------------------------------
 
