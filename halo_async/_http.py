@@ -518,7 +518,10 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 @functools.lru_cache(maxsize=256)
 def _client_timeout(total: float, connect: float) -> aiohttp.ClientTimeout:
     # Most requests share a handful of timeouts; built once each, not once a request.
-    return aiohttp.ClientTimeout(total=total, connect=connect)
+    # ``sock_connect``, not aiohttp's ``connect``: that one also times the wait for a free
+    # connection of the pool, which is the client's own queue (a fan-out keeps every
+    # connection busy), not a network failure; ``total`` bounds that wait.
+    return aiohttp.ClientTimeout(total=total, sock_connect=connect)
 
 
 def _key_forms(key: str) -> set[bytes]:

@@ -76,8 +76,9 @@ class HaloClient:
 
     The client owns one ``aiohttp.ClientSession`` (created on first use), or borrows
     ``session`` and then never closes it. ``retry`` sets how transient failures are
-    retried; ``request_timeout`` bounds each attempt of a read, ``connect_timeout`` each
-    connection, and ``connection_limit`` the HTTP requests in flight client-wide.
+    retried; ``request_timeout`` bounds each attempt of a read (a wait for a free
+    connection included), ``connect_timeout`` the making of each new connection, and
+    ``connection_limit`` the HTTP requests in flight client-wide.
     ``budget`` (a :class:`~halo_async.budget.RequestBudget`, e.g.
     :class:`~halo_async.budget.RedisRequestBudget`) is awaited before every HTTP attempt and
     told of every 429, so that the processes sharing it keep within one key's budget.

@@ -4,6 +4,7 @@ failed request holds the key."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import traceback
 from collections.abc import AsyncIterator, Callable
@@ -143,3 +144,39 @@ async def test_no_traceback_frame_of_a_failed_request_holds_the_key(
     for failure in failures:
         leaks = [local for local in _frame_locals(failure) if KEY in local]
         assert leaks == [], f"{type(failure).__name__}: the key is in {leaks[:3]}"
+
+
+async def test_waiting_for_a_pooled_connection_is_not_a_connect_timeout(
+    halo_origin: Origin,
+) -> None:
+    # connect_timeout bounds making a connection, not the wait for one of the client's own:
+    # with every connection busy (a fan-out of a thousand queries on 100 connections), a
+    # request queued longer than connect_timeout is not a network failure, and retrying it
+    # only queues it again (a create retried so was sent twice over in a slow fan-out).
+    release = asyncio.Event()
+    arrived = asyncio.Event()
+
+    async def slow_then_fast(request: web.Request) -> web.Response:
+        if len(halo_origin.requests) == 1:
+            arrived.set()
+            await release.wait()
+        return web.json_response(SITE_BODY)
+
+    halo_origin.handler = slow_then_fast
+    async with HaloClient(
+        KEY,
+        base_url=halo_origin.url,
+        connection_limit=1,
+        connect_timeout=0.05,
+        retry=RetryPolicy(max_attempts=1, sleep=no_sleep),
+    ) as halo:
+        first = asyncio.ensure_future(halo.get_site(SITE))
+        await arrived.wait()  # the one connection is now busy
+        second = asyncio.ensure_future(halo.get_site(SITE))
+        await asyncio.sleep(0.2)  # the second waits for it four times connect_timeout
+        assert not second.done(), f"the queued request ended: {second}"
+        release.set()
+        sites = await asyncio.gather(first, second)
+
+    assert [site.id for site in sites] == [SITE, SITE]
+    assert len(halo_origin.requests) == 2
