@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import weakref
 from collections import Counter, defaultdict
 from typing import Any
 
@@ -17,6 +19,7 @@ from halo_async import (
     RetryPolicy,
     SiteOutcome,
     SitePage,
+    fanout,
 )
 from halo_async.emulator import Emulator
 from halo_async.errors import (
@@ -26,6 +29,7 @@ from halo_async.errors import (
     QueryFailedError,
     RateLimitedError,
 )
+from halo_async.jobs import QueryJob
 from halo_async.webhooks import JobRegistry
 from tests.support import (
     FAST_POLL,
@@ -147,6 +151,44 @@ async def test_streaming_mode_yields_pages_then_the_outcome(
         assert ended[site].rows is None
         assert ended[site].row_count == expected[site]
         assert_complete_and_ordered(pages[site], expected[site])
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["outcomes", "streamed"])
+async def test_a_finished_sites_job_is_let_go_while_the_fan_out_runs(
+    halo_emulator: Emulator,
+    halo_client: HaloClient,
+    monkeypatch: pytest.MonkeyPatch,
+    stream: bool,
+) -> None:
+    # A fan-out of thousands of sites must not keep every finished site's job (and its last
+    # status) to the end: that memory grows with the fan-out, and every object kept is one
+    # more for each garbage collection to walk. By reference counting alone (the collector
+    # is off), a site's job is gone once the consumer has its outcome and asks for more.
+    jobs: dict[str, weakref.ref[QueryJob]] = {}
+
+    class RecordedJob(QueryJob):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            jobs[self.query_id] = weakref.ref(self)
+
+    monkeypatch.setattr(fanout, "QueryJob", RecordedJob)
+    site_ids = [site.id for site in halo_emulator.sites]
+    taken: list[str] = []
+    gc.disable()
+    try:
+        async for item in halo_client.fan_out(
+            ORDERED_PATIENTS, site_ids, stream=stream, poll=FAST_POLL
+        ):
+            kept = [query_id for query_id in taken if jobs[query_id]() is not None]
+            assert kept == [], f"finished sites' jobs still held: {kept}"
+            if isinstance(item, SiteOutcome):
+                assert item.ok
+                assert item.query_id is not None
+                taken.append(item.query_id)
+    finally:
+        gc.enable()
+
+    assert len(taken) == len(site_ids)
 
 
 async def test_one_failing_site_does_not_sink_the_others(
