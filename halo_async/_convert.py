@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -232,10 +233,19 @@ def _enum(members: dict[str, Any], value: Any) -> Any:
 
 
 def _opt_datetime(value: Any) -> dt.datetime | None:
-    if value is None:
-        return None
+    return None if value is None else _datetime(value)
+
+
+def _datetime(value: Any) -> dt.datetime:
     if type(value) is not str:
         raise _Unusual
+    return _parsed_datetime(value)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_datetime(value: str) -> dt.datetime:
+    # Cached: a query's answers repeat its times (created, each phase begun and ended) on
+    # every poll, and a phase's end is often the next one's start.
     parsed = dt.datetime.fromisoformat(value)
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
 
@@ -246,26 +256,29 @@ def _dict(value: Any) -> dict[str, Any]:
     raise _Unusual
 
 
-def _phase(value: Any) -> models.StatusPhase | None:
-    if value is None:
-        return None
-    phase = _dict(value)
+def _phase(value: Any) -> models.StatusPhase:
+    if type(value) is not dict:
+        raise _Unusual
+    start, end = value.get("startTime"), value.get("endTime")
     return models.StatusPhase(
-        start_time=_opt_datetime(phase.get("startTime")),
-        end_time=_opt_datetime(phase.get("endTime")),
+        start_time=None if start is None else _datetime(start),
+        end_time=None if end is None else _datetime(end),
     )
 
 
 def _timing(value: Any) -> models.StatusTiming | None:
+    # Five phases of two times each in every status answer: the absent ones cost no call.
     if value is None:
         return None
-    timing = _dict(value)
+    get = _dict(value).get
+    initialising, queued = get("initialising"), get("queued")
+    executing, uploading, downloading = get("executing"), get("uploading"), get("downloading")
     return models.StatusTiming(
-        initialising=_phase(timing.get("initialising")),
-        queued=_phase(timing.get("queued")),
-        executing=_phase(timing.get("executing")),
-        uploading=_phase(timing.get("uploading")),
-        downloading=_phase(timing.get("downloading")),
+        None if initialising is None else _phase(initialising),
+        None if queued is None else _phase(queued),
+        None if executing is None else _phase(executing),
+        None if uploading is None else _phase(uploading),
+        None if downloading is None else _phase(downloading),
     )
 
 

@@ -25,7 +25,6 @@ import collections
 import contextlib
 import enum
 import time
-from collections import defaultdict
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeAlias, TypeVar
 
@@ -223,6 +222,24 @@ class FanOutEvent:
     page_number: int | None = None
 
 
+@attrs.define
+class _Tally:
+    """The fan-out's counts as it goes; a :class:`FanOutProgress` is made of them only for
+    an event."""
+
+    submitted: int = 0
+    resumed: int = 0
+    completed: int = 0
+    failed: int = 0
+    pages: int = 0
+    rows: int = 0
+
+    def progress(self, total: int) -> FanOutProgress:
+        return FanOutProgress(
+            total, self.submitted, self.resumed, self.completed, self.failed, self.pages, self.rows
+        )
+
+
 @attrs.define(eq=False)
 class _Run:
     """One entry of ``site_ids``: its job, what it fetched, and what was delivered of it."""
@@ -282,7 +299,7 @@ class _FanOut:
         self._runs = [_Run(index, site) for index, site in enumerate(site_ids)]
         # Plain counters, made into a FanOutProgress only for an event (a fan-out without
         # on_event pays nothing for them beyond the additions).
-        self._counts: collections.Counter[str] = collections.Counter()
+        self._tally = _Tally()
         self._queue: asyncio.Queue[SiteOutcome | SitePage] = asyncio.Queue()
         # The queue's pages are bounded: a slow consumer holds the producers back instead
         # of buffering rows. (Outcomes are small and one per entry.)
@@ -291,10 +308,15 @@ class _FanOut:
         # consumer that broke out of the loop but still holds the generator (so it was
         # not closed) must not go on paying for queries nobody will read.
         self._asked = asyncio.Event()
-        self._global_slots = asyncio.Semaphore(limits.max_in_flight)
-        self._site_slots: defaultdict[str, asyncio.Semaphore] = defaultdict(
-            lambda: asyncio.Semaphore(limits.per_site)
-        )
+        # A limit that no count of entries can reach holds nothing back: no semaphore (and
+        # no acquire and release per query) for it.
+        self._global_slots = _slots(limits.max_in_flight, len(site_ids))
+        per_site = collections.Counter(site_ids)
+        self._site_slots = {
+            site: slots
+            for site, count in per_site.items()
+            if (slots := _slots(limits.per_site, count)) is not None
+        }
         self._batchers: dict[str, _StatusBatcher] = {}
         self._tasks: set[asyncio.Task[None]] = set()  # the producers still running
         self._expired = False
@@ -362,6 +384,8 @@ class _FanOut:
                 return self._taken(self._queue.get_nowait())
             if self._expired:
                 return None
+            if ends_at is None:
+                return self._taken(await self._queue.get())
             try:
                 async with asyncio.timeout_at(ends_at):
                     return self._taken(await self._queue.get())
@@ -377,7 +401,10 @@ class _FanOut:
         for run in self._runs:
             if run.ended and run.entry is not None:
                 succeeded = run.entry.state is EntryState.SUCCEEDED
-                self._count(**{"completed" if succeeded else "failed": 1})
+                if succeeded:
+                    self._tally.completed += 1
+                else:
+                    self._tally.failed += 1
 
     def _taken(self, item: SiteOutcome | SitePage) -> SiteOutcome | SitePage:
         if isinstance(item, SitePage):
@@ -391,7 +418,7 @@ class _FanOut:
             task.cancel()
 
     def _deadline_outcome(self, run: _Run) -> SiteOutcome:
-        self._count(failed=1)
+        self._tally.failed += 1
         job = run.job
         checkpoint = (
             models.Checkpoint(job.site_id, job.query_id, run.next_page) if job is not None else None
@@ -416,16 +443,18 @@ class _FanOut:
         try:
             # The site's slot first: an entry waiting for its site (listed twice, say) must
             # not sit on a global slot that another site could use meanwhile.
-            async with self._site_slots[run.site_id], self._global_slots:
+            async with self._site_slots.get(run.site_id, _FREE), self._global_slots or _FREE:
                 run.started = time.perf_counter()
                 await self._stream_site(run)
         except Exception as exc:
-            self._count(failed=1)
-            self._emit(FanOutEventKind.FAILED, run.site_id, query_id=_query_id(run))
+            self._tally.failed += 1
+            if self._on_event is not None:
+                self._emit(FanOutEventKind.FAILED, run.site_id, query_id=_query_id(run))
             outcome = self._outcome(run, exc, rows=None)
         else:
-            self._count(completed=1)
-            self._emit(FanOutEventKind.COMPLETED, run.site_id, query_id=_query_id(run))
+            self._tally.completed += 1
+            if self._on_event is not None:
+                self._emit(FanOutEventKind.COMPLETED, run.site_id, query_id=_query_id(run))
             outcome = self._outcome(run, None, rows=None if self._stream else run.rows)
         self._put(outcome)
 
@@ -452,13 +481,15 @@ class _FanOut:
             async for page in job.pages():
                 run.fetched_pages += 1
                 run.fetched_rows += len(page.rows)
-                self._count(pages=1, rows=len(page.rows))
-                self._emit(
-                    FanOutEventKind.PAGE_FETCHED,
-                    run.site_id,
-                    query_id=query_id,
-                    page_number=page.page_number,
-                )
+                self._tally.pages += 1
+                self._tally.rows += len(page.rows)
+                if self._on_event is not None:
+                    self._emit(
+                        FanOutEventKind.PAGE_FETCHED,
+                        run.site_id,
+                        query_id=query_id,
+                        page_number=page.page_number,
+                    )
                 if self._stream:
                     await self._page_room.acquire()
                     self._put(
@@ -484,15 +515,16 @@ class _FanOut:
     async def _job_for(self, run: _Run, checkpoint: models.Checkpoint | None) -> QueryJob:
         """The entry's job: resumed from ``checkpoint``, else created."""
         if checkpoint is not None:
-            self._count(resumed=1)
+            self._tally.resumed += 1
             self._emit(FanOutEventKind.RESUMED, run.site_id, query_id=checkpoint.query_id)
             return self._job(checkpoint.site_id, checkpoint.query_id, None, checkpoint)
         if self._ledger is not None:
             query = await self._ledger.create(run, self._api, self._body)
         else:
             query = await self._api._create_async_query(run.site_id, self._body)
-        self._count(submitted=1)
-        self._emit(FanOutEventKind.SUBMITTED, run.site_id, query_id=query.id)
+        self._tally.submitted += 1
+        if self._on_event is not None:
+            self._emit(FanOutEventKind.SUBMITTED, run.site_id, query_id=query.id)
         return self._job(query.site_id, query.id, query, None)
 
     def _job(
@@ -550,12 +582,9 @@ class _FanOut:
 
     # -- progress ------------------------------------------------------------------------
 
-    def _count(self, **increments: int) -> None:
-        self._counts.update(increments)
-
     def _emit(self, kind: FanOutEventKind, site_id: str, **fields: Any) -> None:
         if self._on_event is not None:
-            progress = FanOutProgress(total=len(self._runs), **self._counts)
+            progress = self._tally.progress(len(self._runs))
             self._on_event(FanOutEvent(kind, site_id, progress, **fields))
 
     # -- the jobs' runner ----------------------------------------------------------------
@@ -684,6 +713,12 @@ class _RunLedger:
 
 
 _NOT_TRACKED = contextlib.nullcontext()
+_FREE = contextlib.nullcontext()
+
+
+def _slots(limit: int, entries: int) -> asyncio.Semaphore | None:
+    """A semaphore of ``limit`` slots for ``entries`` entries; None where all fit."""
+    return asyncio.Semaphore(limit) if entries > limit else None
 
 
 def _query_id(run: _Run) -> str | None:

@@ -97,7 +97,9 @@ class QueryJob:
         self.site_id = site_id
         self.query_id = query_id
         self.poll = poll or PollPolicy()
-        self.prefetch = _validate.int_in_range("prefetch", prefetch, 1, None, "pages")
+        if type(prefetch) is not int or prefetch < 1:  # checked in full only when odd
+            prefetch = _validate.int_in_range("prefetch", prefetch, 1, None, "pages")
+        self.prefetch = prefetch
         self._query = query
         self._runner = _runner
         self._recorder = _recorder  # submit(ledger=): records delivery as pages are taken
