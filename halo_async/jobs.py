@@ -104,7 +104,9 @@ class QueryJob:
         self._runner = _runner
         self._recorder = _recorder  # submit(ledger=): records delivery as pages are taken
         self._delivered = _delivered  # a ledger says every row was taken: nothing to fetch
-        self._wake: asyncio.Event | None = None  # made by the first notify() or sleep
+        # notify(): a wake-up asked for, and the future a poll's sleep waits on (if asleep).
+        self._wake_pending = False
+        self._woken: asyncio.Future[None] | None = None
         self._poll_ends_at: float | None = None  # on the poll policy's clock, while polling
         self.status_polls = 0
         # Delivery state. ``_held`` is the fetched page being delivered (None between
@@ -146,7 +148,9 @@ class QueryJob:
 
     def notify(self) -> None:
         """Wake the poller now (e.g. a webhook said the query finished)."""
-        self._wake_event().set()
+        self._wake_pending = True
+        if self._woken is not None and not self._woken.done():
+            self._woken.set_result(None)
         if self._runner is not None:
             self._runner.hurry(self)
 
@@ -185,8 +189,8 @@ class QueryJob:
 
     async def _poll_after(self, interval: float) -> models.AsyncQuery:
         """The status about ``interval`` seconds from now, or at once if woken."""
-        if self._wake is not None and self._wake.is_set():
-            self._wake.clear()
+        if self._wake_pending:
+            self._wake_pending = False
             return await self.refresh()
         if self._runner is None or not self._runner.coalesces:
             await self._sleep_or_wake(self.poll.wait_for(interval))
@@ -196,32 +200,32 @@ class QueryJob:
         earliest = interval / 2 if self.poll.jitter else interval
         self.status_polls += 1
         self._query = await self._runner.status(self, earliest, interval)
-        if self._wake is not None:
-            self._wake.clear()
+        self._wake_pending = False
         return self._query
 
-    def _wake_event(self) -> asyncio.Event:
-        if self._wake is None:
-            self._wake = asyncio.Event()
-        return self._wake
-
     async def _sleep_or_wake(self, seconds: float) -> None:
-        wake = self._wake_event()
-        if self.poll.sleep is asyncio.sleep:
-            # The common case, without a task per wait: the wake-up event under a timeout.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(seconds):
-                    await wake.wait()
-        else:
-            sleeper = asyncio.ensure_future(self.poll.sleep(seconds))
-            waker = asyncio.ensure_future(wake.wait())
-            try:
-                await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for task in (sleeper, waker):
-                    task.cancel()
-                await asyncio.gather(sleeper, waker, return_exceptions=True)
-        wake.clear()
+        """Sleep ``seconds`` on the poll policy's sleep, or until notify() wakes the job."""
+        loop = asyncio.get_running_loop()
+        woken = self._woken = loop.create_future()
+        try:
+            if self.poll.sleep is asyncio.sleep:
+                # The common case, as asyncio.sleep does it (a future and a timer), the
+                # future also resolved by notify(): no task, no event, no timeout per wait.
+                timer = loop.call_later(seconds, _resolve, woken)
+                try:
+                    await woken
+                finally:
+                    timer.cancel()
+            else:
+                sleeper = asyncio.ensure_future(self.poll.sleep(seconds))
+                try:
+                    await asyncio.wait({sleeper, woken}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    sleeper.cancel()
+                    await asyncio.gather(sleeper, return_exceptions=True)
+        finally:
+            self._woken = None
+            self._wake_pending = False
 
     # -- pages and rows ----------------------------------------------------------------
 
@@ -482,6 +486,11 @@ async def _cancel_all(tasks: Mapping[int, asyncio.Task[Any]]) -> None:
     if tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _is_terminal(query: models.AsyncQuery) -> bool:
