@@ -216,6 +216,12 @@ def _opt_str(value: Any) -> str | None:
     raise _Unusual
 
 
+# ``type(v) not in _INT_OR_NONE``: _opt_int's check without a call, where a model's
+# fields are read by the dozen. (bool is not int here either.)
+_INT_OR_NONE = frozenset({int, type(None)})
+_STR_OR_NONE = frozenset({str, type(None)})
+
+
 def _opt_int(value: Any) -> int | None:
     # bool is not int here: the converter's int() makes True 1, and it decides such values.
     if value is None or type(value) is int:
@@ -230,10 +236,6 @@ def _enum(members: dict[str, Any], value: Any) -> Any:
     if value is None:
         return None
     raise _Unusual
-
-
-def _opt_datetime(value: Any) -> dt.datetime | None:
-    return None if value is None else _datetime(value)
 
 
 def _datetime(value: Any) -> dt.datetime:
@@ -285,41 +287,52 @@ def _timing(value: Any) -> models.StatusTiming | None:
 def _row_range(value: Any) -> models.RowRange | None:
     if value is None:
         return None
-    rows = _dict(value)
-    return models.RowRange(
-        count=_opt_int(rows.get("count")),
-        range_start=_opt_int(rows.get("rangeStart")),
-        range_end=_opt_int(rows.get("rangeEnd")),
-    )
+    if type(value) is not dict:
+        raise _Unusual
+    get = value.get
+    count, start, end = get("count"), get("rangeStart"), get("rangeEnd")
+    if (
+        type(count) not in _INT_OR_NONE
+        or type(start) not in _INT_OR_NONE
+        or type(end) not in _INT_OR_NONE
+    ):
+        raise _Unusual
+    return models.RowRange(count=count, range_start=start, range_end=end)
 
 
 def _page(value: Any) -> models.Page:
-    page = _dict(value)
-    number = page["pageNumber"]
-    if type(number) is not int:
+    if type(value) is not dict:
         raise _Unusual
-    status = _enum(_PAGE_STATUSES, page["status"]) if "status" in page else models.PageStatus.QUEUED
+    number, size = value["pageNumber"], value.get("size")
+    if type(number) is not int or type(size) not in _INT_OR_NONE:
+        raise _Unusual
+    status = value.get("status", models.PageStatus.QUEUED)
+    if type(status) is str:
+        status = _PAGE_STATUSES.get(status, status)
+    elif status is not models.PageStatus.QUEUED:  # null, or not a string
+        raise _Unusual
+    rows = value.get("rows")
     return models.Page(
         page_number=number,
         status=status,
-        size=_opt_int(page.get("size")),
-        rows=_row_range(page.get("rows")),
+        size=size,
+        rows=None if rows is None else _row_range(rows),
     )
 
 
 def _result(value: Any) -> models.AsyncResult | None:
     if value is None:
         return None
-    result = _dict(value)
-    pages = result.get("pages", [])
-    if type(pages) is not list:
+    if type(value) is not dict:
         raise _Unusual
-    return models.AsyncResult(
-        size=_opt_int(result.get("size")),
-        rows=_opt_int(result.get("rows")),
-        rows_affected=_opt_int(result.get("rowsAffected")),
-        pages=tuple([_page(page) for page in pages]),
-    )
+    get = value.get
+    size, rows, affected, pages = get("size"), get("rows"), get("rowsAffected"), get("pages", [])
+    if type(pages) is not list or type(size) not in _INT_OR_NONE or type(rows) not in _INT_OR_NONE:
+        raise _Unusual
+    if type(affected) not in _INT_OR_NONE:
+        raise _Unusual
+    pages = tuple([_page(page) for page in pages])
+    return models.AsyncResult(size=size, rows=rows, rows_affected=affected, pages=pages)
 
 
 def _metrics(value: Any) -> models.QueryMetrics | None:
@@ -342,29 +355,45 @@ def _error_details(value: Any) -> models.ErrorDetails | None:
 
 
 def _async_query(value: Any) -> models.AsyncQuery:
-    query = _dict(value)
-    result = query.get("result")
-    if "result" not in query and isinstance(query.get("results"), Mapping):
-        result = query["results"]  # the alias the converter's hook accepts as well
+    if type(value) is not dict:
+        raise _Unusual
+    get = value.get
+    query_id, site_id, status, mode = value["id"], value["siteId"], value["status"], value["mode"]
+    if type(query_id) is not str or type(site_id) is not str:
+        raise _Unusual
+    integrator, message = get("integratorId"), get("errorMessage")
+    if type(integrator) not in _STR_OR_NONE or type(message) not in _STR_OR_NONE:
+        raise _Unusual
+    in_queue, command_size, request_size = (
+        get("maxTimeInQueue"), get("commandSize"), get("requestSize")
+    )  # fmt: skip
+    error_code, result_size = get("errorCode"), get("resultSize")
+    for number in (in_queue, command_size, request_size, error_code, result_size):
+        if type(number) not in _INT_OR_NONE:
+            raise _Unusual
+    created, updated, completed = get("createdAt"), get("updatedAt"), get("completedAt")
+    result = get("result")
+    if "result" not in value and isinstance(get("results"), Mapping):
+        result = value["results"]  # the alias the converter's hook accepts as well
     return models.AsyncQuery(
-        id=_str(query["id"]),
-        site_id=_str(query["siteId"]),
-        status=_enum(_QUERY_STATUSES, query["status"]),
-        mode=_enum(_QUERY_MODES, query["mode"]),
-        integrator_id=_opt_str(query.get("integratorId")),
-        max_time_in_queue=_opt_int(query.get("maxTimeInQueue")),
-        command_size=_opt_int(query.get("commandSize")),
-        request_size=_opt_int(query.get("requestSize")),
-        created_at=_opt_datetime(query.get("createdAt")),
-        updated_at=_opt_datetime(query.get("updatedAt")),
-        completed_at=_opt_datetime(query.get("completedAt")),
-        status_timing=_timing(query.get("statusTiming")),
-        metrics=_metrics(query.get("metrics")),
-        error_details=_error_details(query.get("errorDetails")),
-        error_code=_opt_int(query.get("errorCode")),
-        error_message=_opt_str(query.get("errorMessage")),
+        id=query_id,
+        site_id=site_id,
+        status=_enum(_QUERY_STATUSES, status),
+        mode=_enum(_QUERY_MODES, mode),
+        integrator_id=integrator,
+        max_time_in_queue=in_queue,
+        command_size=command_size,
+        request_size=request_size,
+        created_at=None if created is None else _datetime(created),
+        updated_at=None if updated is None else _datetime(updated),
+        completed_at=None if completed is None else _datetime(completed),
+        status_timing=_timing(get("statusTiming")),
+        metrics=_metrics(get("metrics")),
+        error_details=_error_details(get("errorDetails")),
+        error_code=error_code,
+        error_message=message,
         result=_result(result),
-        result_size=_opt_int(query.get("resultSize")),
+        result_size=result_size,
     )
 
 

@@ -515,7 +515,9 @@ class _Poller:
     objects) is more to allocate and for the garbage collector to walk, each time.
     """
 
-    __slots__ = ("_deadline", "_interval", "_job", "_last", "_seen", "_started", "_until")
+    __slots__ = (
+        "_deadline", "_interval", "_job", "_last", "_seen", "_started", "_until", "fetchable"
+    )  # fmt: skip
 
     def __init__(self, job: QueryJob, until: Callable[[models.AsyncQuery], bool]) -> None:
         policy = job.poll
@@ -529,6 +531,7 @@ class _Poller:
         self._interval = policy.initial_interval
         self._seen: tuple[Any, ...] | None = None
         self._last: models.AsyncQuery | None = None
+        self.fetchable: tuple[models.Page, ...] = ()  # the last status's, that next() returned
 
     def close(self) -> None:
         """Polling is over (ended, failed, or its consumer stopped)."""
@@ -554,9 +557,10 @@ class _Poller:
             while True:
                 if query.is_failed:
                     raise error_for_query(query)
-                progress = (query.status, len(query.fetchable_pages))
+                fetchable = query.fetchable_pages
+                progress = (query.status, len(fetchable))
                 if progress != self._seen:
-                    self._seen, self._last = progress, query
+                    self._seen, self._last, self.fetchable = progress, query, fetchable
                     self._interval = policy.initial_interval
                     if job._runner is not None:
                         job._runner.status_changed(job, query)
@@ -639,7 +643,7 @@ class _PageSource:
                     self._fetchable = set()
                     return None
                 self._query = query
-                self._fetchable = {page.page_number for page in query.fetchable_pages}
+                self._fetchable = {page.page_number for page in self._poller.fetchable}
             return await self._fetch()
         except BaseException as exc:
             self._failed = exc
