@@ -12,6 +12,7 @@ import contextlib
 import enum
 import functools
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from http import HTTPStatus
@@ -518,10 +519,25 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 @functools.lru_cache(maxsize=256)
 def _client_timeout(total: float, connect: float) -> aiohttp.ClientTimeout:
     # Most requests share a handful of timeouts; built once each, not once a request.
-    # ``sock_connect``, not aiohttp's ``connect``: that one also times the wait for a free
-    # connection of the pool, which is the client's own queue (a fan-out keeps every
-    # connection busy), not a network failure; ``total`` bounds that wait.
-    return aiohttp.ClientTimeout(total=total, sock_connect=connect)
+    #
+    # ``connect_timeout`` is ``sock_connect``: the making of a connection. aiohttp's
+    # ``connect`` also times the wait for a free connection of the pool, which is the
+    # client's own queue (a fan-out keeps every connection busy), so it gets the attempt's
+    # whole time but a margin: a request that waited that long for a connection (or a DNS
+    # answer) fails as aiohttp's ConnectionTimeoutError, known unsent (and so retried, a
+    # create too), before ``total`` fires and leaves a bare TimeoutError, which for a
+    # create means "maybe sent". No rounding of the deadlines up to whole seconds
+    # (aiohttp's ``ceil_threshold``): it could make both fire at once.
+    return aiohttp.ClientTimeout(
+        total=total,
+        connect=total - min(total * _POOL_WAIT_MARGIN, 1.0),
+        sock_connect=connect,
+        ceil_threshold=math.inf,
+    )
+
+
+_POOL_WAIT_MARGIN = 0.1
+"""The share of an attempt's time (at most 1 s) left after the longest wait for a connection."""
 
 
 def _key_forms(key: str) -> set[bytes]:

@@ -14,7 +14,12 @@ import pytest
 from aiohttp import web
 
 from halo_async import HaloClient, RetryPolicy
-from halo_async.errors import HaloConnectionError, HaloError, RedirectRefusedError
+from halo_async.errors import (
+    HaloConnectionError,
+    HaloError,
+    RedirectRefusedError,
+    SubmissionOutcomeUnknownError,
+)
 from tests.support import Origin, no_sleep
 
 KEY = "4f1c9e2ab7d84c0e9a55c3b1d2e6f708"
@@ -180,3 +185,38 @@ async def test_waiting_for_a_pooled_connection_is_not_a_connect_timeout(
 
     assert [site.id for site in sites] == [SITE, SITE]
     assert len(halo_origin.requests) == 2
+
+
+async def test_a_create_that_never_got_a_connection_is_known_unsent(halo_origin: Origin) -> None:
+    # A create queued behind a busy pool for its whole attempt never left the process: it
+    # is a connection failure (safe to send again), not "the query may exist", which a
+    # ledger would hold against the site for good. (The pool wait is the client's own.)
+    release = asyncio.Event()
+    arrived = asyncio.Event()
+
+    async def slow_first(request: web.Request) -> web.Response:
+        if len(halo_origin.requests) == 1:
+            arrived.set()
+            await release.wait()
+        return web.json_response(SITE_BODY)
+
+    halo_origin.handler = slow_first
+    async with HaloClient(
+        KEY,
+        base_url=halo_origin.url,
+        connection_limit=1,
+        request_timeout=0.2,
+        retry=RetryPolicy(max_attempts=1, sleep=no_sleep),
+    ) as halo:
+        busy = asyncio.ensure_future(halo.get_site(SITE, timeout=30))
+        await arrived.wait()  # the one connection is now busy
+        try:
+            with pytest.raises(HaloConnectionError) as caught:
+                await halo.submit(SITE, "SELECT 1")
+        finally:
+            release.set()
+            await busy
+
+    assert not isinstance(caught.value, SubmissionOutcomeUnknownError), caught.value
+    assert "connection" in str(caught.value).lower(), caught.value
+    assert [request.method for request in halo_origin.requests] == ["GET"]
