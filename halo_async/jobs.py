@@ -104,9 +104,10 @@ class QueryJob:
         self._runner = _runner
         self._recorder = _recorder  # submit(ledger=): records delivery as pages are taken
         self._delivered = _delivered  # a ledger says every row was taken: nothing to fetch
-        # notify(): a wake-up asked for, and the future a poll's sleep waits on (if asleep).
+        # notify(): a wake-up asked for, and the futures the polls asleep wait on (made by
+        # the first sleep: a job may be polled by more than one caller at once).
         self._wake_pending = False
-        self._woken: asyncio.Future[None] | None = None
+        self._sleepers: set[asyncio.Future[None]] | None = None
         self._poll_ends_at: float | None = None  # on the poll policy's clock, while polling
         self.status_polls = 0
         # Delivery state. ``_held`` is the fetched page being delivered (None between
@@ -149,8 +150,8 @@ class QueryJob:
     def notify(self) -> None:
         """Wake the poller now (e.g. a webhook said the query finished)."""
         self._wake_pending = True
-        if self._woken is not None and not self._woken.done():
-            self._woken.set_result(None)
+        for woken in self._sleepers or ():
+            _resolve(woken)
         if self._runner is not None:
             self._runner.hurry(self)
 
@@ -206,7 +207,10 @@ class QueryJob:
     async def _sleep_or_wake(self, seconds: float) -> None:
         """Sleep ``seconds`` on the poll policy's sleep, or until notify() wakes the job."""
         loop = asyncio.get_running_loop()
-        woken = self._woken = loop.create_future()
+        woken: asyncio.Future[None] = loop.create_future()
+        if self._sleepers is None:
+            self._sleepers = set()
+        self._sleepers.add(woken)
         try:
             if self.poll.sleep is asyncio.sleep:
                 # The common case, as asyncio.sleep does it (a future and a timer), the
@@ -224,7 +228,7 @@ class QueryJob:
                     sleeper.cancel()
                     await asyncio.gather(sleeper, return_exceptions=True)
         finally:
-            self._woken = None
+            self._sleepers.discard(woken)
             self._wake_pending = False
 
     # -- pages and rows ----------------------------------------------------------------

@@ -325,6 +325,33 @@ async def test_notify_wakes_a_sleeping_poller(client: HaloClient, mocked: HaloMo
     assert finished.status == "successful"
 
 
+async def test_notify_wakes_every_caller_polling_the_same_job(
+    client: HaloClient, mocked: HaloMock
+) -> None:
+    # Two callers wait on one job (say a wait() beside a rows()): a webhook's notify() must
+    # wake both, not only the one that went to sleep last (the other slept out its 100 s).
+    mocked.get(STATUS_URL, payload=query_body("executing"))  # the second caller reuses it
+    mocked.get(STATUS_URL, payload=query_body("successful", []), repeat=True)
+    job = client.resume(
+        Checkpoint(SITE, QUERY), poll=PollPolicy(initial_interval=100, jitter=False)
+    )
+    waiting = [asyncio.ensure_future(job.wait()) for _ in range(2)]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not any(task.done() for task in waiting)
+    job.notify()
+
+    for _ in range(20):  # no timer: a woken caller needs only a few loop turns
+        await asyncio.sleep(0)
+    done = [task for task in waiting if task.done()]
+    for task in waiting:
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+    pending = [task for task in waiting if task not in done]
+    assert len(done) == 2, f"{len(pending)} of 2 callers still asleep after notify()"
+    assert [task.result().status for task in done] == ["successful", "successful"]
+
+
 async def test_query_falls_back_to_async_when_the_result_is_too_large(
     client: HaloClient, mocked: HaloMock
 ) -> None:
