@@ -151,6 +151,22 @@ async def test_no_traceback_frame_of_a_failed_request_holds_the_key(
         assert leaks == [], f"{type(failure).__name__}: the key is in {leaks[:3]}"
 
 
+def _first_request_held(origin: Origin) -> tuple[asyncio.Event, asyncio.Event]:
+    """The origin holds its first request (and so the connection it came on) until
+    ``release`` is set; ``arrived`` is set once it has it. Every other request is answered."""
+    release = asyncio.Event()
+    arrived = asyncio.Event()
+
+    async def slow_first(request: web.Request) -> web.Response:
+        if len(origin.requests) == 1:
+            arrived.set()
+            await release.wait()
+        return web.json_response(SITE_BODY)
+
+    origin.handler = slow_first
+    return arrived, release
+
+
 async def test_waiting_for_a_pooled_connection_is_not_a_connect_timeout(
     halo_origin: Origin,
 ) -> None:
@@ -158,16 +174,7 @@ async def test_waiting_for_a_pooled_connection_is_not_a_connect_timeout(
     # with every connection busy (a fan-out of a thousand queries on 100 connections), a
     # request queued longer than connect_timeout is not a network failure, and retrying it
     # only queues it again (a create retried so was sent twice over in a slow fan-out).
-    release = asyncio.Event()
-    arrived = asyncio.Event()
-
-    async def slow_then_fast(request: web.Request) -> web.Response:
-        if len(halo_origin.requests) == 1:
-            arrived.set()
-            await release.wait()
-        return web.json_response(SITE_BODY)
-
-    halo_origin.handler = slow_then_fast
+    arrived, release = _first_request_held(halo_origin)
     async with HaloClient(
         KEY,
         base_url=halo_origin.url,
@@ -191,16 +198,7 @@ async def test_a_create_that_never_got_a_connection_is_known_unsent(halo_origin:
     # A create queued behind a busy pool for its whole attempt never left the process: it
     # is a connection failure (safe to send again), not "the query may exist", which a
     # ledger would hold against the site for good. (The pool wait is the client's own.)
-    release = asyncio.Event()
-    arrived = asyncio.Event()
-
-    async def slow_first(request: web.Request) -> web.Response:
-        if len(halo_origin.requests) == 1:
-            arrived.set()
-            await release.wait()
-        return web.json_response(SITE_BODY)
-
-    halo_origin.handler = slow_first
+    arrived, release = _first_request_held(halo_origin)
     async with HaloClient(
         KEY,
         base_url=halo_origin.url,
