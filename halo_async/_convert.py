@@ -216,10 +216,14 @@ def _opt_str(value: Any) -> str | None:
     raise _Unusual
 
 
-# ``type(v) not in _INT_OR_NONE``: _opt_int's check without a call, where a model's
-# fields are read by the dozen. (bool is not int here either.)
 _INT_OR_NONE = frozenset({int, type(None)})
 _STR_OR_NONE = frozenset({str, type(None)})
+
+
+def _ints_or_none(*values: Any) -> bool:
+    """_opt_int's check of a model's int fields, in one call rather than one per field.
+    (bool is not int here either.)"""
+    return _INT_OR_NONE.issuperset(map(type, values))
 
 
 def _opt_int(value: Any) -> int | None:
@@ -291,11 +295,7 @@ def _row_range(value: Any) -> models.RowRange | None:
         raise _Unusual
     get = value.get
     count, start, end = get("count"), get("rangeStart"), get("rangeEnd")
-    if (
-        type(count) not in _INT_OR_NONE
-        or type(start) not in _INT_OR_NONE
-        or type(end) not in _INT_OR_NONE
-    ):
+    if not _ints_or_none(count, start, end):
         raise _Unusual
     return models.RowRange(count=count, range_start=start, range_end=end)
 
@@ -327,12 +327,10 @@ def _result(value: Any) -> models.AsyncResult | None:
         raise _Unusual
     get = value.get
     size, rows, affected, pages = get("size"), get("rows"), get("rowsAffected"), get("pages", [])
-    if type(pages) is not list or type(size) not in _INT_OR_NONE or type(rows) not in _INT_OR_NONE:
+    if type(pages) is not list or not _ints_or_none(size, rows, affected):
         raise _Unusual
-    if type(affected) not in _INT_OR_NONE:
-        raise _Unusual
-    pages = tuple([_page(page) for page in pages])
-    return models.AsyncResult(size=size, rows=rows, rows_affected=affected, pages=pages)
+    listed = tuple([_page(page) for page in pages])
+    return models.AsyncResult(size=size, rows=rows, rows_affected=affected, pages=listed)
 
 
 def _metrics(value: Any) -> models.QueryMetrics | None:
@@ -368,9 +366,8 @@ def _async_query(value: Any) -> models.AsyncQuery:
         get("maxTimeInQueue"), get("commandSize"), get("requestSize")
     )  # fmt: skip
     error_code, result_size = get("errorCode"), get("resultSize")
-    for number in (in_queue, command_size, request_size, error_code, result_size):
-        if type(number) not in _INT_OR_NONE:
-            raise _Unusual
+    if not _ints_or_none(in_queue, command_size, request_size, error_code, result_size):
+        raise _Unusual
     created, updated, completed = get("createdAt"), get("updatedAt"), get("completedAt")
     result = get("result")
     if "result" not in value and isinstance(get("results"), Mapping):
