@@ -6,6 +6,7 @@ private operations do not check them again on every poll and page."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable
 from typing import Any, NamedTuple, Protocol
 
 from halo_async import models
@@ -59,10 +60,16 @@ class QueryApi(Protocol):
         """The status of several queries of one site, in one request."""
         ...
 
-    async def _fetch_result_page(
+    def _result_page_answer(
         self, site: str, query: str, page: int, *, timeout: float | None = None
-    ) -> FetchedPage:
-        """One result page's answer, not yet decoded."""
+    ) -> Awaitable[Response]:
+        """One result page's answer, not yet decoded (an awaitable: a job awaits it, or
+        prefetches it in a task of its own)."""
+        ...
+
+    def _page_of(self, fetched: FetchedPage) -> models.ResultPage:
+        """The page of a fetched answer, decoded here (for a small body: see
+        :func:`~halo_async._decode.decodes_off_loop`)."""
         ...
 
     async def _decode_result_page(self, fetched: FetchedPage) -> models.ResultPage:

@@ -85,6 +85,12 @@ class DecodedBody(NamedTuple):
     """The envelope's ``parameters`` as sent (None when there were none)."""
 
 
+def decodes_off_loop(body: bytes) -> bool:
+    """Whether :func:`decode_result_body` decodes ``body`` in a worker thread (it is large);
+    a smaller one a caller may decode at once with :func:`decode_body`, with no coroutine."""
+    return len(body) >= C.DECODE_OFF_LOOP_MIN_BYTES
+
+
 async def decode_result_body(body: bytes, *, any_shape: bool = False) -> DecodedBody:
     """Decode a result page body: the ``{"data": ..., "parameters": [...]}`` envelope.
 
@@ -96,7 +102,7 @@ async def decode_result_body(body: bytes, *, any_shape: bool = False) -> Decoded
     meanwhile; a smaller one is decoded here, where a thread hop would cost more than it
     saves. Raises :class:`~halo_async.errors.DecodeError` naming what was wrong.
     """
-    if len(body) < C.DECODE_OFF_LOOP_MIN_BYTES:
+    if not decodes_off_loop(body):
         return decode_body(body, any_shape=any_shape)
     work = functools.partial(decode_body, body, any_shape=any_shape, sliced=True)
     try:

@@ -100,7 +100,17 @@ def site_ids(values: Any) -> list[str]:
             field="site_ids",
             value=values,
         )
-    return [uuid_str("site_ids[]", site) for site in values]
+    # Each distinct id is checked once: a fan-out lists a site once per query it runs there.
+    checked: dict[str | uuid.UUID, str] = {}
+    ids = []
+    for site in values:
+        if not isinstance(site, str | uuid.UUID):
+            uuid_str("site_ids[]", site)  # raises, naming the value
+        known = checked.get(site)
+        if known is None:
+            known = checked[site] = uuid_str("site_ids[]", site)
+        ids.append(known)
+    return ids
 
 
 def site_and_query(site_id: str | uuid.UUID, query_id: str | uuid.UUID) -> tuple[str, str]:

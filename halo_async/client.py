@@ -368,18 +368,34 @@ class HaloClient:
     async def _fetch_result_page(
         self, site: str, query: str, page: int, *, timeout: float | None = None
     ) -> FetchedPage:
-        """The first half of :meth:`get_result_page`: the answer, not yet decoded (a job's
-        prefetch window holds these, and decodes each when its turn comes)."""
+        """The first half of :meth:`get_result_page`: the answer, not yet decoded."""
+        answer = await self._result_page_answer(site, query, page, timeout=timeout)
+        return FetchedPage(site, query, page, answer)
+
+    def _result_page_answer(
+        self, site: str, query: str, page: int, *, timeout: float | None = None
+    ) -> Awaitable[Response]:
         path = f"/integrator/sites/{site}/queries/{query}/results/{page}"
-        return FetchedPage(site, query, page, await self._get(path, site, timeout=timeout))
+        return self._get(path, site, timeout=timeout)
 
     async def _decode_result_page(self, fetched: FetchedPage) -> models.ResultPage:
-        """The second half of :meth:`get_result_page`."""
+        """The second half of :meth:`get_result_page` (a large body decoded off the loop)."""
+        if not _decode.decodes_off_loop(fetched.response.body):
+            return self._page_of(fetched)
         site, query, page, response = fetched
         try:
             decoded = await _decode.decode_result_body(response.body)
         except DecodeError as exc:
-            raise DecodeError(f"page {page} of query {query} on site {site}: {exc}") from exc
+            raise _page_error(fetched, exc) from exc
+        return _result_page(site, query, page, decoded.rows, decoded.parameters, response)
+
+    def _page_of(self, fetched: FetchedPage) -> models.ResultPage:
+        """The page of a small answer, decoded where the caller runs."""
+        site, query, page, response = fetched
+        try:
+            decoded = _decode.decode_body(response.body)
+        except DecodeError as exc:
+            raise _page_error(fetched, exc) from exc
         return _result_page(site, query, page, decoded.rows, decoded.parameters, response)
 
     async def stream_result_page(
@@ -958,6 +974,11 @@ def _result_page(
         range_start=_int_header(headers.get("Rows-Range-Start")),
         range_end=_int_header(headers.get("Rows-Range-End")),
     )
+
+
+def _page_error(fetched: FetchedPage, exc: DecodeError) -> DecodeError:
+    site, query, page, _ = fetched
+    return DecodeError(f"page {page} of query {query} on site {site}: {exc}")
 
 
 def _immediate_limit_exceeded(exc: BaseException) -> bool:

@@ -35,7 +35,7 @@ from halo_async import models
 from halo_async._api import QueryApi
 from halo_async._retry import PollPolicy
 from halo_async.errors import FanOutDeadlineError, NotFoundError, ValidationError
-from halo_async.jobs import QueryJob
+from halo_async.jobs import QueryJob, _PageSource
 from halo_async.ledger import (
     FINAL_ERRORS,
     EntryKey,
@@ -249,7 +249,8 @@ class _Run:
     queued_at: float = 0.0
     started: float | None = None
     job: QueryJob | None = None
-    rows: list[dict[str, Any]] = attrs.Factory(list)
+    rows: list[dict[str, Any]] | None = None
+    """The rows fetched, unless streamed: made by the first page (no list per entry ahead)."""
     fetched_rows: int = 0
     fetched_pages: int = 0
     delivered_rows: int = 0
@@ -288,7 +289,8 @@ class _FanOut:
         self._body = body
         self._limits = limits
         self._deadline = deadline
-        self._poll = poll
+        # One policy for every job (its own would seed a random generator per job).
+        self._poll = poll if poll is not None else PollPolicy()
         self._stream = stream
         self._on_event = on_event
         self._jobs = jobs
@@ -332,10 +334,11 @@ class _FanOut:
         pending = [run for run in self._runs if not run.ended]
         for run in pending:
             run.queued_at = time.perf_counter()
+        discard = self._tasks.discard  # one bound method for every task, not one each
         for run in pending:
             task = asyncio.ensure_future(self._run_site(run))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(discard)
         timer = None if self._deadline is None else loop.call_later(self._deadline, self._expire)
         ends_at = None if self._deadline is None else loop.time() + self._deadline
         try:
@@ -445,7 +448,7 @@ class _FanOut:
             # not sit on a global slot that another site could use meanwhile.
             async with self._site_slots.get(run.site_id, _FREE), self._global_slots or _FREE:
                 run.started = time.perf_counter()
-                checkpoint = await self._resumable(run)
+                checkpoint = await self._resumable(run) if run.entry is not None else None
                 if checkpoint is None:
                     await self._asked.wait()
                 # One of the key's slots for queries in flight (its budget's, if the client
@@ -453,7 +456,12 @@ class _FanOut:
                 # last page. (Here, not in a coroutine of its own: a frame fewer to pass
                 # through on every resumption of the site's requests.)
                 async with self._api._query_slot(run.site_id):
-                    job = run.job = await self._job_for(run, checkpoint)
+                    if checkpoint is None and self._ledger is None:
+                        # _job_for's usual case inline: a frame fewer while creates queue.
+                        query = await self._api._create_async_query(run.site_id, self._body)
+                        job = run.job = self._created(run, query)
+                    else:
+                        job = run.job = await self._job_for(run, checkpoint)
                     await self._deliver(run, job)
         except Exception as exc:
             self._tally.failed += 1
@@ -464,7 +472,8 @@ class _FanOut:
             self._tally.completed += 1
             if self._on_event is not None:
                 self._emit(FanOutEventKind.COMPLETED, run.site_id, query_id=_query_id(run))
-            outcome = self._outcome(run, None, rows=None if self._stream else run.rows)
+            rows = None if self._stream else run.rows if run.rows is not None else []
+            outcome = self._outcome(run, None, rows=rows)
         self._put(outcome)
 
     def _put(self, item: SiteOutcome | SitePage) -> None:
@@ -474,31 +483,39 @@ class _FanOut:
 
     async def _deliver(self, run: _Run, job: QueryJob) -> None:
         query_id = job.query_id
-        first_row = job.checkpoint().next_row  # of the first page, resumed mid-way
+        # The first page's rows delivered before (resumed mid-way): with no page held yet,
+        # the job's offset (what checkpoint().next_row says, without building one).
+        first_row = job._offset
         tracking = self._jobs.tracking(job) if self._jobs is not None else _NOT_TRACKED
+        # The job's page source, not its pages() generator: a thousand sites waiting on
+        # their status or a page each hold a generator (and its asend) fewer.
         with tracking:
-            async for page in job.pages():
-                run.fetched_pages += 1
-                run.fetched_rows += len(page.rows)
-                self._tally.pages += 1
-                self._tally.rows += len(page.rows)
-                if self._on_event is not None:
-                    self._emit(
-                        FanOutEventKind.PAGE_FETCHED,
-                        run.site_id,
-                        query_id=query_id,
-                        page_number=page.page_number,
-                    )
-                if self._stream:
-                    await self._page_room.acquire()
-                    self._put(
-                        SitePage(
-                            run.site_id, query_id, page.page_number, page.rows, run.index, first_row
-                        )
-                    )
-                    first_row = 0
-                else:
-                    run.rows.extend(page.rows)
+            async with _PageSource(job) as source:
+                while (page := await source.take()) is not None:
+                    self._count_page(run, query_id, page)
+                    if self._stream:
+                        await self._page_room.acquire()
+                        site, number, index = run.site_id, page.page_number, run.index
+                        self._put(SitePage(site, query_id, number, page.rows, index, first_row))
+                        first_row = 0
+                    elif run.rows is None:
+                        run.rows = page.rows  # the first page's own list: no one else has it
+                    else:
+                        run.rows.extend(page.rows)
+                    del page  # before the next page is decoded (see _PageSource)
+
+    def _count_page(self, run: _Run, query_id: str, page: models.ResultPage) -> None:
+        run.fetched_pages += 1
+        run.fetched_rows += len(page.rows)
+        self._tally.pages += 1
+        self._tally.rows += len(page.rows)
+        if self._on_event is not None:
+            self._emit(
+                FanOutEventKind.PAGE_FETCHED,
+                run.site_id,
+                query_id=query_id,
+                page_number=page.page_number,
+            )
 
     async def _resumable(self, run: _Run) -> models.Checkpoint | None:
         """Where the ledger says an earlier run left the entry; None: it is to be created
@@ -521,6 +538,10 @@ class _FanOut:
             query = await self._ledger.create(run, self._api, self._body)
         else:
             query = await self._api._create_async_query(run.site_id, self._body)
+        return self._created(run, query)
+
+    def _created(self, run: _Run, query: models.AsyncQuery) -> QueryJob:
+        """The job of the query just created for ``run``."""
         self._tally.submitted += 1
         if self._on_event is not None:
             self._emit(FanOutEventKind.SUBMITTED, run.site_id, query_id=query.id)
@@ -603,9 +624,9 @@ class _FanOut:
         self._batcher(job.site_id).hurry(job.query_id)
 
     def status_changed(self, job: QueryJob, query: models.AsyncQuery) -> None:
-        self._emit(
-            FanOutEventKind.STATUS, job.site_id, query_id=job.query_id, status=str(query.status)
-        )
+        if self._on_event is not None:
+            status = str(query.status)
+            self._emit(FanOutEventKind.STATUS, job.site_id, query_id=job.query_id, status=status)
 
 
 # -- the ledger ------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import attrs
 from halo_async import _constants as C
 from halo_async import _decode, _validate, models
 from halo_async._api import FetchedPage, QueryApi
+from halo_async._http import Response
 from halo_async._otel import JobRun
 from halo_async._retry import PollPolicy
 from halo_async.errors import (
@@ -188,22 +189,6 @@ class QueryJob:
         assert self._query is not None
         return self._query
 
-    async def _poll_after(self, interval: float) -> models.AsyncQuery:
-        """The status about ``interval`` seconds from now, or at once if woken."""
-        if self._wake_pending:
-            self._wake_pending = False
-            return await self.refresh()
-        if self._runner is None or not self._runner.coalesces:
-            await self._sleep_or_wake(self.poll.wait_for(interval))
-            return await self.refresh()
-        # A shared source schedules the ask itself, anywhere in the jitter window, so that
-        # it can answer it together with other jobs' asks; notify() hurries it along.
-        earliest = interval / 2 if self.poll.jitter else interval
-        self.status_polls += 1
-        self._query = await self._runner.status(self, earliest, interval)
-        self._wake_pending = False
-        return self._query
-
     async def _sleep_or_wake(self, seconds: float) -> None:
         """Sleep ``seconds`` on the poll policy's sleep, or until notify() wakes the job."""
         loop = asyncio.get_running_loop()
@@ -240,12 +225,11 @@ class QueryJob:
         """
         try:
             async with _PageSource(self) as source:
-                while (page := await self._page_to_deliver(source)) is not None:
-                    rest = page if self._offset == 0 else _rows_from(page, self._offset)
-                    self._held, self._offset = None, 0
-                    yield rest
-                    await self._record(len(rest.rows))
-                    del page, rest  # before the next page is decoded (see _PageSource)
+                while (page := await source.take()) is not None:
+                    yield page
+                    if self._recorder is not None:
+                        await self._record(len(page.rows))
+                    del page  # before the next page is decoded (see _PageSource)
         except HaloError as exc:
             await self._record_failure(exc)
             raise
@@ -274,7 +258,7 @@ class QueryJob:
         structure = _decode.RowStructurer(as_type, rename) if as_type is not None else None
         try:
             async with _PageSource(self) as source:
-                while (page := await self._page_to_deliver(source)) is not None:
+                while (page := await source.hold()) is not None:
                     rows, first = page.rows, self._offset
                     while self._offset < len(rows):
                         index = self._offset
@@ -328,15 +312,6 @@ class QueryJob:
             self._recorder = recorder
         await self._record(rows_in(result), done=True)
         return result
-
-    async def _page_to_deliver(self, source: _PageSource) -> models.ResultPage | None:
-        """The page held (delivery began), else the next fetched one; None at the end."""
-        if self._held is None:
-            page = await source.next()
-            if page is None:
-                return None
-            self._held = page
-        return self._held
 
     @contextlib.contextmanager
     def _traced(self) -> Iterator[None]:
@@ -437,7 +412,7 @@ class QueryJob:
         builder = _arrow.BatchBuilder(types)
         try:
             async with _PageSource(self) as source:
-                while (page := await self._page_to_deliver(source)) is not None:
+                while (page := await source.hold()) is not None:
                     rows = page.rows[self._offset :] if self._offset else page.rows
                     batch = builder.batch(rows, page.page_number)
                     self._held, self._offset = None, 0
@@ -484,7 +459,7 @@ def _rows_from(page: models.ResultPage, offset: int) -> models.ResultPage:
     return attrs.evolve(page, rows=page.rows[offset:])
 
 
-async def _cancel_all(tasks: Mapping[int, asyncio.Task[Any]]) -> None:
+async def _cancel_all(tasks: Mapping[int, asyncio.Future[Any]]) -> None:
     for task in tasks.values():
         task.cancel()
     if tasks:
@@ -579,7 +554,9 @@ class _Poller:
             raise
 
     async def _after(self, query: models.AsyncQuery) -> models.AsyncQuery:
-        """The status one interval on, unless the poll deadline has passed."""
+        """The status one interval on (or at once, if notify() woke the job), unless the
+        poll deadline has passed. (The poll is here, not in a method of the job's: a
+        thousand jobs waiting on their status each hold a frame fewer.)"""
         job = self._job
         if job.poll.now() - self._started > self._deadline:
             raise PollTimeoutError(
@@ -588,7 +565,21 @@ class _Poller:
                 site_id=job.site_id,
                 query_id=job.query_id,
             )
-        return await job._poll_after(self._interval)
+        interval = self._interval
+        if job._wake_pending:
+            job._wake_pending = False
+            return await job.refresh()
+        runner = job._runner
+        if runner is None or not runner.coalesces:
+            await job._sleep_or_wake(job.poll.wait_for(interval))
+            return await job.refresh()
+        # A shared source schedules the ask itself, anywhere in the jitter window, so that
+        # it can answer it together with other jobs' asks; notify() hurries it along.
+        earliest = interval / 2 if job.poll.jitter else interval
+        job.status_polls += 1
+        query = job._query = await runner.status(job, earliest, interval)
+        job._wake_pending = False
+        return query
 
 
 class _PageSource:
@@ -609,7 +600,7 @@ class _PageSource:
 
     def __init__(self, job: QueryJob) -> None:
         self._job = job
-        self._window: dict[int, asyncio.Task[FetchedPage]] = {}
+        self._window: dict[int, asyncio.Future[Response]] = {}
         self._poller: _Poller | None = None
         self._query: models.AsyncQuery | None = None  # the status whose pages are fetched
         self._fetchable: set[int] = set()
@@ -630,6 +621,30 @@ class _PageSource:
                 # query as it was: the run was abandoned, not failed.
                 abandoned = GeneratorExit() if exc is not None else None
                 self._job._end_run(self._failed if self._failed is not None else abandoned)
+
+    async def take(self) -> models.ResultPage | None:
+        """The next page to deliver whole, taken: the held page's rows not yet delivered
+        (delivery began in ``rows()``), else the next page's from the job's offset; None at
+        the end. The job's delivery state moves past the page before it is returned."""
+        job = self._job
+        page = job._held if job._held is not None else await self.next()
+        if page is None:
+            return None
+        if job._offset:
+            page = _rows_from(page, job._offset)
+        job._held, job._offset = None, 0
+        return page
+
+    async def hold(self) -> models.ResultPage | None:
+        """The page held (delivery began), else the next one, now held; None at the end.
+        The caller moves the job's offset along and lets go of the page when it is done."""
+        job = self._job
+        if job._held is None:
+            page = await self.next()
+            if page is None:
+                return None
+            job._held = page
+        return job._held
 
     async def next(self) -> models.ResultPage | None:
         """The next page; None after the last one."""
@@ -655,7 +670,7 @@ class _PageSource:
 
     async def _fetch(self) -> models.ResultPage:
         job, window, number = self._job, self._window, self._job._next_page
-        api = job._api
+        api, site, query = job._api, job.site_id, job.query_id
         with job._as_parent():
             ahead = [
                 n
@@ -664,21 +679,23 @@ class _PageSource:
             ]
             if not ahead and number not in window:
                 fetching = None  # nothing to fetch alongside it: no task for it
-                fetched = await api._fetch_result_page(job.site_id, job.query_id, number)
+                response = await api._result_page_answer(site, query, number)
             else:
                 for n in (number, *ahead):
                     if n not in window:
-                        window[n] = asyncio.ensure_future(
-                            api._fetch_result_page(job.site_id, job.query_id, n)
-                        )
+                        window[n] = asyncio.ensure_future(api._result_page_answer(site, query, n))
                 fetching = window[number]
         if fetching is not None:
-            fetched = await fetching
-        page = await api._decode_result_page(fetched)
+            response = await fetching
+        fetched = FetchedPage(site, query, number, response)
+        if _decode.decodes_off_loop(response.body):
+            page = await api._decode_result_page(fetched)
+        else:  # small: decoded here, with no coroutine for it (see decode_result_body)
+            page = api._page_of(fetched)
         window.pop(number, None)
         if job._run is not None:
-            job._run.page(len(page.rows), len(fetched.response.body))
-        del fetched  # its body, before the consumer has the page (see above)
+            job._run.page(len(page.rows), len(response.body))
+        del fetched, response  # its body, before the consumer has the page (see above)
         assert self._query is not None
         job._check_page(page, self._query)
         job._next_page += 1

@@ -126,7 +126,7 @@ async def test_fetch_all_records_its_rows_only_once_it_returns_them(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     site = halo_emulator.sites[0].id
-    fetch = halo_client._fetch_result_page
+    fetch = halo_client._result_page_answer
 
     async def third_page_fails(site_id: str, query_id: str, number: int, **kwargs: Any) -> Any:
         if number == 3:
@@ -134,10 +134,10 @@ async def test_fetch_all_records_its_rows_only_once_it_returns_them(
         return await fetch(site_id, query_id, number, **kwargs)
 
     job = await halo_client.submit(site, ORDERED, ledger=ledger, run_id=RUN, poll=FAST_POLL)
-    monkeypatch.setattr(halo_client, "_fetch_result_page", third_page_fails)
+    monkeypatch.setattr(halo_client, "_result_page_answer", third_page_fails)
     with pytest.raises(HaloConnectionError):
         await job.fetch_all()  # the caller got no rows at all
-    monkeypatch.setattr(halo_client, "_fetch_result_page", fetch)
+    monkeypatch.setattr(halo_client, "_result_page_answer", fetch)
 
     again = await halo_client.submit(site, ORDERED, ledger=ledger, run_id=RUN, poll=FAST_POLL)
     assert await again.fetch_all() == await all_rows(halo_client, site)

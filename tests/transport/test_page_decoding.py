@@ -110,15 +110,15 @@ async def test_a_job_decodes_each_prefetched_page_only_when_its_turn_comes(
         mocked.get(f"{PAGE_URL[:-1]}{number}", payload=_page(number))
     events: list[str] = []
     pages: list[weakref.ref[models.ResultPage]] = []
-    decode_result_page = client._decode_result_page
+    page_of = client._page_of  # where a small page is decoded
 
-    async def recording(fetched: FetchedPage) -> models.ResultPage:
+    def recording(fetched: FetchedPage) -> models.ResultPage:
         events.append(f"decode; earlier pages still held: {[p() is not None for p in pages]}")
-        page = await decode_result_page(fetched)
+        page = page_of(fetched)
         pages.append(weakref.ref(page))
         return page
 
-    monkeypatch.setattr(client, "_decode_result_page", recording)
+    monkeypatch.setattr(client, "_page_of", recording)
     fetched = 0
     async for row in client.resume(Checkpoint(SITE, QUERY), prefetch=3).rows():
         if row["InternalID"] % 100 == 0:
