@@ -288,6 +288,30 @@ def _timing(value: Any) -> models.StatusTiming | None:
     )
 
 
+def _unparsed_timing(value: Any) -> Any:
+    """``statusTiming`` kept as sent, for the model to parse when it is first read."""
+    if value is None:
+        return None
+    if type(value) is not dict:
+        raise _Unusual
+    return models._Unparsed(value)
+
+
+def status_timing(value: Any) -> models.StatusTiming | None:
+    """A ``statusTiming`` object as a StatusTiming: what a query's ``status_timing`` holds
+    once read (see ``models._ParsedOnRead``)."""
+    try:
+        return _timing(value)
+    except (_Unusual, KeyError, ValueError):
+        pass
+    try:
+        return converter.structure(value, models.StatusTiming)
+    except (cattrs.BaseValidationError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        # What structuring the whole answer would have said (only async queries keep it).
+        problems = "; ".join(cattrs.transform_error(exc, path="<AsyncQuery>.status_timing"))
+        raise DecodeError(f"the answer does not fit AsyncQuery: {problems}") from exc
+
+
 def _row_range(value: Any) -> models.RowRange | None:
     if value is None:
         return None
@@ -384,7 +408,7 @@ def _async_query(value: Any) -> models.AsyncQuery:
         created_at=None if created is None else _datetime(created),
         updated_at=None if updated is None else _datetime(updated),
         completed_at=None if completed is None else _datetime(completed),
-        status_timing=_timing(get("statusTiming")),
+        status_timing=_unparsed_timing(get("statusTiming")),
         metrics=_metrics(get("metrics")),
         error_details=_error_details(get("errorDetails")),
         error_code=error_code,

@@ -369,7 +369,9 @@ class _FanOut:
                 timer.cancel()
             if self._ledger is not None:
                 self._ledger.stopping = True
-            await _cancel(list(self._tasks))
+            # (Producers that ended may still be listed: their done callbacks run only
+            # once the consumer waits, and one that takes queued items never does.)
+            await _cancel([task for task in self._tasks if not task.done()])
             if self._ledger is not None:
                 await self._ledger.settle()
             for batcher in self._batchers.values():
