@@ -36,9 +36,9 @@ class QueryApi(Protocol):
         """True once the client was closed: nothing more can be sent."""
         ...
 
-    def _query_slot(self, site_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+    def _query_slot(self, site_id: str) -> contextlib.AbstractAsyncContextManager[None] | None:
         """Held by a fan-out from just before a site's query is created (or resumed) to its
-        end: one of the budget's slots for the key's queries in flight (nothing without one)."""
+        end: one of the budget's slots for the key's queries in flight (None without one)."""
         ...
 
     async def _create_async_query(

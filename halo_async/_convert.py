@@ -217,13 +217,16 @@ def _opt_str(value: Any) -> str | None:
 
 
 _INT_OR_NONE = frozenset({int, type(None)})
+_PAGE_LISTS = frozenset({list, tuple})  # the list sent, or () where "pages" is absent
 _STR_OR_NONE = frozenset({str, type(None)})
 
 
-def _ints_or_none(*values: Any) -> bool:
+def _ints_or_none(a: Any, b: Any, c: Any, d: Any = None, e: Any = None) -> bool:
     """_opt_int's check of a model's int fields, in one call rather than one per field.
-    (bool is not int here either.)"""
-    return _INT_OR_NONE.issuperset(map(type, values))
+    (bool is not int here either.) Fixed arguments, and no map over them: no tuple,
+    iterator or map object for the garbage collector to count, three times per status."""
+    ok = _INT_OR_NONE
+    return type(a) in ok and type(b) in ok and type(c) in ok and type(d) in ok and type(e) in ok
 
 
 def _opt_int(value: Any) -> int | None:
@@ -288,13 +291,12 @@ def _timing(value: Any) -> models.StatusTiming | None:
     )
 
 
-def _unparsed_timing(value: Any) -> Any:
-    """``statusTiming`` kept as sent, for the model to parse when it is first read."""
-    if value is None:
-        return None
-    if type(value) is not dict:
-        raise _Unusual
-    return models._Unparsed(value)
+def _unparsed(value: Any) -> Any:
+    """An object kept as sent, for the model to parse when it is first read (see
+    ``models._ParsedOnRead``): ``statusTiming`` and ``metrics``."""
+    if value is None or type(value) is dict:
+        return value
+    raise _Unusual
 
 
 def status_timing(value: Any) -> models.StatusTiming | None:
@@ -303,12 +305,23 @@ def status_timing(value: Any) -> models.StatusTiming | None:
     try:
         return _timing(value)
     except (_Unusual, KeyError, ValueError):
-        pass
+        return _structure_field(value, models.StatusTiming, "status_timing")
+
+
+def query_metrics(value: Any) -> models.QueryMetrics | None:
+    """A ``metrics`` object as QueryMetrics (as ``status_timing`` above)."""
     try:
-        return converter.structure(value, models.StatusTiming)
+        return _metrics(value)
+    except (_Unusual, KeyError, ValueError):
+        return _structure_field(value, models.QueryMetrics, "metrics")
+
+
+def _structure_field(value: Any, cls: type[T], field: str) -> T:
+    try:
+        return converter.structure(value, cls)
     except (cattrs.BaseValidationError, ValueError, TypeError, KeyError, AttributeError) as exc:
         # What structuring the whole answer would have said (only async queries keep it).
-        problems = "; ".join(cattrs.transform_error(exc, path="<AsyncQuery>.status_timing"))
+        problems = "; ".join(cattrs.transform_error(exc, path=f"<AsyncQuery>.{field}"))
         raise DecodeError(f"the answer does not fit AsyncQuery: {problems}") from exc
 
 
@@ -317,8 +330,7 @@ def _row_range(value: Any) -> models.RowRange | None:
         return None
     if type(value) is not dict:
         raise _Unusual
-    get = value.get
-    count, start, end = get("count"), get("rangeStart"), get("rangeEnd")
+    count, start, end = value.get("count"), value.get("rangeStart"), value.get("rangeEnd")
     if not _ints_or_none(count, start, end):
         raise _Unusual
     return models.RowRange(count=count, range_start=start, range_end=end)
@@ -349,11 +361,12 @@ def _result(value: Any) -> models.AsyncResult | None:
         return None
     if type(value) is not dict:
         raise _Unusual
-    get = value.get
-    size, rows, affected, pages = get("size"), get("rows"), get("rowsAffected"), get("pages", [])
-    if type(pages) is not list or not _ints_or_none(size, rows, affected):
+    size, rows, affected = value.get("size"), value.get("rows"), value.get("rowsAffected")
+    pages = value.get("pages", ())
+    if type(pages) not in _PAGE_LISTS or not _ints_or_none(size, rows, affected):
         raise _Unusual
-    listed = tuple([_page(page) for page in pages])
+    # (One page, the usual: its tuple made directly, with no list or iterator on the way.)
+    listed = (_page(pages[0]),) if len(pages) == 1 else tuple([_page(page) for page in pages])
     return models.AsyncResult(size=size, rows=rows, rows_affected=affected, pages=listed)
 
 
@@ -408,8 +421,8 @@ def _async_query(value: Any) -> models.AsyncQuery:
         created_at=None if created is None else _datetime(created),
         updated_at=None if updated is None else _datetime(updated),
         completed_at=None if completed is None else _datetime(completed),
-        status_timing=_unparsed_timing(get("statusTiming")),
-        metrics=_metrics(get("metrics")),
+        status_timing=_unparsed(get("statusTiming")),
+        metrics=_unparsed(get("metrics")),
         error_details=_error_details(get("errorDetails")),
         error_code=error_code,
         error_message=message,

@@ -53,9 +53,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(C.LOGGER_NAME)
 
-# What a query holds without a budget: nothing (reusable, reentrant).
-_NO_SLOT: contextlib.nullcontext[None] = contextlib.nullcontext()
-
 
 class Safety(enum.Enum):
     """What a repeat of the request could do, which decides how it may be retried."""
@@ -255,7 +252,7 @@ class HttpTransport:
         """The URL of ``path``. A path of plain characters (what the SDK's own ids and
         segments make) is joined to the base as it is, not parsed and encoded again: 4 us
         a request, with new query ids missing yarl's cache."""
-        if _PLAIN_PATH.fullmatch(path):
+        if _NOT_PLAIN.search(path) is None:  # (a search that finds nothing makes no object)
             return self._base.with_path(self._base_path + path, encoded=True)
         return yarl.URL(self.base_url + path)
 
@@ -280,11 +277,11 @@ class HttpTransport:
                 path=attempt.path,
             ) from exc
 
-    def query_slot(self, site_id: str) -> contextlib.AbstractAsyncContextManager[None]:
-        """One of the budget's slots for a query in flight on ``site_id``; nothing to hold
-        without a budget."""
+    def query_slot(self, site_id: str) -> contextlib.AbstractAsyncContextManager[None] | None:
+        """One of the budget's slots for a query in flight on ``site_id``; None without a
+        budget (nothing to hold, and no context manager to enter for it)."""
         if self._budget is None:
-            return _NO_SLOT
+            return None
         return self._budget_slot(self._budget, site_id)
 
     @contextlib.asynccontextmanager
@@ -527,7 +524,7 @@ class HttpTransport:
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # Unreserved characters and "/" (RFC 3986 §2.3): a path of these means the same encoded or not.
-_PLAIN_PATH = re.compile(r"[A-Za-z0-9/._~-]*")
+_NOT_PLAIN = re.compile(r"[^A-Za-z0-9/._~-]")
 
 
 @functools.lru_cache(maxsize=256)

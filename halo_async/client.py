@@ -278,7 +278,7 @@ class HaloClient:
         site = _validate.uuid_str("site_id", site_id)
         return await self._create_async_query(site, _async_body(command, options), timeout)
 
-    def _query_slot(self, site_id: str) -> contextlib.AbstractAsyncContextManager[None]:
+    def _query_slot(self, site_id: str) -> contextlib.AbstractAsyncContextManager[None] | None:
         return self._http.query_slot(site_id)
 
     async def _create_async_query(

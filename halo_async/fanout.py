@@ -446,25 +446,16 @@ class _FanOut:
 
     async def _run_site(self, run: _Run) -> None:
         try:
-            # The site's slot first: an entry waiting for its site (listed twice, say) must
-            # not sit on a global slot that another site could use meanwhile.
-            async with self._site_slots.get(run.site_id, _FREE), self._global_slots or _FREE:
-                run.started = time.perf_counter()
-                checkpoint = await self._resumable(run) if run.entry is not None else None
-                if checkpoint is None:
-                    await self._asked.wait()
-                # One of the key's slots for queries in flight (its budget's, if the client
-                # has one, shared with other processes), from just before the create to the
-                # last page. (Here, not in a coroutine of its own: a frame fewer to pass
-                # through on every resumption of the site's requests.)
-                async with self._api._query_slot(run.site_id):
-                    if checkpoint is None and self._ledger is None:
-                        # _job_for's usual case inline: a frame fewer while creates queue.
-                        query = await self._api._create_async_query(run.site_id, self._body)
-                        job = run.job = self._created(run, query)
-                    else:
-                        job = run.job = await self._job_for(run, checkpoint)
-                    await self._deliver(run, job)
+            site_slots, global_slots = self._site_slots.get(run.site_id), self._global_slots
+            if site_slots is None and global_slots is None:
+                # No limit to wait for: no context to enter (an ``async with`` of one that
+                # does nothing makes four objects, for every entry of a fan-out).
+                await self._start(run)
+            else:
+                # The site's slot first: an entry waiting for its site (listed twice, say)
+                # must not sit on a global slot that another site could use meanwhile.
+                async with site_slots or _FREE, global_slots or _FREE:
+                    await self._start(run)
         except Exception as exc:
             self._tally.failed += 1
             if self._on_event is not None:
@@ -478,33 +469,76 @@ class _FanOut:
             outcome = self._outcome(run, None, rows=rows)
         self._put(outcome)
 
+    async def _start(self, run: _Run) -> None:
+        """Create (or resume) the entry's query once the consumer asks, and deliver it.
+
+        No ``with`` blocks (each makes objects of its own, for every entry of a fan-out):
+        the budget's slot, the page source and a webhook registry's hold on the job are
+        taken and let go of by hand, as ``async with`` would. And no generator: the pages
+        come from the job's page source, not its pages() (a thousand sites waiting on a
+        status or a page each hold a generator and its asend fewer)."""
+        run.started = time.perf_counter()
+        checkpoint = await self._resumable(run) if run.entry is not None else None
+        if checkpoint is None:
+            await self._asked.wait()
+        # One of the key's slots for queries in flight (its budget's, if the client has
+        # one, shared with other processes), from just before the create to the last page.
+        slot = self._api._query_slot(run.site_id)
+        if slot is not None:
+            await slot.__aenter__()
+        source: _PageSource | None = None
+        try:
+            if checkpoint is None and self._ledger is None:
+                # _job_for's usual case inline: a frame fewer while creates queue.
+                query = await self._api._create_async_query(run.site_id, self._body)
+                job = run.job = self._created(run, query)
+            else:
+                job = run.job = await self._job_for(run, checkpoint)
+            if self._jobs is not None:
+                self._jobs.register(job)
+            source = _PageSource(job)
+            # The first page's rows delivered before (resumed mid-way): with no page held
+            # yet, the job's offset (what checkpoint().next_row says, without building one).
+            query_id, first_row = job.query_id, job._offset
+            while (page := await source.take()) is not None:
+                self._count_page(run, query_id, page)
+                if self._stream:
+                    await self._page_room.acquire()
+                    number, rows = page.page_number, page.rows
+                    self._put(SitePage(run.site_id, query_id, number, rows, run.index, first_row))
+                    first_row = 0
+                else:
+                    _keep_rows(run, page)
+                del page  # before the next page is decoded (see _PageSource)
+        except BaseException as exc:
+            await self._let_go(run, source, slot, exc)
+            raise
+        await self._let_go(run, source, slot, None)
+
+    async def _let_go(
+        self,
+        run: _Run,
+        source: _PageSource | None,
+        slot: contextlib.AbstractAsyncContextManager[None] | None,
+        exc: BaseException | None,
+    ) -> None:
+        """The end of _start's hold on its page source, the job, and the budget's slot."""
+        try:
+            if source is not None:
+                await source.aclose(exc)
+        finally:
+            try:
+                if self._jobs is not None and run.job is not None:
+                    self._jobs.unregister(run.job)
+            finally:
+                if slot is not None:
+                    tb = exc.__traceback__ if exc is not None else None
+                    await slot.__aexit__(type(exc) if exc is not None else None, exc, tb)
+
     def _put(self, item: SiteOutcome | SitePage) -> None:
         self._queue.put_nowait(item)
         # The waiting consumer has its item: no more queries until it asks again.
         self._asked.clear()
-
-    async def _deliver(self, run: _Run, job: QueryJob) -> None:
-        query_id = job.query_id
-        # The first page's rows delivered before (resumed mid-way): with no page held yet,
-        # the job's offset (what checkpoint().next_row says, without building one).
-        first_row = job._offset
-        tracking = self._jobs.tracking(job) if self._jobs is not None else _NOT_TRACKED
-        # The job's page source, not its pages() generator: a thousand sites waiting on
-        # their status or a page each hold a generator (and its asend) fewer.
-        with tracking:
-            async with _PageSource(job) as source:
-                while (page := await source.take()) is not None:
-                    self._count_page(run, query_id, page)
-                    if self._stream:
-                        await self._page_room.acquire()
-                        site, number, index = run.site_id, page.page_number, run.index
-                        self._put(SitePage(site, query_id, number, page.rows, index, first_row))
-                        first_row = 0
-                    elif run.rows is None:
-                        run.rows = page.rows  # the first page's own list: no one else has it
-                    else:
-                        run.rows.extend(page.rows)
-                    del page  # before the next page is decoded (see _PageSource)
 
     def _count_page(self, run: _Run, query_id: str, page: models.ResultPage) -> None:
         run.fetched_pages += 1
@@ -734,13 +768,20 @@ class _RunLedger:
             )
 
 
-_NOT_TRACKED = contextlib.nullcontext()
 _FREE = contextlib.nullcontext()
 
 
 def _slots(limit: int, entries: int) -> asyncio.Semaphore | None:
     """A semaphore of ``limit`` slots for ``entries`` entries; None where all fit."""
     return asyncio.Semaphore(limit) if entries > limit else None
+
+
+def _keep_rows(run: _Run, page: models.ResultPage) -> None:
+    """The page's rows, kept for the entry's outcome (no stream)."""
+    if run.rows is None:
+        run.rows = page.rows  # the first page's own list: nothing else holds the page
+    else:
+        run.rows.extend(page.rows)
 
 
 def _query_id(run: _Run) -> str | None:

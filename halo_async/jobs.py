@@ -189,6 +189,15 @@ class QueryJob:
         assert self._query is not None
         return self._query
 
+    async def _poll_itself(self, interval: float) -> models.AsyncQuery:
+        """The status about ``interval`` seconds from now (at once, if notify() woke the
+        job), asked by the job itself rather than by a fan-out's shared batch."""
+        if self._wake_pending:
+            self._wake_pending = False
+        else:
+            await self._sleep_or_wake(self.poll.wait_for(interval))
+        return await self.refresh()
+
     async def _sleep_or_wake(self, seconds: float) -> None:
         """Sleep ``seconds`` on the poll policy's sleep, or until notify() wakes the job."""
         loop = asyncio.get_running_loop()
@@ -362,8 +371,11 @@ class QueryJob:
     def _check_page(self, page: models.ResultPage, query: models.AsyncQuery) -> None:
         """The page holds the rows the server counts for it (the listing's count, which
         REFERENCE §11 #5 says to trust, else the page's ``Rows-Count``)."""
-        listed = next((p for p in query.pages if p.page_number == page.page_number), None)
-        counted = listed.rows.count if listed is not None and listed.rows is not None else None
+        counted = None
+        for listed in query.pages:  # (a loop, not a generator: one page, the usual)
+            if listed.page_number == page.page_number:
+                counted = listed.rows.count if listed.rows is not None else None
+                break
         expected = counted if counted is not None else page.rows_count
         if expected is not None and expected != len(page.rows):
             raise self._incomplete(
@@ -375,21 +387,22 @@ class QueryJob:
     def _check_complete(self, query: models.AsyncQuery) -> None:
         """After the last page: no listed page was skipped, and the pages' counts make the
         result's total."""
-        numbers = sorted(page.page_number for page in query.pages)
-        if numbers and self._next_page <= numbers[-1]:
+        pages = query.pages
+        last, counted, counts = 0, 0, 0  # (loops, not generators: one page, the usual)
+        for page in pages:
+            last = max(last, page.page_number)
+            if page.rows is not None and page.rows.count is not None:
+                counted, counts = counted + 1, counts + page.rows.count
+        if pages and self._next_page <= last:
+            numbers = sorted(page.page_number for page in pages)
             raise self._incomplete(
                 f"page {self._next_page} is missing from the listed pages {numbers}",
                 self._next_page,
             )
-        counts = [
-            page.rows.count
-            for page in query.pages
-            if page.rows is not None and page.rows.count is not None
-        ]
         total = query.result.rows if query.result is not None else None
-        if total is not None and len(counts) == len(query.pages) and sum(counts) != total:
+        if total is not None and counted == len(pages) and counts != total:
             raise self._incomplete(
-                f"its pages hold {sum(counts)} rows where the result counts {total}", None
+                f"its pages hold {counts} rows where the result counts {total}", None
             )
 
     # -- Arrow and data frames (the arrow, polars and pandas extras) ------------------------
@@ -452,6 +465,8 @@ class QueryJob:
 
 
 _NO_SPAN = contextlib.nullcontext()
+_EMPTY_WINDOW: Mapping[int, Any] = {}  # read only: a page source's window before its first
+_NOTHING_AHEAD: list[int] = []  # read only: no page to prefetch
 
 
 def _rows_from(page: models.ResultPage, offset: int) -> models.ResultPage:
@@ -465,6 +480,14 @@ async def _cancel_all(tasks: Mapping[int, asyncio.Future[Any]]) -> None:
     if tasks:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.gather(*tasks.values(), return_exceptions=True)
+
+
+def _numbers(pages: tuple[models.Page, ...]) -> set[int]:
+    """The pages' numbers (a loop, not a comprehension: no function object per status)."""
+    numbers = set()
+    for page in pages:
+        numbers.add(page.page_number)
+    return numbers
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -495,7 +518,8 @@ class _Poller:
     """
 
     __slots__ = (
-        "_deadline", "_interval", "_job", "_last", "_seen", "_started", "_until", "fetchable"
+        "_deadline", "_interval", "_job", "_last", "_seen_pages", "_seen_status", "_started",
+        "_until", "fetchable",
     )  # fmt: skip
 
     def __init__(self, job: QueryJob, until: Callable[[models.AsyncQuery], bool]) -> None:
@@ -508,7 +532,9 @@ class _Poller:
         )
         job._poll_ends_at = self._started + self._deadline
         self._interval = policy.initial_interval
-        self._seen: tuple[Any, ...] | None = None
+        # The progress of the status next() last returned: its status and fetchable pages.
+        self._seen_status: models.QueryStatus | str | None = None
+        self._seen_pages = -1
         self._last: models.AsyncQuery | None = None
         self.fetchable: tuple[models.Page, ...] = ()  # the last status's, that next() returned
 
@@ -525,38 +551,47 @@ class _Poller:
             return None
         job, policy = self._job, self._job.poll
         try:
-            query = self._last
-            if query is None:
-                query = job._query if job._query is not None else await job.refresh()
-            elif until(query):
-                self.close()
-                return None
+            last = self._last
+            known = last is None  # the status the job has (or fetches now) is the first
+            if last is not None:
+                query = last
             else:
-                query = await self._after(query)
+                query = job._query if job._query is not None else await job.refresh()
             while True:
+                if not known:  # the status one interval on (or at once, if woken)
+                    if until(query):
+                        self.close()
+                        return None
+                    self._check_deadline(query)
+                    interval, runner = self._interval, job._runner
+                    if job._wake_pending or runner is None or not runner.coalesces:
+                        query = await job._poll_itself(interval)
+                    else:
+                        # The poll's own await, here rather than in a method of its own: a
+                        # thousand jobs waiting on their status each hold a frame fewer. A
+                        # shared source schedules the ask itself, anywhere in the jitter
+                        # window, to answer it with other jobs' asks (notify() hurries it).
+                        earliest = interval / 2 if policy.jitter else interval
+                        job.status_polls += 1
+                        query = job._query = await runner.status(job, earliest, interval)
+                        job._wake_pending = False
+                known = False
                 if query.is_failed:
                     raise error_for_query(query)
                 fetchable = query.fetchable_pages
-                progress = (query.status, len(fetchable))
-                if progress != self._seen:
-                    self._seen, self._last, self.fetchable = progress, query, fetchable
+                if query.status != self._seen_status or len(fetchable) != self._seen_pages:
+                    self._seen_status, self._seen_pages = query.status, len(fetchable)
+                    self._last, self.fetchable = query, fetchable
                     self._interval = policy.initial_interval
                     if job._runner is not None:
                         job._runner.status_changed(job, query)
                     return query
                 self._interval = policy.next_interval(self._interval)
-                if until(query):
-                    self.close()
-                    return None
-                query = await self._after(query)
         except BaseException:
             self.close()
             raise
 
-    async def _after(self, query: models.AsyncQuery) -> models.AsyncQuery:
-        """The status one interval on (or at once, if notify() woke the job), unless the
-        poll deadline has passed. (The poll is here, not in a method of the job's: a
-        thousand jobs waiting on their status each hold a frame fewer.)"""
+    def _check_deadline(self, query: models.AsyncQuery) -> None:
         job = self._job
         if job.poll.now() - self._started > self._deadline:
             raise PollTimeoutError(
@@ -565,21 +600,6 @@ class _Poller:
                 site_id=job.site_id,
                 query_id=job.query_id,
             )
-        interval = self._interval
-        if job._wake_pending:
-            job._wake_pending = False
-            return await job.refresh()
-        runner = job._runner
-        if runner is None or not runner.coalesces:
-            await job._sleep_or_wake(job.poll.wait_for(interval))
-            return await job.refresh()
-        # A shared source schedules the ask itself, anywhere in the jitter window, so that
-        # it can answer it together with other jobs' asks; notify() hurries it along.
-        earliest = interval / 2 if job.poll.jitter else interval
-        job.status_polls += 1
-        query = job._query = await runner.status(job, earliest, interval)
-        job._wake_pending = False
-        return query
 
 
 class _PageSource:
@@ -600,32 +620,58 @@ class _PageSource:
 
     def __init__(self, job: QueryJob) -> None:
         self._job = job
-        self._window: dict[int, asyncio.Future[Response]] = {}
+        # The pages fetched ahead, by number (made by the first prefetch).
+        self._window: dict[int, asyncio.Future[Response]] | None = None
         self._poller: _Poller | None = None
         self._query: models.AsyncQuery | None = None  # the status whose pages are fetched
         self._fetchable: set[int] = set()
         self._failed: BaseException | None = None  # what next() raised, for the span
         self._opened = not job._delivered and job._begin_run()
 
+    def _ahead(self, number: int) -> list[int]:
+        """The pages to prefetch beside page ``number``: fetchable, in the window, and not
+        fetched yet. (Page ``number`` is fetchable: a status that lists one page has none.)"""
+        fetchable, window = self._fetchable, self._window or _EMPTY_WINDOW
+        if len(fetchable) <= 1:
+            return _NOTHING_AHEAD
+        stop = number + self._job.prefetch
+        return [n for n in range(number + 1, stop) if n in fetchable and n not in window]
+
     async def __aenter__(self) -> _PageSource:
         return self
 
     async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        await self.aclose(exc)
+
+    async def aclose(self, exc: BaseException | None) -> None:
+        """Stop polling, cancel the prefetches, end the run's span; ``exc`` is what ended
+        the caller's use of the source, if anything did."""
         try:
-            await _cancel_all(self._window)
+            if self._window:
+                await _cancel_all(self._window)
         finally:
             if self._poller is not None:
                 self._poller.close()
             if self._opened:
+                self._opened = False
                 # An error of the caller's own (a row that does not fit, a break) leaves the
                 # query as it was: the run was abandoned, not failed.
                 abandoned = GeneratorExit() if exc is not None else None
                 self._job._end_run(self._failed if self._failed is not None else abandoned)
 
-    async def take(self) -> models.ResultPage | None:
+    def take(self) -> Awaitable[models.ResultPage | None]:
         """The next page to deliver whole, taken: the held page's rows not yet delivered
         (delivery began in ``rows()``), else the next page's from the job's offset; None at
         the end. The job's delivery state moves past the page before it is returned."""
+        job = self._job
+        if job._held is None and not job._offset:
+            # Nothing held, nothing of the next page delivered: that page whole, as next()
+            # gives it, with no coroutine of this method's (a frame fewer for each of a
+            # fan-out's thousand sites waiting on a status or a page).
+            return self.next()
+        return self._take_rest()
+
+    async def _take_rest(self) -> models.ResultPage | None:
         job = self._job
         page = job._held if job._held is not None else await self.next()
         if page is None:
@@ -662,37 +708,40 @@ class _PageSource:
                     self._fetchable = set()
                     return None
                 self._query = query
-                self._fetchable = {page.page_number for page in self._poller.fetchable}
+                self._fetchable = _numbers(self._poller.fetchable)
             return await self._fetch()
         except BaseException as exc:
             self._failed = exc
             raise
 
     async def _fetch(self) -> models.ResultPage:
-        job, window, number = self._job, self._window, self._job._next_page
+        job, number = self._job, self._job._next_page
         api, site, query = job._api, job.site_id, job.query_id
-        with job._as_parent():
-            ahead = [
-                n
-                for n in range(number + 1, number + job.prefetch)
-                if n in self._fetchable and n not in window
-            ]
-            if not ahead and number not in window:
-                fetching = None  # nothing to fetch alongside it: no task for it
-                response = await api._result_page_answer(site, query, number)
+        ahead = self._ahead(number)
+        if not ahead and (self._window is None or number not in self._window):
+            # Nothing to fetch alongside it: no task for it (and no context manager where
+            # no span is to be the request's parent).
+            request = api._result_page_answer(site, query, number)
+            if job._run is None:
+                response = await request
             else:
+                with job._run.current():
+                    response = await request
+        else:
+            with job._as_parent():  # the prefetches' tasks start under the run's span
+                tasks = self._window if self._window is not None else {}
+                self._window = tasks
                 for n in (number, *ahead):
-                    if n not in window:
-                        window[n] = asyncio.ensure_future(api._result_page_answer(site, query, n))
-                fetching = window[number]
-        if fetching is not None:
-            response = await fetching
+                    if n not in tasks:
+                        tasks[n] = asyncio.ensure_future(api._result_page_answer(site, query, n))
+            response = await tasks[number]
         fetched = FetchedPage(site, query, number, response)
         if _decode.decodes_off_loop(response.body):
             page = await api._decode_result_page(fetched)
         else:  # small: decoded here, with no coroutine for it (see decode_result_body)
             page = api._page_of(fetched)
-        window.pop(number, None)
+        if self._window is not None:
+            self._window.pop(number, None)
         if job._run is not None:
             job._run.page(len(page.rows), len(response.body))
         del fetched, response  # its body, before the consumer has the page (see above)

@@ -2,8 +2,8 @@
 
 Fields are the wire's camelCase names in Python spelling (``statusTiming`` is
 ``status_timing``). The one converter in ``_convert`` turns JSON into these classes;
-nothing here does I/O or (de)serialisation, except that a query's ``status_timing`` may be
-kept as sent and parsed (by ``_convert``) when first read.
+nothing here does I/O or (de)serialisation, except that a query's ``status_timing`` and
+``metrics`` may be kept as sent and parsed (by ``_convert``) when first read.
 
 Forward compatibility: Halo adds fields and enum values without notice. Unknown fields are
 ignored, and an enum field holds either the known member or, for a value this version does
@@ -439,27 +439,15 @@ class AsyncQuery(_QueryBase):
         return self.pages if self.is_successful else self.cached_pages
 
 
-class _Unparsed:
-    """A field's value as the server sent it, which the field's descriptor parses on first
-    read (see :class:`_ParsedOnRead`). Only ``_convert`` makes these."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        return f"_Unparsed({self.value!r})"
-
-
 class _ParsedOnRead:
-    """A slot that may hold an :class:`_Unparsed` value, parsed (and kept) on first read.
+    """A model's slot that ``_convert`` may fill with the JSON object as sent (a dict, which
+    the field's type never is), parsed and kept when first read.
 
     ``status_timing`` is five phases of ten timestamps in every status answer, and a
-    fan-out's polls read none of them: parsing them on each answer was a sixth of the
-    client's own work per query, and five more objects per query in flight for the garbage
-    collector to walk. Every read goes through here (attribute access, ``==``, ``repr``,
-    ``attrs.asdict``, pickling), so an instance reads the same either way.
+    fan-out's polls read none of them (nor ``metrics``): parsing them on each answer was a
+    sixth of the client's own work per query, and five more objects per query in flight
+    for the garbage collector to walk. Every read goes through here (attribute access,
+    ``==``, ``repr``, ``attrs.asdict``, pickling), so an instance reads the same either way.
     """
 
     __slots__ = ("_parse", "_slot")
@@ -472,8 +460,8 @@ class _ParsedOnRead:
         if instance is None:
             return self
         value = self._slot.__get__(instance, owner)
-        if type(value) is _Unparsed:
-            value = self._parse(value.value)
+        if type(value) is dict:
+            value = self._parse(value)
             self._slot.__set__(instance, value)
         return value
 
@@ -484,14 +472,23 @@ class _ParsedOnRead:
         self._slot.__delete__(instance)
 
 
-def _parse_status_timing(value: Any) -> StatusTiming | None:
+def _parse_status_timing(value: dict[str, Any]) -> StatusTiming | None:
     from halo_async import _convert
 
     return _convert.status_timing(value)
 
 
+def _parse_metrics(value: dict[str, Any]) -> QueryMetrics | None:
+    from halo_async import _convert
+
+    return _convert.query_metrics(value)
+
+
 _QueryBase.status_timing = _ParsedOnRead(  # type: ignore[assignment]
     vars(_QueryBase)["status_timing"], _parse_status_timing
+)
+_QueryBase.metrics = _ParsedOnRead(  # type: ignore[assignment]
+    vars(_QueryBase)["metrics"], _parse_metrics
 )
 
 

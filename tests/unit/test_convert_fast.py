@@ -4,8 +4,8 @@
 ``_convert.structure`` gives (unknown keys ignored, unknown enum values kept as strings,
 timezone-aware datetimes), and raise the same DecodeError where it raises: checked here
 on every field of a full answer set to every kind of odd value, and on random mixes.
-The fast path keeps ``statusTiming`` as sent and parses it when it is first read: the same
-value, or the same DecodeError, then.
+The fast path keeps ``statusTiming`` and ``metrics`` as sent and parses them when first read:
+the same value, or the same DecodeError, then.
 """
 
 from __future__ import annotations
@@ -138,10 +138,10 @@ def outcome(structure: Callable[[], Any]) -> tuple[str, Any]:
 
 
 def read(query: Any) -> Any:
-    """The query with its ``status_timing`` read: the fast path keeps the timing as sent and
-    parses it then (so its errors come from that read, not from the structuring)."""
+    """The query with its ``status_timing`` and ``metrics`` read: the fast path keeps them
+    as sent and parses them then (so their errors come from that read)."""
     if isinstance(query, models.AsyncQuery):
-        _ = query.status_timing
+        _ = query.status_timing, query.metrics
     return query
 
 
@@ -154,6 +154,9 @@ def read_all(results: list[models.QueryStatusResult]) -> list[models.QueryStatus
 def assert_same_query(answer: Any) -> None:
     fast = outcome(lambda: read(_convert.structure_async_query(answer)))
     slow = outcome(lambda: _convert.structure(answer, models.AsyncQuery))
+    if fast != slow and fast[0] == slow[0] == "error":
+        assert_read_fault(fast[1], slow[1])
+        return
     assert fast == slow, answer
     if fast[0] == "ok":
         assert type(fast[1]) is models.AsyncQuery
@@ -164,13 +167,24 @@ def assert_same_statuses(answer: Any) -> None:
     fast = outcome(lambda: read_all(_convert.structure_query_statuses(answer)))
     slow = outcome(lambda: _convert.structure(answer, list[models.QueryStatusResult]))
     if fast != slow and fast[0] == slow[0] == "error":
-        # A timing that does not fit fails its read, which names the path from the query.
-        assert fast[1] == query_relative(slow[1]), answer
-        assert "status_timing" in fast[1]
+        assert_read_fault(fast[1], query_relative(slow[1]))
         return
     assert fast == slow, answer
     if fast[0] == "ok":
         assert_same_types(fast[1], slow[1])
+
+
+def assert_read_fault(read: str, whole: str) -> None:
+    """A timing (or metrics) that does not fit fails its read, with the converter's own
+    words for it: the problems of the field read first, of those the whole answer has."""
+    prefix = "the answer does not fit AsyncQuery: "
+    assert read.startswith(prefix), read
+    assert whole.startswith(prefix), whole
+    problems = read.removeprefix(prefix).split("; ")
+    assert set(problems) <= set(whole.removeprefix(prefix).split("; ")), (read, whole)
+    fields = {problem.split(" @ <AsyncQuery>.")[1].split(".")[0] for problem in problems}
+    assert len(fields) == 1, read
+    assert fields <= {"status_timing", "metrics"}, read
 
 
 def query_relative(message: str) -> str:
