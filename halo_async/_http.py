@@ -507,10 +507,13 @@ class HttpTransport:
     def _timeout(self, attempt: _Attempt) -> aiohttp.ClientTimeout:
         # The retry deadline bounds the whole request, attempts included: an attempt may
         # not outlast it, however long the per-attempt timeout.
+        # (Comparisons, not min() and max(): each of those makes an iterator, a request.)
         left = attempt.policy.deadline - (attempt.policy.now() - attempt.started)
-        total = min(attempt.read_timeout or self.request_timeout, max(left, 0.001))
-        creates = attempt.safety is Safety.CREATES_QUERY
-        return _client_timeout(total, min(self._connect_timeout, total), creates)
+        left = left if left > 0.001 else 0.001
+        total = attempt.read_timeout or self.request_timeout
+        total = total if total < left else left
+        connect = self._connect_timeout if self._connect_timeout < total else total
+        return _client_timeout(total, connect, attempt.safety is Safety.CREATES_QUERY)
 
     def _scrub(self, payload: bytes) -> bytes:
         """The body without the API key, should a server echo it back (a gateway quoting the

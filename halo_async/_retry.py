@@ -139,7 +139,8 @@ class PollPolicy:
 
     def next_interval(self, interval: float) -> float:
         """The interval after a poll that showed no progress."""
-        return min(self.max_interval, max(interval, 1e-3) * self.multiplier)
+        longer = (interval if interval > 1e-3 else 1e-3) * self.multiplier
+        return longer if longer < self.max_interval else self.max_interval
 
     def wait_for(self, interval: float) -> float:
         """The actual wait for ``interval``, jittered."""

@@ -479,7 +479,7 @@ class _FanOut:
         status or a page each hold a generator and its asend fewer)."""
         run.started = time.perf_counter()
         checkpoint = await self._resumable(run) if run.entry is not None else None
-        if checkpoint is None:
+        if checkpoint is None and not self._asked.is_set():  # (wait() is a coroutine a call)
             await self._asked.wait()
         # One of the key's slots for queries in flight (its budget's, if the client has
         # one, shared with other processes), from just before the create to the last page.
@@ -513,7 +513,12 @@ class _FanOut:
         except BaseException as exc:
             await self._let_go(run, source, slot, exc)
             raise
-        await self._let_go(run, source, slot, None)
+        if slot is None and not source.prefetching:
+            source.close(None)  # (with nothing to await, no coroutine for it)
+            if self._jobs is not None:
+                self._jobs.unregister(job)
+        else:
+            await self._let_go(run, source, slot, None)
 
     async def _let_go(
         self,
@@ -833,7 +838,8 @@ class _StatusBatcher:
         loop = asyncio.get_running_loop()
         now = loop.time()
         future: asyncio.Future[models.AsyncQuery] = loop.create_future()
-        self._asks.append(_Ask(query_id, now + earliest, now + max(earliest, latest), future))
+        latest = latest if latest > earliest else earliest
+        self._asks.append(_Ask(query_id, now + earliest, now + latest, future))
         self._arrived.set()
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._run())

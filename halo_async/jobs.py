@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Set
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, overload
 
 import attrs
@@ -390,7 +390,7 @@ class QueryJob:
         pages = query.pages
         last, counted, counts = 0, 0, 0  # (loops, not generators: one page, the usual)
         for page in pages:
-            last = max(last, page.page_number)
+            last = page.page_number if page.page_number > last else last
             if page.rows is not None and page.rows.count is not None:
                 counted, counts = counted + 1, counts + page.rows.count
         if pages and self._next_page <= last:
@@ -467,6 +467,7 @@ class QueryJob:
 _NO_SPAN = contextlib.nullcontext()
 _EMPTY_WINDOW: Mapping[int, Any] = {}  # read only: a page source's window before its first
 _NOTHING_AHEAD: list[int] = []  # read only: no page to prefetch
+_NO_PAGES: frozenset[int] = frozenset()
 
 
 def _rows_from(page: models.ResultPage, offset: int) -> models.ResultPage:
@@ -537,6 +538,13 @@ class _Poller:
         self._seen_pages = -1
         self._last: models.AsyncQuery | None = None
         self.fetchable: tuple[models.Page, ...] = ()  # the last status's, that next() returned
+
+    def finished(self) -> bool:
+        """Whether :meth:`next` would return None at once (asked here first, with no
+        coroutine for it: after a job's last page, the usual case)."""
+        if self._until is not None and self._last is not None and self._until(self._last):
+            self.close()
+        return self._until is None
 
     def close(self) -> None:
         """Polling is over (ended, failed, or its consumer stopped)."""
@@ -624,7 +632,7 @@ class _PageSource:
         self._window: dict[int, asyncio.Future[Response]] | None = None
         self._poller: _Poller | None = None
         self._query: models.AsyncQuery | None = None  # the status whose pages are fetched
-        self._fetchable: set[int] = set()
+        self._fetchable: Set[int] = _NO_PAGES
         self._failed: BaseException | None = None  # what next() raised, for the span
         self._opened = not job._delivered and job._begin_run()
 
@@ -650,14 +658,23 @@ class _PageSource:
             if self._window:
                 await _cancel_all(self._window)
         finally:
-            if self._poller is not None:
-                self._poller.close()
-            if self._opened:
-                self._opened = False
-                # An error of the caller's own (a row that does not fit, a break) leaves the
-                # query as it was: the run was abandoned, not failed.
-                abandoned = GeneratorExit() if exc is not None else None
-                self._job._end_run(self._failed if self._failed is not None else abandoned)
+            self.close(exc)
+
+    @property
+    def prefetching(self) -> bool:
+        """Whether pages are being fetched ahead (closing then awaits their cancelling)."""
+        return bool(self._window)
+
+    def close(self, exc: BaseException | None) -> None:
+        """:meth:`aclose` for a source with nothing :attr:`prefetching`."""
+        if self._poller is not None:
+            self._poller.close()
+        if self._opened:
+            self._opened = False
+            # An error of the caller's own (a row that does not fit, a break) leaves the
+            # query as it was: the run was abandoned, not failed.
+            abandoned = GeneratorExit() if exc is not None else None
+            self._job._end_run(self._failed if self._failed is not None else abandoned)
 
     def take(self) -> Awaitable[models.ResultPage | None]:
         """The next page to deliver whole, taken: the held page's rows not yet delivered
@@ -701,11 +718,12 @@ class _PageSource:
             while job._next_page not in self._fetchable:
                 if self._poller is None:
                     self._poller = _Poller(job, _is_successful)
-                query = await self._poller.next()
+                poller = self._poller
+                query = None if poller.finished() else await poller.next()
                 if query is None:
                     assert job._query is not None
                     job._check_complete(job._query)
-                    self._fetchable = set()
+                    self._fetchable = _NO_PAGES
                     return None
                 self._query = query
                 self._fetchable = _numbers(self._poller.fetchable)

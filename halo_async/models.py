@@ -450,23 +450,25 @@ class _ParsedOnRead:
     ``==``, ``repr``, ``attrs.asdict``, pickling), so an instance reads the same either way.
     """
 
-    __slots__ = ("_parse", "_slot")
+    __slots__ = ("_get", "_parse", "_set", "_slot")
 
     def __init__(self, slot: Any, parse: Any) -> None:
         self._slot = slot  # the member descriptor attrs made for the field
+        # Its methods bound once: ``slot.__get__`` would make a method object every time.
+        self._get, self._set = slot.__get__, slot.__set__
         self._parse = parse
 
     def __get__(self, instance: object, owner: type | None = None) -> Any:
         if instance is None:
             return self
-        value = self._slot.__get__(instance, owner)
+        value = self._get(instance, owner)
         if type(value) is dict:
             value = self._parse(value)
-            self._slot.__set__(instance, value)
+            self._set(instance, value)
         return value
 
     def __set__(self, instance: object, value: Any) -> None:
-        self._slot.__set__(instance, value)  # attrs' __init__ (frozen: nothing else sets)
+        self._set(instance, value)  # attrs' __init__ (frozen: nothing else sets)
 
     def __delete__(self, instance: object) -> None:
         self._slot.__delete__(instance)
