@@ -48,6 +48,17 @@ class QueryApi(Protocol):
         its arguments once, not once per site)."""
         ...
 
+    def _create_answer(
+        self, site_id: str, body: dict[str, Any], timeout: float | None = None
+    ) -> Awaitable[Response]:
+        """:meth:`_create_async_query`'s answer, not yet read (an awaitable: a fan-out
+        awaits it itself, a frame fewer while a thousand creates queue)."""
+        ...
+
+    def _created(self, response: Response) -> models.AsyncQuery:
+        """The query a create's answer holds."""
+        ...
+
     async def _get_query(
         self, site: str, query: str, *, timeout: float | None = None
     ) -> models.AsyncQuery | models.ImmediateQuery:

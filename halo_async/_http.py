@@ -63,13 +63,19 @@ class Safety(enum.Enum):
     CREATES_QUERY = "creates_query"
 
 
-@attrs.frozen
 class Response:
-    """A successful answer, read whole."""
+    """A successful answer, read whole. (A plain slotted class, not a frozen attrs one:
+    one is made for every request, and a frozen class's __init__ makes an object more.)"""
 
-    status: int
-    headers: CIMultiDictProxy[str]
-    body: bytes
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: CIMultiDictProxy[str], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status}, {len(self.body)} bytes>"
 
     def json(self) -> Any:
         """The body as JSON (None for an empty body)."""
@@ -395,7 +401,7 @@ class HttpTransport:
                 path=attempt.path,
                 site_id=attempt.site_id,
             )
-        return Response(status=status, headers=headers, body=payload)
+        return Response(status, headers, payload)
 
     def _send(
         self, attempt: _Attempt, url: yarl.URL, params: Mapping[str, str] | None

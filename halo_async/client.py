@@ -284,9 +284,16 @@ class HaloClient:
     async def _create_async_query(
         self, site_id: str, body: dict[str, Any], timeout: float | None = None
     ) -> models.AsyncQuery:
-        response = await self._create(
+        return self._created(await self._create_answer(site_id, body, timeout))
+
+    def _create_answer(
+        self, site_id: str, body: dict[str, Any], timeout: float | None = None
+    ) -> Awaitable[Response]:
+        return self._create(
             f"/integrator/sites/{site_id}/queries/async", site_id, body, timeout=timeout
         )
+
+    def _created(self, response: Response) -> models.AsyncQuery:
         return _convert.structure_async_query(_json_object(response))
 
     async def get_query(

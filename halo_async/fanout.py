@@ -336,7 +336,11 @@ class _FanOut:
             run.queued_at = time.perf_counter()
         discard = self._tasks.discard  # one bound method for every task, not one each
         for run in pending:
-            task = asyncio.ensure_future(self._run_site(run))
+            # An entry with no limit to wait for runs as _start itself: one frame fewer.
+            if self._global_slots is None and run.site_id not in self._site_slots:
+                task = asyncio.ensure_future(self._start(run))
+            else:
+                task = asyncio.ensure_future(self._run_site(run))
             self._tasks.add(task)
             task.add_done_callback(discard)
         timer = None if self._deadline is None else loop.call_later(self._deadline, self._expire)
@@ -445,80 +449,79 @@ class _FanOut:
     # -- the producers' side -------------------------------------------------------------
 
     async def _run_site(self, run: _Run) -> None:
-        try:
-            site_slots, global_slots = self._site_slots.get(run.site_id), self._global_slots
-            if site_slots is None and global_slots is None:
-                # No limit to wait for: no context to enter (an ``async with`` of one that
-                # does nothing makes four objects, for every entry of a fan-out).
-                await self._start(run)
-            else:
-                # The site's slot first: an entry waiting for its site (listed twice, say)
-                # must not sit on a global slot that another site could use meanwhile.
-                async with site_slots or _FREE, global_slots or _FREE:
-                    await self._start(run)
-        except Exception as exc:
-            self._tally.failed += 1
-            if self._on_event is not None:
-                self._emit(FanOutEventKind.FAILED, run.site_id, query_id=_query_id(run))
-            outcome = self._outcome(run, exc, rows=None)
-        else:
-            self._tally.completed += 1
-            if self._on_event is not None:
-                self._emit(FanOutEventKind.COMPLETED, run.site_id, query_id=_query_id(run))
-            rows = None if self._stream else run.rows if run.rows is not None else []
-            outcome = self._outcome(run, None, rows=rows)
-        self._put(outcome)
+        """The producer of an entry with a limit to wait for (see :meth:`_start`)."""
+        # The site's slot first: an entry waiting for its site (listed twice, say) must not
+        # sit on a global slot that another site could use meanwhile.
+        async with self._site_slots.get(run.site_id) or _FREE, self._global_slots or _FREE:
+            await self._start(run)
 
     async def _start(self, run: _Run) -> None:
-        """Create (or resume) the entry's query once the consumer asks, and deliver it.
+        """The producer of an entry (its task's coroutine where no limit applies): create
+        (or resume) its query once the consumer asks, deliver it, queue its outcome.
 
         No ``with`` blocks (each makes objects of its own, for every entry of a fan-out):
         the budget's slot, the page source and a webhook registry's hold on the job are
-        taken and let go of by hand, as ``async with`` would. And no generator: the pages
-        come from the job's page source, not its pages() (a thousand sites waiting on a
-        status or a page each hold a generator and its asend fewer)."""
-        run.started = time.perf_counter()
-        checkpoint = await self._resumable(run) if run.entry is not None else None
-        if checkpoint is None and not self._asked.is_set():  # (wait() is a coroutine a call)
-            await self._asked.wait()
-        # One of the key's slots for queries in flight (its budget's, if the client has
-        # one, shared with other processes), from just before the create to the last page.
-        slot = self._api._query_slot(run.site_id)
-        if slot is not None:
-            await slot.__aenter__()
-        source: _PageSource | None = None
+        taken and let go of by hand, as ``async with`` would. No generator: the pages come
+        from the job's page source, not its pages(). (Each is an object fewer for each of
+        a thousand sites waiting on a status or a page, for the garbage collector.)"""
+        error: Exception | None = None
         try:
-            if checkpoint is None and self._ledger is None:
-                # _job_for's usual case inline: a frame fewer while creates queue.
-                query = await self._api._create_async_query(run.site_id, self._body)
-                job = run.job = self._created(run, query)
-            else:
-                job = run.job = await self._job_for(run, checkpoint)
-            if self._jobs is not None:
-                self._jobs.register(job)
-            source = _PageSource(job)
-            # The first page's rows delivered before (resumed mid-way): with no page held
-            # yet, the job's offset (what checkpoint().next_row says, without building one).
-            query_id, first_row = job.query_id, job._offset
-            while (page := await source.take()) is not None:
-                self._count_page(run, query_id, page)
-                if self._stream:
-                    await self._page_room.acquire()
-                    number, rows = page.page_number, page.rows
-                    self._put(SitePage(run.site_id, query_id, number, rows, run.index, first_row))
-                    first_row = 0
+            run.started = time.perf_counter()
+            checkpoint = await self._resumable(run) if run.entry is not None else None
+            if checkpoint is None and not self._asked.is_set():  # (wait() makes a coroutine)
+                await self._asked.wait()
+            # One of the key's slots for queries in flight (its budget's, if the client has
+            # one, shared with other processes), from just before the create to the end.
+            slot = self._api._query_slot(run.site_id)
+            if slot is not None:
+                await slot.__aenter__()
+            source: _PageSource | None = None
+            try:
+                if checkpoint is None and self._ledger is None:
+                    # _job_for's usual case inline: two frames fewer while creates queue.
+                    answer = await self._api._create_answer(run.site_id, self._body)
+                    job = run.job = self._created(run, self._api._created(answer))
                 else:
-                    _keep_rows(run, page)
-                del page  # before the next page is decoded (see _PageSource)
-        except BaseException as exc:
-            await self._let_go(run, source, slot, exc)
-            raise
-        if slot is None and not source.prefetching:
-            source.close(None)  # (with nothing to await, no coroutine for it)
-            if self._jobs is not None:
-                self._jobs.unregister(job)
-        else:
-            await self._let_go(run, source, slot, None)
+                    job = run.job = await self._job_for(run, checkpoint)
+                if self._jobs is not None:
+                    self._jobs.register(job)
+                source = _PageSource(job)
+                # The first page's rows delivered before (resumed mid-way): the job's offset.
+                query_id, first_row = job.query_id, job._offset
+                while (page := await source.take()) is not None:
+                    self._count_page(run, query_id, page)
+                    if self._stream:
+                        await self._page_room.acquire()
+                        self._put(_site_page(run, query_id, page, first_row))
+                        first_row = 0
+                    else:
+                        _keep_rows(run, page)
+                    del page  # before the next page is decoded (see _PageSource)
+            except BaseException as exc:
+                await self._let_go(run, source, slot, exc)
+                raise
+            if slot is not None or source.prefetching:
+                await self._let_go(run, source, slot, None)
+            else:  # nothing to await: no coroutine for it
+                source.close(None)
+                if self._jobs is not None:
+                    self._jobs.unregister(job)
+        except Exception as exc:
+            error = exc
+        self._put(self._ended(run, error))
+
+    def _ended(self, run: _Run, error: Exception | None) -> SiteOutcome:
+        """The entry's outcome, counted (and reported, with a listener)."""
+        if error is not None:
+            self._tally.failed += 1
+            if self._on_event is not None:
+                self._emit(FanOutEventKind.FAILED, run.site_id, query_id=_query_id(run))
+            return self._outcome(run, error, rows=None)
+        self._tally.completed += 1
+        if self._on_event is not None:
+            self._emit(FanOutEventKind.COMPLETED, run.site_id, query_id=_query_id(run))
+        rows = None if self._stream else run.rows if run.rows is not None else []
+        return self._outcome(run, None, rows=rows)
 
     async def _let_go(
         self,
@@ -779,6 +782,10 @@ _FREE = contextlib.nullcontext()
 def _slots(limit: int, entries: int) -> asyncio.Semaphore | None:
     """A semaphore of ``limit`` slots for ``entries`` entries; None where all fit."""
     return asyncio.Semaphore(limit) if entries > limit else None
+
+
+def _site_page(run: _Run, query_id: str, page: models.ResultPage, first_row: int) -> SitePage:
+    return SitePage(run.site_id, query_id, page.page_number, page.rows, run.index, first_row)
 
 
 def _keep_rows(run: _Run, page: models.ResultPage) -> None:
