@@ -223,9 +223,11 @@ class HttpTransport:
             if self._budget is not None:
                 await self._spend(self._budget, attempt)
             try:
-                started = time.perf_counter()
+                # Timed only for the debug log (and the level asked once an attempt).
+                started = time.perf_counter() if logger.isEnabledFor(logging.DEBUG) else None
                 answer = await self._send(attempt, url, params)
-                self._log_answer(attempt, answer[0], started)
+                if started is not None:
+                    self._log_answer(attempt, answer[0], started)
                 if answer[0] in _REDIRECTS:
                     answer = await self._follow_redirects(attempt, url, answer)
                 return self._answer(attempt, *answer)
@@ -423,12 +425,10 @@ class HttpTransport:
         return attempt.otel.traced(sent, attempt.method, attempt.path, params, attempt.count)
 
     def _log_answer(self, attempt: _Attempt, status: int, started: float) -> None:
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug(
-                "%s %s -> %d (attempt %d, %.3f s)",
-                attempt.method, attempt.path, status, attempt.count,
-                time.perf_counter() - started,
-            )  # fmt: skip
+        logger.debug(
+            "%s %s -> %d (attempt %d, %.3f s)",
+            attempt.method, attempt.path, status, attempt.count, time.perf_counter() - started,
+        )  # fmt: skip
 
     async def _follow_redirects(
         self, attempt: _Attempt, url: yarl.URL, answer: tuple[int, CIMultiDictProxy[str], bytes]
