@@ -1,6 +1,7 @@
 """``python -m benchmarks.run``: run the benchmarks, print the table, write the JSON.
 
-Options: ``--quick`` (small sizes, a smoke run), ``--only NAME`` (repeatable), ``--repeat N``
+Options: ``--quick`` (small sizes, a smoke run), ``--only NAME`` (repeatable; the only way
+to run the opt-in ``instructions``), ``--repeat N``
 (each figure is the median of N runs), ``--output PATH`` (default
 ``benchmarks/results/latest.json``), ``--compare OLD.json`` (print each figure's change against
 an earlier run's JSON). The exit status is 0 when every target is met, 1 when one is missed.
@@ -23,6 +24,7 @@ from benchmarks import (
     emulator_scale,
     fanout,
     first_row,
+    instructions,
     memory,
     scale,
     sink,
@@ -50,8 +52,12 @@ BENCHMARKS: dict[str, Benchmark] = {
     scale.NAME: scale.run,
     sink.NAME: sink.run,
     answers.NAME: answers.run,
+    instructions.NAME: instructions.run,
 }
 """Every benchmark by name, in the order they run."""
+
+OPT_IN = frozenset({instructions.NAME})
+"""Benchmarks run only when named with ``--only`` (they take minutes, or need a tool)."""
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
 
@@ -116,7 +122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.repeat < 1:
         _parser().error("--repeat must be at least 1")
     old = _read_old(args.compare) if args.compare is not None else None
-    names = [name for name in BENCHMARKS if not args.only or name in args.only]
+    only = args.only or []
+    names = [name for name in BENCHMARKS if name in only or (not only and name not in OPT_IN)]
     results = asyncio.run(run_benchmarks(names, quick=args.quick, repeat=args.repeat))
     print(format_table(results))
     if old is not None:

@@ -18,7 +18,7 @@ import pytest
 from multidict import CIMultiDict
 from yarl import URL
 
-from benchmarks import answers, decode, emulator_scale, fanout, scale, sink, stall
+from benchmarks import answers, decode, emulator_scale, fanout, instructions, scale, sink, stall
 from benchmarks._emulator import EmulatorProcess
 from benchmarks._report import (
     BenchmarkResult,
@@ -29,7 +29,7 @@ from benchmarks._report import (
     report_json,
 )
 from benchmarks._requests import RequestCounter, request_kind
-from benchmarks.run import BENCHMARKS, _parser
+from benchmarks.run import BENCHMARKS, OPT_IN, _parser
 from halo_async import _constants as C
 from halo_async import _convert, models
 
@@ -105,7 +105,9 @@ def test_the_command_line_offers_every_benchmark() -> None:
         "scale",
         "sink",
         "answers",
+        "instructions",
     ]
+    assert sorted(OPT_IN) == ["instructions"]  # run only when named: minutes under valgrind
     args = _parser().parse_args(["--quick", "--only", "decode", "--only", "memory"])
     assert (args.quick, args.only, args.repeat) == (True, ["decode", "memory"], 3)
     assert args.compare is None
@@ -319,3 +321,22 @@ async def test_the_answers_benchmark_times_both_ways_of_structuring_the_same_ans
     assert _convert.structure_query_statuses(statuses) == _convert.structure(
         statuses, list[models.QueryStatusResult]
     )
+
+
+def test_gc_allocations_are_the_calls_to_gc_link_in_a_callgrind_file(tmp_path: Any) -> None:
+    # Callgrind names a function once, then refers to it by its number alone.
+    out = tmp_path / "callgrind.out"
+    out.write_text(
+        "fn=(1) _PyObject_GC_New\n"
+        "cfn=(2) _PyObject_GC_Link\n"
+        "calls=7 0\n"
+        "1 70\n"
+        "fn=(3) PyType_GenericAlloc\n"
+        "cfn=(2)\n"
+        "calls=5 0\n"
+        "1 50\n"
+        "cfn=(4) PyObject_Malloc\n"
+        "calls=11 0\n"
+        "1 11\n"
+    )
+    assert instructions.gc_allocations(out) == 12
