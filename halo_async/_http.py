@@ -223,7 +223,6 @@ class HttpTransport:
             if self._budget is not None:
                 await self._spend(self._budget, attempt)
             try:
-                # Timed only for the debug log (and the level asked once an attempt).
                 started = time.perf_counter() if logger.isEnabledFor(logging.DEBUG) else None
                 answer = await self._send(attempt, url, params)
                 if started is not None:
@@ -239,8 +238,7 @@ class HttpTransport:
             except (APIError, aiohttp.ClientError, TimeoutError) as exc:
                 if not isinstance(exc, APIError):
                     # aiohttp's frames hold the request's headers (the key) as locals, which
-                    # Sentry's local capture, ``pytest -l`` or rich's show_locals would ship:
-                    # the error travels on without them (its own message and type are kept).
+                    # Sentry, ``pytest -l`` or rich's show_locals would ship: dropped (see there).
                     _drop_frames(exc)
                 if self._closed:
                     raise self._closed_under(attempt) from exc

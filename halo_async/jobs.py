@@ -505,11 +505,15 @@ def _is_successful(query: models.AsyncQuery) -> bool:
 
 
 class _Poller:
-    """The status polling of one run of a job: each :meth:`next` is the next status that
-    made progress (a new status, or more fetchable pages), or None once ``until`` held for
-    the one before; a failed query or the poll deadline raises.
+    """The status polling of one run of a job: each :meth:`next` is the next status with
+    more (or fewer) fetchable pages than the one it returned before, or None once ``until``
+    held for the last status seen; a failed query or the poll deadline raises. (Its callers
+    want pages, or the end: a status that only moved on, "queued" to "executing", is
+    reported to the fan-out's runner, not returned, which saves each query a round trip
+    through two coroutines.)
 
-    A status that made no progress lengthens the next wait; progress resets it. A job that
+    A status that made no progress (no new status, no more fetchable pages) lengthens the
+    next wait; progress resets it. A job that
     knows its status (it was just created, or polled before) waits one interval before
     asking again: a query answered "initialising" a moment ago has not finished since.
 
@@ -519,8 +523,8 @@ class _Poller:
     """
 
     __slots__ = (
-        "_deadline", "_interval", "_job", "_last", "_seen_pages", "_seen_status", "_started",
-        "_until", "fetchable",
+        "_deadline", "_interval", "_job", "_last", "_returned_pages", "_seen_pages",
+        "_seen_status", "_started", "_until", "fetchable",
     )  # fmt: skip
 
     def __init__(self, job: QueryJob, until: Callable[[models.AsyncQuery], bool]) -> None:
@@ -533,11 +537,12 @@ class _Poller:
         )
         job._poll_ends_at = self._started + self._deadline
         self._interval = policy.initial_interval
-        # The progress of the status next() last returned: its status and fetchable pages.
+        # The progress of the last status seen: its status and fetchable pages.
         self._seen_status: models.QueryStatus | str | None = None
         self._seen_pages = -1
-        self._last: models.AsyncQuery | None = None
+        self._last: models.AsyncQuery | None = None  # the last status seen
         self.fetchable: tuple[models.Page, ...] = ()  # the last status's, that next() returned
+        self._returned_pages = 0  # how many, len(self.fetchable)
 
     def finished(self) -> bool:
         """Whether :meth:`next` would return None at once (asked here first, with no
@@ -553,7 +558,7 @@ class _Poller:
             self._job._poll_ends_at = None
 
     async def next(self) -> models.AsyncQuery | None:
-        """The next status that made progress; None once polling is over."""
+        """The next status with a new count of fetchable pages; None once polling is over."""
         until = self._until
         if until is None:
             return None
@@ -589,11 +594,14 @@ class _Poller:
                 fetchable = query.fetchable_pages
                 if query.status != self._seen_status or len(fetchable) != self._seen_pages:
                     self._seen_status, self._seen_pages = query.status, len(fetchable)
-                    self._last, self.fetchable = query, fetchable
+                    self._last = query
                     self._interval = policy.initial_interval
                     if job._runner is not None:
                         job._runner.status_changed(job, query)
-                    return query
+                    if len(fetchable) != self._returned_pages:
+                        self.fetchable, self._returned_pages = fetchable, len(fetchable)
+                        return query
+                    continue  # progress, but no page more: not the caller's news
                 self._interval = policy.next_interval(self._interval)
         except BaseException:
             self.close()
