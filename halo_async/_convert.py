@@ -407,8 +407,10 @@ def _async_query(value: Any) -> models.AsyncQuery:
         raise _Unusual
     created, updated, completed = get("createdAt"), get("updatedAt"), get("completedAt")
     result = get("result")
-    if "result" not in value and isinstance(get("results"), Mapping):
-        result = value["results"]  # the alias the converter's hook accepts as well
+    if result is None and "result" not in value:
+        aliased = get("results")  # the alias the converter's hook accepts as well
+        if aliased is not None and isinstance(aliased, Mapping):  # (an ABC check: not for None)
+            result = aliased
     return models.AsyncQuery(
         id=query_id,
         site_id=site_id,
