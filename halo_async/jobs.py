@@ -513,9 +513,9 @@ class _Poller:
     through two coroutines.)
 
     A status that made no progress (no new status, no more fetchable pages) lengthens the
-    next wait; progress resets it. A job that
-    knows its status (it was just created, or polled before) waits one interval before
-    asking again: a query answered "initialising" a moment ago has not finished since.
+    next wait; progress resets it. A job that knows its status (it was just created, or
+    polled before) waits one interval before asking again: a query answered "initialising"
+    a moment ago has not finished since.
 
     State on an object, not in an async generator: a fan-out keeps a thousand jobs
     suspended at once, and every generator layer (with its ``asend`` and ``aclosing``
