@@ -212,21 +212,62 @@ class HttpTransport:
         ``SubmissionOutcomeUnknownError`` (a query-creating POST whose fate is unknown)."""
         policy = retry or self.retry
         body = orjson.dumps(json) if json is not None else None
-        attempt = _Attempt(
-            self._ensure_session(), method, path, params, body, read_timeout, site_id, safety,
-            policy, started=policy.now(), otel=self.telemetry.instruments(),
-        )  # fmt: skip
-        retryable = retryable_for_read if safety is Safety.IDEMPOTENT else retryable_for_create
+        session = self._ensure_session()
+        started = policy.now()
         url = self._url(path)
+        otel = self.telemetry.instruments()
+        first: _Outcome = None
+        if self._budget is None and otel is None and not logger.isEnabledFor(logging.DEBUG):
+            # Nothing takes part in an attempt but the network (no budget to ask, no span,
+            # no debug line): the first attempt goes out with no _Attempt, and a plain 2xx
+            # answer comes back as it is, which is nearly every request. Anything else (an
+            # error, a redirect, no answer) is taken up below as that first attempt's outcome.
+            try:
+                first = await self._round_trip(
+                    session,
+                    method,
+                    url,
+                    params=params,
+                    data=body,
+                    headers=self._key.headers if body is None else self._key.json_headers,
+                    timeout=self._attempt_timeout(
+                        read_timeout, policy.deadline, safety is Safety.CREATES_QUERY
+                    ),
+                )
+            except (RuntimeError, aiohttp.ClientError, TimeoutError) as exc:
+                first = exc
+            else:
+                if first[0] < 300:
+                    return Response(*first)
+        attempt = _Attempt(
+            session, method, path, params, body, read_timeout, site_id, safety, policy,
+            started=started, otel=otel,
+        )  # fmt: skip
+        return await self._attempts(attempt, url, json, first)
+
+    async def _attempts(
+        self, attempt: _Attempt, url: yarl.URL, sent: Any, first: _Outcome
+    ) -> Response:
+        """The loop over ``attempt``'s tries, retrying as its safety allows; ``first`` is the
+        outcome of a first try already made (see ``request``), or None."""
+        retryable = (
+            retryable_for_read if attempt.safety is Safety.IDEMPOTENT else retryable_for_create
+        )
         while True:
             attempt.count += 1
-            if self._budget is not None:
+            if first is None and self._budget is not None:
                 await self._spend(self._budget, attempt)
             try:
-                started = time.perf_counter() if logger.isEnabledFor(logging.DEBUG) else None
-                answer = await self._send(attempt, url, params)
-                if started is not None:
-                    self._log_answer(attempt, answer[0], started)
+                if first is None:
+                    started = time.perf_counter() if logger.isEnabledFor(logging.DEBUG) else None
+                    answer = await self._send(attempt, url, attempt.params)
+                    if started is not None:
+                        self._log_answer(attempt, answer[0], started)
+                elif isinstance(first, BaseException):
+                    raise first
+                else:
+                    answer = first
+                first = None
                 if answer[0] in _REDIRECTS:
                     answer = await self._follow_redirects(attempt, url, answer)
                 return self._answer(attempt, *answer)
@@ -236,6 +277,7 @@ class HttpTransport:
                     raise
                 raise self._closed_under(attempt) from exc
             except (APIError, aiohttp.ClientError, TimeoutError) as exc:
+                first = None
                 if not isinstance(exc, APIError):
                     # aiohttp's frames hold the request's headers (the key) as locals, which
                     # Sentry, ``pytest -l`` or rich's show_locals would ship: dropped (see there).
@@ -246,7 +288,7 @@ class HttpTransport:
                     await self._slow_down(self._budget, attempt, exc.retry_after)
                 delay = self._retry_delay(attempt, exc, retryable)
                 if delay is None:
-                    error = self._final_error(attempt, safety, json, exc)
+                    error = self._final_error(attempt, attempt.safety, sent, exc)
                     if error is exc:
                         raise
                     raise error from exc
@@ -511,13 +553,21 @@ class HttpTransport:
     def _timeout(self, attempt: _Attempt) -> aiohttp.ClientTimeout:
         # The retry deadline bounds the whole request, attempts included: an attempt may
         # not outlast it, however long the per-attempt timeout.
-        # (Comparisons, not min() and max(): each of those makes an iterator, a request.)
         left = attempt.policy.deadline - (attempt.policy.now() - attempt.started)
+        return self._attempt_timeout(
+            attempt.read_timeout, left, attempt.safety is Safety.CREATES_QUERY
+        )
+
+    def _attempt_timeout(
+        self, read_timeout: float | None, left: float, creates: bool
+    ) -> aiohttp.ClientTimeout:
+        """An attempt's timeouts, given the time ``left`` before the retry deadline.
+        (Comparisons, not min() and max(): each of those makes an iterator, a request.)"""
         left = left if left > 0.001 else 0.001
-        total = attempt.read_timeout or self.request_timeout
+        total = read_timeout or self.request_timeout
         total = total if total < left else left
         connect = self._connect_timeout if self._connect_timeout < total else total
-        return _client_timeout(total, connect, attempt.safety is Safety.CREATES_QUERY)
+        return _client_timeout(total, connect, creates)
 
     def _scrub(self, payload: bytes) -> bytes:
         """The body without the API key, should a server echo it back (a gateway quoting the
@@ -530,6 +580,8 @@ class HttpTransport:
 
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_Outcome = tuple[int, CIMultiDictProxy[str], bytes] | BaseException | None
+"""A first attempt's outcome, made before its ``_Attempt`` (see ``HttpTransport.request``)."""
 # Unreserved characters and "/" (RFC 3986 §2.3): a path of these means the same encoded or not.
 _NOT_PLAIN = re.compile(r"[^A-Za-z0-9/._~-]")
 
