@@ -230,8 +230,11 @@ class HttpTransport:
                     params=params,
                     data=body,
                     headers=self._key.headers if body is None else self._key.json_headers,
-                    timeout=self._attempt_timeout(
-                        read_timeout, policy.deadline, safety is Safety.CREATES_QUERY
+                    timeout=_first_timeout(
+                        read_timeout or self.request_timeout,
+                        policy.deadline,
+                        self._connect_timeout,
+                        safety is Safety.CREATES_QUERY,
                     ),
                 )
             except (RuntimeError, aiohttp.ClientError, TimeoutError) as exc:
@@ -561,13 +564,10 @@ class HttpTransport:
     def _attempt_timeout(
         self, read_timeout: float | None, left: float, creates: bool
     ) -> aiohttp.ClientTimeout:
-        """An attempt's timeouts, given the time ``left`` before the retry deadline.
-        (Comparisons, not min() and max(): each of those makes an iterator, a request.)"""
-        left = left if left > 0.001 else 0.001
-        total = read_timeout or self.request_timeout
-        total = total if total < left else left
-        connect = self._connect_timeout if self._connect_timeout < total else total
-        return _client_timeout(total, connect, creates)
+        """An attempt's timeouts, given the time ``left`` before the retry deadline."""
+        return _attempt_timeout(
+            read_timeout or self.request_timeout, left, self._connect_timeout, creates
+        )
 
     def _scrub(self, payload: bytes) -> bytes:
         """The body without the API key, should a server echo it back (a gateway quoting the
@@ -584,6 +584,21 @@ _Outcome = tuple[int, CIMultiDictProxy[str], bytes] | BaseException | None
 """A first attempt's outcome, made before its ``_Attempt`` (see ``HttpTransport.request``)."""
 # Unreserved characters and "/" (RFC 3986 §2.3): a path of these means the same encoded or not.
 _NOT_PLAIN = re.compile(r"[^A-Za-z0-9/._~-]")
+
+
+def _attempt_timeout(
+    timeout: float, left: float, connect_timeout: float, creates: bool
+) -> aiohttp.ClientTimeout:
+    """The timeouts of an attempt of at most ``timeout`` seconds, with ``left`` before the
+    retry deadline. (Comparisons, not min() and max(): each of those makes an iterator.)"""
+    left = left if left > 0.001 else 0.001
+    total = timeout if timeout < left else left
+    connect = connect_timeout if connect_timeout < total else total
+    return _client_timeout(total, connect, creates)
+
+
+# A first attempt has the whole deadline left: its timeouts depend on its arguments alone.
+_first_timeout = functools.lru_cache(maxsize=64)(_attempt_timeout)
 
 
 @functools.lru_cache(maxsize=256)

@@ -99,8 +99,12 @@ class Telemetry:
         dictionary lookups)."""
         if self._instruments is not None:
             return self._instruments
-        if not self._explicit and not _global_provider_set():
-            return None
+        if not self._explicit:
+            modules = sys.modules  # (neither module imported: nothing can have been set)
+            if _TRACE not in modules and _METRICS not in modules:
+                return None
+            if not _global_provider_set():
+                return None
         self._instruments = Instruments(self._base_url, self._tracer_provider, self._meter_provider)
         return self._instruments
 
@@ -112,11 +116,14 @@ def _global_provider_set() -> bool:
     dictionary lookup or two; a module that has not been imported cannot have been set.
     OpenTelemetry does not let a global provider be unset, so a True is final.
     """
-    trace = sys.modules.get("opentelemetry.trace")
+    trace = sys.modules.get(_TRACE)
     if trace is not None and _is_set(trace, "_TRACER_PROVIDER", "get_tracer_provider"):
         return True
-    meters = sys.modules.get("opentelemetry.metrics._internal")
+    meters = sys.modules.get(_METRICS)
     return meters is not None and _is_set(meters, "_METER_PROVIDER", "get_meter_provider")
+
+
+_TRACE, _METRICS = "opentelemetry.trace", "opentelemetry.metrics._internal"
 
 
 def _is_set(module: Any, variable: str, getter: str) -> bool:

@@ -968,19 +968,24 @@ def _result_page(
     response: Response,
 ) -> models.ResultPage:
     headers = response.headers
-    return models.ResultPage(
-        site_id=site,
-        query_id=query,
-        page_number=page,
-        rows=rows,
-        parameters=tuple(_convert.structure(parameters, list[models.Parameter]))
-        if parameters
-        else (),
-        size=_int_header(headers.get("Size")),
-        rows_count=_int_header(headers.get("Rows-Count")),
-        range_start=_int_header(headers.get("Rows-Range-Start")),
-        range_end=_int_header(headers.get("Rows-Range-End")),
+    return _new_result_page(
+        site,
+        query,
+        page,
+        rows,
+        tuple(_convert.structure(parameters, list[models.Parameter])) if parameters else (),
+        _int_header(headers.get("Size")),
+        _int_header(headers.get("Rows-Count")),
+        _int_header(headers.get("Rows-Range-Start")),
+        _int_header(headers.get("Rows-Range-End")),
     )
+
+
+_new_result_page = _convert.slot_filler(
+    models.ResultPage,
+    ("site_id", "query_id", "page_number", "rows", "parameters", "size", "rows_count",
+     "range_start", "range_end"),
+)  # fmt: skip
 
 
 def _page_error(fetched: FetchedPage, exc: DecodeError) -> DecodeError:

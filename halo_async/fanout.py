@@ -33,6 +33,7 @@ import attrs
 from halo_async import _constants as C
 from halo_async import models
 from halo_async._api import QueryApi
+from halo_async._convert import slot_filler
 from halo_async._retry import PollPolicy
 from halo_async.errors import FanOutDeadlineError, NotFoundError, ValidationError
 from halo_async.jobs import QueryJob, _PageSource
@@ -125,6 +126,13 @@ class SiteSuccess(Generic[R]):
     def ok(self) -> Literal[True]:
         """True: after ``if outcome.ok:`` a type checker knows ``rows`` and ``query_id``."""
         return True
+
+
+_new_success = slot_filler(
+    SiteSuccess,
+    ("site_id", "query_id", "rows", "row_count", "page_count", "waited", "elapsed", "index",
+     "error"),
+)  # fmt: skip
 
 
 @attrs.frozen
@@ -637,8 +645,8 @@ class _FanOut:
         waited, elapsed = started - run.queued_at, now - started
         if error is None:
             assert query_id is not None, "a site succeeded without its query"
-            return SiteSuccess(
-                run.site_id, query_id, rows, row_count, page_count, waited, elapsed, run.index
+            return _new_success(
+                run.site_id, query_id, rows, row_count, page_count, waited, elapsed, run.index, None
             )
         return SiteFailure(
             run.site_id, query_id, error, row_count, page_count, waited, elapsed, run.index

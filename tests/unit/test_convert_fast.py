@@ -291,3 +291,46 @@ def test_a_timing_parsed_on_read_is_kept_and_reads_as_the_converters() -> None:
     assert repr(query) == repr(slow)
     assert attrs.asdict(_convert.structure_async_query(full_query())) == attrs.asdict(slow)
     assert pickle.loads(pickle.dumps(_convert.structure_async_query(full_query()))) == slow
+
+
+def test_the_slot_filled_models_are_the_models_attrs_makes() -> None:
+    query = _convert.structure_async_query(full_query())
+    made = models.AsyncQuery(
+        **{f.name: getattr(query, f.name) for f in attrs.fields(models.AsyncQuery)}
+    )
+    assert type(query) is models.AsyncQuery
+    assert query == made
+    assert hash(query) == hash(made)
+    assert repr(query) == repr(made)
+    assert pickle.loads(pickle.dumps(query)) == query
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        query.status = models.QueryStatus.INITIALISING  # type: ignore[misc]
+    assert attrs.evolve(query, status="x").status == "x"
+    assert query.result is not None
+    assert type(query.result.pages[0]) is models.Page
+
+
+def test_a_slot_filler_refuses_fields_it_was_not_told_of() -> None:
+    @attrs.frozen
+    class Two:
+        first: int
+        second: int
+
+    with pytest.raises(RuntimeError, match=r"Two's fields are not \('second', 'first'\)"):
+        _convert.slot_filler(Two, ("second", "first"))
+    assert _convert.slot_filler(Two, ("first", "second"))(1, 2) == Two(1, 2)
+
+
+def test_a_slot_filler_leaves_an_init_that_does_more_to_attrs() -> None:
+    @attrs.frozen
+    class Converted:
+        number: int = attrs.field(converter=int)
+
+    @attrs.frozen
+    class Checked:
+        number: int = attrs.field(validator=attrs.validators.instance_of(int))
+
+    assert _convert.slot_filler(Converted, ("number",)) is Converted
+    assert _convert.slot_filler(Checked, ("number",)) is Checked
+    fields = tuple(field.name for field in attrs.fields(models.Command))
+    assert _convert.slot_filler(models.Command, fields) is models.Command  # a converter
