@@ -13,7 +13,7 @@ import enum
 import functools
 import logging
 import math
-import re
+import string
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from http import HTTPStatus
@@ -303,7 +303,7 @@ class HttpTransport:
         """The URL of ``path``. A path of plain characters (what the SDK's own ids and
         segments make) is joined to the base as it is, not parsed and encoded again: 4 us
         a request, with new query ids missing yarl's cache."""
-        if _NOT_PLAIN.search(path) is None:  # (a search that finds nothing makes no object)
+        if path.isascii() and path.encode().translate(_PLAIN).isascii():
             return self._base.with_path(self._base_path + path, encoded=True)
         return yarl.URL(self.base_url + path)
 
@@ -583,7 +583,12 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _Outcome = tuple[int, CIMultiDictProxy[str], bytes] | BaseException | None
 """A first attempt's outcome, made before its ``_Attempt`` (see ``HttpTransport.request``)."""
 # Unreserved characters and "/" (RFC 3986 §2.3): a path of these means the same encoded or not.
-_NOT_PLAIN = re.compile(r"[^A-Za-z0-9/._~-]")
+# As a translation table that makes every other byte non-ASCII: a third of the time of a
+# regular expression's search over a path (which scans a character class per character).
+_PLAIN = bytes(
+    byte if chr(byte) in string.ascii_letters + string.digits + "/._~-" else 0x80
+    for byte in range(256)
+)
 
 
 def _attempt_timeout(

@@ -334,3 +334,25 @@ def test_a_slot_filler_leaves_an_init_that_does_more_to_attrs() -> None:
     assert _convert.slot_filler(Checked, ("number",)) is Checked
     fields = tuple(field.name for field in attrs.fields(models.Command))
     assert _convert.slot_filler(models.Command, fields) is models.Command  # a converter
+
+
+def test_every_slot_filler_in_use_makes_its_class_exactly() -> None:
+    from halo_async import client, fanout
+
+    fillers = {
+        models.AsyncQuery: _convert._new_async_query,
+        models.Page: _convert._new_page,
+        models.AsyncResult: _convert._new_result,
+        models.RowRange: _convert._new_row_range,
+        models.QueryStatusResult: _convert._new_status_result,
+        models.ResultPage: client._new_result_page,
+        fanout.SiteSuccess: fanout._new_success,
+    }
+    for cls, fill in fillers.items():
+        values = [object() for _ in attrs.fields(cls)]
+        made = fill(*values)
+        assert type(made) is cls
+        assert made == cls(*values)
+        assert [getattr(made, field.name) for field in attrs.fields(cls)] == values
+        with pytest.raises(attrs.exceptions.FrozenInstanceError):
+            made.x = 1
