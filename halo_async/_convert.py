@@ -222,14 +222,6 @@ _PAGE_LISTS = frozenset({list, tuple})  # the list sent, or () where "pages" is 
 _STR_OR_NONE = frozenset({str, type(None)})
 
 
-def _ints_or_none(a: Any, b: Any, c: Any, d: Any = None, e: Any = None) -> bool:
-    """_opt_int's check of a model's int fields, in one call rather than one per field.
-    (bool is not int here either.) Fixed arguments, and no map over them: no tuple,
-    iterator or map object for the garbage collector to count, three times per status."""
-    ok = _INT_OR_NONE
-    return type(a) in ok and type(b) in ok and type(c) in ok and type(d) in ok and type(e) in ok
-
-
 def _opt_int(value: Any) -> int | None:
     # bool is not int here: the converter's int() makes True 1, and it decides such values.
     if value is None or type(value) is int:
@@ -292,14 +284,6 @@ def _timing(value: Any) -> models.StatusTiming | None:
     )
 
 
-def _unparsed(value: Any) -> Any:
-    """An object kept as sent, for the model to parse when it is first read (see
-    ``models._ParsedOnRead``): ``statusTiming`` and ``metrics``."""
-    if value is None or type(value) is dict:
-        return value
-    raise _Unusual
-
-
 def status_timing(value: Any) -> models.StatusTiming | None:
     """A ``statusTiming`` object as a StatusTiming: what a query's ``status_timing`` holds
     once read (see ``models._ParsedOnRead``)."""
@@ -331,16 +315,20 @@ def _row_range(value: Any) -> models.RowRange | None:
         return None
     if type(value) is not dict:
         raise _Unusual
-    count, start, end = value.get("count"), value.get("rangeStart"), value.get("rangeEnd")
-    if not _ints_or_none(count, start, end):
+    count, start, end = map(value.get, _ROW_RANGE_KEYS)
+    ok = _INT_OR_NONE
+    if type(count) not in ok or type(start) not in ok or type(end) not in ok:
         raise _Unusual
     return _new_row_range(count, start, end)
+
+
+_ROW_RANGE_KEYS = ("count", "rangeStart", "rangeEnd")
 
 
 def _page(value: Any) -> models.Page:
     if type(value) is not dict:
         raise _Unusual
-    number, size = value["pageNumber"], value.get("size")
+    number, size, rows = value["pageNumber"], value.get("size"), value.get("rows")
     if type(number) is not int or type(size) not in _INT_OR_NONE:
         raise _Unusual
     status = value.get("status", models.PageStatus.QUEUED)
@@ -348,22 +336,28 @@ def _page(value: Any) -> models.Page:
         status = _PAGE_STATUSES.get(status, status)
     elif status is not models.PageStatus.QUEUED:  # null, or not a string
         raise _Unusual
-    rows = value.get("rows")
     return _new_page(number, status, size, None if rows is None else _row_range(rows))
 
 
-def _result(value: Any) -> models.AsyncResult | None:
-    if value is None:
-        return None
-    if type(value) is not dict:
+def _result(value: Any) -> models.AsyncResult:
+    if type(value) is not dict:  # (None is not passed: the caller checks)
         raise _Unusual
-    size, rows, affected = value.get("size"), value.get("rows"), value.get("rowsAffected")
+    size, rows, affected = map(value.get, _RESULT_KEYS)
     pages = value.get("pages", ())
-    if type(pages) not in _PAGE_LISTS or not _ints_or_none(size, rows, affected):
+    ok = _INT_OR_NONE
+    if (
+        type(pages) not in _PAGE_LISTS
+        or type(size) not in ok
+        or type(rows) not in ok
+        or type(affected) not in ok
+    ):
         raise _Unusual
     # (One page, the usual: its tuple made directly, with no list or iterator on the way.)
     listed = (_page(pages[0]),) if len(pages) == 1 else tuple([_page(page) for page in pages])
     return _new_result(size, rows, affected, listed)
+
+
+_RESULT_KEYS = ("size", "rows", "rowsAffected")
 
 
 def _metrics(value: Any) -> models.QueryMetrics | None:
@@ -445,30 +439,38 @@ _new_status_result = slot_filler(models.QueryStatusResult, ("query_id", "status"
 def _async_query(value: Any) -> models.AsyncQuery:
     if type(value) is not dict:
         raise _Unusual
-    get = value.get
     query_id, site_id, status, mode = value["id"], value["siteId"], value["status"], value["mode"]
-    if type(query_id) is not str or type(site_id) is not str:
+    # The optional fields in one go, at C speed: a map of the dict's get, unpacked.
+    (
+        integrator, in_queue, command_size, request_size, created, updated, completed,
+        timing, metrics, details, error_code, message, result, result_size,
+    ) = map(value.get, _ASYNC_QUERY_KEYS)  # fmt: skip
+    text, number = _STR_OR_NONE, _INT_OR_NONE
+    if (
+        type(query_id) is not str
+        or type(site_id) is not str
+        or type(integrator) not in text
+        or type(message) not in text
+        or type(in_queue) not in number
+        or type(command_size) not in number
+        or type(request_size) not in number
+        or type(error_code) not in number
+        or type(result_size) not in number
+        or type(timing) not in _DICT_OR_NONE  # statusTiming and metrics: kept as sent, for
+        or type(metrics) not in _DICT_OR_NONE  # the model to parse if read (_ParsedOnRead)
+    ):
         raise _Unusual
-    integrator, message = get("integratorId"), get("errorMessage")
-    if type(integrator) not in _STR_OR_NONE or type(message) not in _STR_OR_NONE:
-        raise _Unusual
-    in_queue, command_size, request_size = (
-        get("maxTimeInQueue"), get("commandSize"), get("requestSize")
-    )  # fmt: skip
-    error_code, result_size = get("errorCode"), get("resultSize")
-    if not _ints_or_none(in_queue, command_size, request_size, error_code, result_size):
-        raise _Unusual
-    created, updated, completed = get("createdAt"), get("updatedAt"), get("completedAt")
-    result = get("result")
     if result is None and "result" not in value:
-        aliased = get("results")  # the alias the converter's hook accepts as well
+        aliased = value.get("results")  # the alias the converter's hook accepts as well
         if aliased is not None and isinstance(aliased, Mapping):  # (an ABC check: not for None)
             result = aliased
     return _new_async_query(
         query_id,
         site_id,
-        _enum(_QUERY_STATUSES, status),
-        _enum(_QUERY_MODES, mode),
+        _QUERY_STATUSES.get(status, status)
+        if type(status) is str
+        else _enum(_QUERY_STATUSES, status),
+        _QUERY_MODES.get(mode, mode) if type(mode) is str else _enum(_QUERY_MODES, mode),
         integrator,
         in_queue,
         command_size,
@@ -476,14 +478,22 @@ def _async_query(value: Any) -> models.AsyncQuery:
         None if created is None else _datetime(created),
         None if updated is None else _datetime(updated),
         None if completed is None else _datetime(completed),
-        _unparsed(get("statusTiming")),
-        _unparsed(get("metrics")),
-        _error_details(get("errorDetails")),
+        timing,
+        metrics,
+        None if details is None else _error_details(details),
         error_code,
         message,
-        _result(result),
+        None if result is None else _result(result),
         result_size,
     )
+
+
+_ASYNC_QUERY_KEYS = (
+    "integratorId", "maxTimeInQueue", "commandSize", "requestSize", "createdAt", "updatedAt",
+    "completedAt", "statusTiming", "metrics", "errorDetails", "errorCode", "errorMessage",
+    "result", "resultSize",
+)  # fmt: skip
+_DICT_OR_NONE = frozenset({dict, type(None)})
 
 
 def _status_result(value: Any) -> models.QueryStatusResult:

@@ -843,6 +843,9 @@ class _StatusBatcher:
         self._asks: list[_Ask] = []
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # While the task sleeps towards the next send: when it will wake (loop time). An
+        # ask due no sooner leaves it asleep (waking it would only send it back to sleep).
+        self._wakes_at: float | None = None
         self.requests = 0
 
     def status(
@@ -853,11 +856,12 @@ class _StatusBatcher:
         loop = asyncio.get_running_loop()
         now = loop.time()
         future: asyncio.Future[models.AsyncQuery] = loop.create_future()
-        latest = latest if latest > earliest else earliest
-        self._asks.append(_Ask(query_id, now + earliest, now + latest, future))
-        self._arrived.set()
+        latest = now + (latest if latest > earliest else earliest)
+        self._asks.append(_Ask(query_id, now + earliest, latest, future))
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._run())
+        elif self._wakes_at is None or latest < self._wakes_at:
+            self._arrived.set()
         return future
 
     def hurry(self, query_id: str) -> None:
@@ -875,41 +879,63 @@ class _StatusBatcher:
             if not self._asks:
                 return
             self._arrived.clear()
-            send_at = min(ask.latest for ask in self._asks)
+            send_at = min([ask.latest for ask in self._asks])
             delay = send_at - loop.time()
             if delay > 0:
-                # Sleep until the first deadline, or until a new ask (maybe more urgent).
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(delay):
-                        await self._arrived.wait()
+                # Sleep until the first deadline, or until a more urgent ask (or a hurry).
+                self._wakes_at = send_at
+                try:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(delay):
+                            await self._arrived.wait()
+                finally:
+                    self._wakes_at = None
                 continue
             # Let the asks made in this very tick join, then take every ask that is due.
             await asyncio.sleep(0)
             now = loop.time()
-            due = [ask for ask in self._asks if ask.earliest <= now and not ask.future.done()]
-            self._asks = [ask for ask in self._asks if ask not in due]
-            batch: dict[str, list[asyncio.Future[models.AsyncQuery]]] = {}
-            for ask in due:
-                batch.setdefault(ask.query_id, []).append(ask.future)
-            if batch:
-                await self._answer(batch)
+            due, waiting = [], []
+            for ask in self._asks:
+                if ask.earliest > now:
+                    waiting.append(ask)
+                elif not ask.future.done():
+                    due.append(ask)
+            self._asks = waiting
+            if due:
+                await self._answer(due)
 
-    async def _answer(self, batch: dict[str, list[asyncio.Future[models.AsyncQuery]]]) -> None:
+    async def _answer(self, due: list[_Ask]) -> None:
+        # (Each query once, in the order asked: a query asked for twice is sent once.)
+        ids = list(dict.fromkeys([ask.query_id for ask in due]))
         try:
             self.requests += 1
-            results = await self._api._get_query_statuses(self._site_id, list(batch))
+            results = await self._api._get_query_statuses(self._site_id, ids)
         except asyncio.CancelledError:
-            _settle(batch, cancel=True)
+            _settle(_by_query(due), cancel=True)
             raise
         except Exception as exc:
-            _settle(batch, error=exc)
+            _settle(_by_query(due), error=exc)
             return
         by_id = {result.query_id: result for result in results}
+        missing: list[_Ask] = []
+        for ask in due:
+            result = by_id.get(ask.query_id)
+            if result is not None and result.query is not None:
+                if not ask.future.done():
+                    ask.future.set_result(result.query)
+            else:
+                missing.append(ask)
+        if missing:
+            await self._answer_missing(_by_query(missing), by_id)
+
+    async def _answer_missing(
+        self,
+        batch: dict[str, list[asyncio.Future[models.AsyncQuery]]],
+        by_id: dict[str, models.QueryStatusResult],
+    ) -> None:
+        """The asks a batch answer had no query object for."""
         for query_id, futures in batch.items():
             result = by_id.get(query_id)
-            if result is not None and result.query is not None:
-                _settle({query_id: futures}, value=result.query)
-                continue
             try:
                 # A batch answer without the query object (the spec's example has none):
                 # ask for this one alone.
@@ -935,6 +961,13 @@ class _StatusBatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+def _by_query(asks: list[_Ask]) -> dict[str, list[asyncio.Future[models.AsyncQuery]]]:
+    batch: dict[str, list[asyncio.Future[models.AsyncQuery]]] = {}
+    for ask in asks:
+        batch.setdefault(ask.query_id, []).append(ask.future)
+    return batch
 
 
 def _settle(
