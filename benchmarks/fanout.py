@@ -67,9 +67,10 @@ TERMINAL = frozenset(
         "successful",
     }
 )
-MIN_PAIRS = 5
+MIN_PAIRS = 11
 """Runs of halo-async and the floor, side by side, at the least (more than ``--repeat``'s
-default of 3: on a shared 2-core machine one pair's CPU ratio moves by a tenth or more)."""
+default of 3: on a shared 2-core machine one pair's CPU ratio moves by 0.1-0.5, so that the
+median of five moved by as much as the gap it was to measure; eleven take ~90 s)."""
 # A correct run takes seconds; one that has not ended after this many floor runs' time is
 # stuck (a query whose status is never answered), and is reported as such.
 _STALL_FACTOR = 5.0
