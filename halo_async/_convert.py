@@ -205,12 +205,6 @@ _ERROR_TYPES = _members(models.ErrorType)
 _BATCH_STATUSES = _members(models.BatchStatus)
 
 
-def _str(value: Any) -> str:
-    if type(value) is str:
-        return value
-    raise _Unusual
-
-
 def _opt_str(value: Any) -> str | None:
     if value is None or type(value) is str:
         return value
@@ -456,6 +450,9 @@ def _async_query(value: Any) -> models.AsyncQuery:
         or type(request_size) not in number
         or type(error_code) not in number
         or type(result_size) not in number
+        or type(created) not in text
+        or type(updated) not in text
+        or type(completed) not in text
         or type(timing) not in _DICT_OR_NONE  # statusTiming and metrics: kept as sent, for
         or type(metrics) not in _DICT_OR_NONE  # the model to parse if read (_ParsedOnRead)
     ):
@@ -475,9 +472,9 @@ def _async_query(value: Any) -> models.AsyncQuery:
         in_queue,
         command_size,
         request_size,
-        None if created is None else _datetime(created),
-        None if updated is None else _datetime(updated),
-        None if completed is None else _datetime(completed),
+        None if created is None else _parsed_datetime(created),
+        None if updated is None else _parsed_datetime(updated),
+        None if completed is None else _parsed_datetime(completed),
         timing,
         metrics,
         None if details is None else _error_details(details),
@@ -497,12 +494,17 @@ _DICT_OR_NONE = frozenset({dict, type(None)})
 
 
 def _status_result(value: Any) -> models.QueryStatusResult:
-    item = _dict(value)
-    query = item.get("query")
+    if type(value) is not dict:
+        raise _Unusual
+    query_id, status, query = value["queryId"], value["status"], value.get("query")
+    if type(query_id) is not str:
+        raise _Unusual
     return _new_status_result(
-        _str(item["queryId"]),
-        _enum(_BATCH_STATUSES, item["status"]),
-        _async_query(query) if query is not None else None,
+        query_id,
+        _BATCH_STATUSES.get(status, status)
+        if type(status) is str
+        else _enum(_BATCH_STATUSES, status),
+        None if query is None else _async_query(query),
     )
 
 

@@ -425,7 +425,10 @@ class AsyncQuery(_QueryBase):
     @property
     def cached_pages(self) -> tuple[Page, ...]:
         """The pages whose status says ``cached``."""
-        return tuple(page for page in self.pages if page.is_cached)
+        pages = self.pages
+        if not pages:  # (before upload, every poll: no generator for nothing)
+            return ()
+        return tuple(page for page in pages if page.is_cached)
 
     @property
     def fetchable_pages(self) -> tuple[Page, ...]:
