@@ -310,7 +310,7 @@ class _FanOut:
         # Plain counters, made into a FanOutProgress only for an event (a fan-out without
         # on_event pays nothing for them beyond the additions).
         self._tally = _Tally()
-        self._queue: asyncio.Queue[SiteOutcome | SitePage] = asyncio.Queue()
+        self._outbox = _Outbox()
         # The queue's pages are bounded: a slow consumer holds the producers back instead
         # of buffering rows. (Outcomes are small and one per entry.)
         self._page_room = asyncio.Semaphore(limits.buffered_pages)
@@ -397,18 +397,18 @@ class _FanOut:
         """
         self._asked.set()  # wakes every producer waiting to create its query
         try:
-            if not self._queue.empty():
-                return self._taken(self._queue.get_nowait())
+            if not self._outbox.empty():
+                return self._taken(self._outbox.take())
             if self._expired:
                 return None
             if ends_at is None:
-                return self._taken(await self._queue.get())
+                return self._taken(await self._outbox.get())
             try:
                 async with asyncio.timeout_at(ends_at):
-                    return self._taken(await self._queue.get())
+                    return self._taken(await self._outbox.get())
             except TimeoutError:
                 self._expire()
-                return self._taken(self._queue.get_nowait()) if not self._queue.empty() else None
+                return self._taken(self._outbox.take()) if not self._outbox.empty() else None
         finally:
             self._asked.clear()
 
@@ -552,7 +552,7 @@ class _FanOut:
                     await slot.__aexit__(type(exc) if exc is not None else None, exc, tb)
 
     def _put(self, item: SiteOutcome | SitePage) -> None:
-        self._queue.put_nowait(item)
+        self._outbox.put(item)
         # The waiting consumer has its item: no more queries until it asks again.
         self._asked.clear()
 
@@ -825,6 +825,42 @@ class _Ask:
     earliest: float
     latest: float
     future: asyncio.Future[models.AsyncQuery]
+
+
+class _Outbox:
+    """The items the producers queue for the consumer, in order: a deque, and the future
+    the one consumer waits on while it is empty. (asyncio.Queue's own bookkeeping is for
+    many getters and a bound; this one has a single getter and no bound, and each item
+    costs it an append and a pop.)"""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: collections.deque[SiteOutcome | SitePage] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put(self, item: SiteOutcome | SitePage) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def take(self) -> SiteOutcome | SitePage:
+        """The first item (there is one: see ``empty``)."""
+        return self._items.popleft()
+
+    async def get(self) -> SiteOutcome | SitePage:
+        """The first item, once there is one. (Cancelled, it takes nothing.)"""
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
 
 
 class _StatusBatcher:
