@@ -557,16 +557,11 @@ class HttpTransport:
         # The retry deadline bounds the whole request, attempts included: an attempt may
         # not outlast it, however long the per-attempt timeout.
         left = attempt.policy.deadline - (attempt.policy.now() - attempt.started)
-        return self._attempt_timeout(
-            attempt.read_timeout, left, attempt.safety is Safety.CREATES_QUERY
-        )
-
-    def _attempt_timeout(
-        self, read_timeout: float | None, left: float, creates: bool
-    ) -> aiohttp.ClientTimeout:
-        """An attempt's timeouts, given the time ``left`` before the retry deadline."""
         return _attempt_timeout(
-            read_timeout or self.request_timeout, left, self._connect_timeout, creates
+            attempt.read_timeout or self.request_timeout,
+            left,
+            self._connect_timeout,
+            attempt.safety is Safety.CREATES_QUERY,
         )
 
     def _scrub(self, payload: bytes) -> bytes:
